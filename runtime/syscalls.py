@@ -1,0 +1,443 @@
+"""The syscall seam: every call pyrun makes into the kernel passes through here.
+
+Each wrapper is named and ordered like the call it makes (see the man page in
+its docstring). A wrapper does three things:
+
+1. builds a `Call` record with the arguments, flags rendered by name;
+2. hands the record to every listener (tracing, the teaching mode, tests);
+3. performs the call through the current backend and raises `OSError` that
+   names the call, its flags and its paths when the kernel refuses.
+
+The standard library is used where it has the call (`os.chroot`,
+`os.sethostname` does not exist, so ctypes is used there). Calls made through
+libraries (python-prctl, pyroute2, nft) are wrapped here too, by `record()`,
+so a trace shows every step.
+
+Unit tests swap the backend for a `Recorder`, which stores the calls and
+performs none of them, so they need no root.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno as _errno
+import os
+import platform
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+# -- Flag tables --------------------------------------------------------------
+# Values from <sched.h>, <sys/mount.h> and <linux/mount.h>.
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+CLONE_FLAGS = {
+    "CLONE_NEWNS": CLONE_NEWNS,
+    "CLONE_NEWCGROUP": CLONE_NEWCGROUP,
+    "CLONE_NEWUTS": CLONE_NEWUTS,
+    "CLONE_NEWIPC": CLONE_NEWIPC,
+    "CLONE_NEWUSER": CLONE_NEWUSER,
+    "CLONE_NEWPID": CLONE_NEWPID,
+    "CLONE_NEWNET": CLONE_NEWNET,
+}
+
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_SYNCHRONOUS = 0x10
+MS_REMOUNT = 0x20
+MS_MANDLOCK = 0x40
+MS_DIRSYNC = 0x80
+MS_NOSYMFOLLOW = 0x100
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_SILENT = 0x8000
+MS_UNBINDABLE = 1 << 17
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+
+MOUNT_FLAGS = {
+    "MS_RDONLY": MS_RDONLY,
+    "MS_NOSUID": MS_NOSUID,
+    "MS_NODEV": MS_NODEV,
+    "MS_NOEXEC": MS_NOEXEC,
+    "MS_SYNCHRONOUS": MS_SYNCHRONOUS,
+    "MS_REMOUNT": MS_REMOUNT,
+    "MS_MANDLOCK": MS_MANDLOCK,
+    "MS_DIRSYNC": MS_DIRSYNC,
+    "MS_NOSYMFOLLOW": MS_NOSYMFOLLOW,
+    "MS_NOATIME": MS_NOATIME,
+    "MS_NODIRATIME": MS_NODIRATIME,
+    "MS_BIND": MS_BIND,
+    "MS_MOVE": MS_MOVE,
+    "MS_REC": MS_REC,
+    "MS_SILENT": MS_SILENT,
+    "MS_UNBINDABLE": MS_UNBINDABLE,
+    "MS_PRIVATE": MS_PRIVATE,
+    "MS_SLAVE": MS_SLAVE,
+    "MS_SHARED": MS_SHARED,
+    "MS_RELATIME": MS_RELATIME,
+    "MS_STRICTATIME": MS_STRICTATIME,
+}
+
+MNT_FORCE = 0x1
+MNT_DETACH = 0x2
+MNT_EXPIRE = 0x4
+UMOUNT_NOFOLLOW = 0x8
+
+UMOUNT_FLAGS = {
+    "MNT_FORCE": MNT_FORCE,
+    "MNT_DETACH": MNT_DETACH,
+    "MNT_EXPIRE": MNT_EXPIRE,
+    "UMOUNT_NOFOLLOW": UMOUNT_NOFOLLOW,
+}
+
+# Syscall numbers that glibc has no wrapper for, per architecture
+# (from the kernel's syscall tables: arch/x86/entry/syscalls/syscall_64.tbl
+# and include/uapi/asm-generic/unistd.h for arm64).
+SYSCALL_NUMBERS = {
+    "x86_64": {"pivot_root": 155, "openat2": 437},
+    "aarch64": {"pivot_root": 41, "openat2": 437},
+}
+
+
+def render_flags(value: int, table: dict[str, int]) -> str:
+    """Render a flag word by name, e.g. ``MS_BIND|MS_REC``; unknown bits in hex."""
+    if value == 0:
+        return "0"
+    names = []
+    rest = value
+    for name, bit in table.items():
+        if bit and value & bit == bit:
+            names.append(name)
+            rest &= ~bit
+    if rest:
+        names.append(hex(rest))
+    return "|".join(names)
+
+
+# -- Call records and listeners -------------------------------------------------
+
+
+@dataclass
+class Call:
+    """One kernel call: its name, man page, arguments as the trace shows them."""
+
+    name: str
+    manpage: str
+    args: dict[str, Any] = field(default_factory=dict)
+    error: OSError | None = None
+
+    def render(self) -> str:
+        """Render the call strace-like: ``mount("overlay", "/x", ...) = 0``."""
+        parts = []
+        for key, value in self.args.items():
+            if isinstance(value, str):
+                parts.append(f"{key}={value!r}")
+            else:
+                parts.append(f"{key}={value}")
+        outcome = "0"
+        if self.error is not None:
+            code = _errno.errorcode.get(self.error.errno or 0, "?")
+            outcome = f"-1 {code} ({os.strerror(self.error.errno or 0)})"
+        return f"{self.name}({', '.join(parts)}) = {outcome}"
+
+
+Listener = Callable[[Call], None]
+_listeners: list[Listener] = []
+
+
+def add_listener(listener: Listener) -> None:
+    """Register a function that receives every `Call` after it is made."""
+    _listeners.append(listener)
+
+
+def remove_listener(listener: Listener) -> None:
+    _listeners.remove(listener)
+
+
+def _notify(call: Call) -> None:
+    for listener in list(_listeners):
+        listener(call)
+
+
+def trace_to_stderr(call: Call) -> None:
+    """A listener for ``--log-level trace``: one strace-like line per call."""
+    sys.stderr.write(f"trace: {call.render()}\n")
+    sys.stderr.flush()
+
+
+# -- Backends -----------------------------------------------------------------
+
+
+class Recorder:
+    """A fake backend: stores each call and performs nothing.
+
+    Unit tests use it through `recording()`; `fail` maps a call name to an
+    errno so a test can make one call fail as the kernel would.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.fail: dict[str, int] = {}
+
+    def perform(self, call: Call, action: Callable[[], Any]) -> Any:
+        self.calls.append(call)
+        code = self.fail.get(call.name)
+        if code is not None:
+            raise OSError(code, os.strerror(code))
+        return None
+
+    def names(self) -> list[str]:
+        return [call.name for call in self.calls]
+
+
+class KernelBackend:
+    """The real backend: runs the action, which calls libc or a library."""
+
+    def perform(self, call: Call, action: Callable[[], Any]) -> Any:
+        return action()
+
+
+_backend: KernelBackend | Recorder = KernelBackend()
+
+
+@contextmanager
+def recording() -> Iterator[Recorder]:
+    """Swap in a `Recorder` for the duration of a ``with`` block."""
+    global _backend
+    previous = _backend
+    recorder = Recorder()
+    _backend = recorder
+    try:
+        yield recorder
+    finally:
+        _backend = previous
+
+
+def record(
+    name: str,
+    manpage: str,
+    action: Callable[[], Any],
+    /,
+    *,
+    returns: bool = True,
+    **args: Any,
+) -> Any:
+    """Make one call through the seam: run it, notify listeners, wrap errors.
+
+    `action` performs the call. Library calls (python-prctl, pyroute2, nft)
+    use this directly so that they are traced like libc calls. A call that
+    does not return on success (execve) sets `returns=False`, so listeners
+    hear of it before it is made.
+    """
+    call = Call(name, manpage, args)
+    if not returns:
+        _notify(call)
+    try:
+        result = _backend.perform(call, action)
+    except OSError as err:
+        call.error = err
+        if returns:
+            _notify(call)
+        raise _describe(call, err) from None
+    if returns:
+        _notify(call)
+    return result
+
+
+def _describe(call: Call, err: OSError) -> OSError:
+    """Build an OSError that names the call, its flags and its paths."""
+    detail = ", ".join(f"{k}={v}" for k, v in call.args.items())
+    paths = [v for k, v in call.args.items() if k in ("path", "target", "source", "new_root")]
+    message = f"{call.name}({detail}): {os.strerror(err.errno or 0)}"
+    new = OSError(err.errno, message)
+    if paths:
+        new.filename = str(paths[0])
+    return new
+
+
+# -- libc ---------------------------------------------------------------------
+
+_libc: ctypes.CDLL | None = None
+
+
+def libc() -> ctypes.CDLL:
+    """Load libc once, with errno captured for each call."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    return _libc
+
+
+def _check(result: int) -> int:
+    if result == -1:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+    return result
+
+
+def _bytes(value: str | None) -> bytes | None:
+    return None if value is None else os.fsencode(value)
+
+
+def syscall_number(name: str) -> int:
+    """Look up a syscall number that libc has no wrapper for."""
+    machine = platform.machine()
+    table = SYSCALL_NUMBERS.get(machine)
+    if table is None:
+        raise OSError(
+            _errno.ENOSYS,
+            f"no syscall table for architecture {machine!r}: add its numbers "
+            "to SYSCALL_NUMBERS in runtime/syscalls.py",
+        )
+    return table[name]
+
+
+# -- Namespaces: unshare(2), setns(2) --------------------------------------------
+
+
+def unshare(flags: int) -> None:
+    """Move the caller into new namespaces (unshare(2))."""
+    record(
+        "unshare",
+        "unshare(2)",
+        lambda: _check(libc().unshare(flags)),
+        flags=render_flags(flags, CLONE_FLAGS),
+    )
+
+
+def setns(fd: int, nstype: int = 0, *, path: str = "") -> None:
+    """Join the namespace that `fd` refers to (setns(2))."""
+    record(
+        "setns",
+        "setns(2)",
+        lambda: _check(libc().setns(fd, nstype)),
+        path=path or f"fd {fd}",
+        nstype=render_flags(nstype, CLONE_FLAGS),
+    )
+
+
+# -- Mounts: mount(2), umount2(2), pivot_root(2) --------------------------------
+
+
+def mount(
+    source: str | None,
+    target: str,
+    fstype: str | None = None,
+    flags: int = 0,
+    data: str | None = None,
+) -> None:
+    """Attach a filesystem, or change a mount's flags or propagation (mount(2))."""
+
+    def action() -> int:
+        return _check(
+            libc().mount(_bytes(source), _bytes(target), _bytes(fstype), ctypes.c_ulong(flags), _bytes(data))
+        )
+
+    record(
+        "mount",
+        "mount(2)",
+        action,
+        source=source or "none",
+        target=target,
+        fstype=fstype or "none",
+        flags=render_flags(flags, MOUNT_FLAGS),
+        data=data or "",
+    )
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    """Detach a mount (umount2(2))."""
+    record(
+        "umount2",
+        "umount2(2)",
+        lambda: _check(libc().umount2(_bytes(target), flags)),
+        target=target,
+        flags=render_flags(flags, UMOUNT_FLAGS),
+    )
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    """Make `new_root` the root of this mount namespace (pivot_root(2))."""
+
+    def action() -> int:
+        number = syscall_number("pivot_root")
+        return _check(libc().syscall(number, _bytes(new_root), _bytes(put_old)))
+
+    record("pivot_root", "pivot_root(2)", action, new_root=new_root, put_old=put_old)
+
+
+def chroot(path: str) -> None:
+    """Change the root directory of this process (chroot(2))."""
+    record("chroot", "chroot(2)", lambda: os.chroot(path), path=path)
+
+
+def chdir(path: str) -> None:
+    """Change the working directory (chdir(2))."""
+    record("chdir", "chdir(2)", lambda: os.chdir(path), path=path)
+
+
+# -- Identity: sethostname(2) ---------------------------------------------------
+
+
+def sethostname(name: str) -> None:
+    """Set the hostname of this UTS namespace (sethostname(2))."""
+    encoded = name.encode()
+    record(
+        "sethostname",
+        "sethostname(2)",
+        lambda: _check(libc().sethostname(encoded, len(encoded))),
+        name=name,
+    )
+
+
+# -- Files: mknod(2), symlink(2) ---------------------------------------------------
+
+
+def mknod(path: str, mode: int, device: int = 0) -> None:
+    """Create a device node or FIFO (mknod(2))."""
+    record(
+        "mknod",
+        "mknod(2)",
+        lambda: os.mknod(path, mode, device),
+        path=path,
+        mode=oct(mode),
+        device=f"{os.major(device)}:{os.minor(device)}",
+    )
+
+
+def symlink(target: str, path: str) -> None:
+    """Create a symbolic link at `path` that points to `target` (symlink(2))."""
+    record("symlink", "symlink(2)", lambda: os.symlink(target, path), target=target, path=path)
+
+
+# -- Processes: execve(2) ------------------------------------------------------------
+
+
+def execve(path: str, argv: list[str], env: dict[str, str]) -> None:
+    """Replace this process with `path` (execve(2)). Returns only on failure."""
+    record(
+        "execve",
+        "execve(2)",
+        lambda: os.execve(path, argv, env),
+        returns=False,
+        path=path,
+        argv=argv,
+    )

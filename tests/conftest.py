@@ -1,0 +1,51 @@
+"""Shared pytest set-up: markers, the pyrun command, and per-test store roots.
+
+The registry and fixture images live in tests/fixtures and are exposed here
+as session fixtures by tests/fixtures/plugin.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["tests.fixtures.plugin"]
+
+REPO = Path(__file__).resolve().parent.parent
+PYRUN = str(Path(sys.executable).with_name("pyrun"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip root-only tests with the reason when not running as root."""
+    if os.geteuid() == 0:
+        return
+    skip = pytest.mark.skip(reason="needs root: integration tests use the real kernel")
+    for item in items:
+        if "root" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def store_root(tmp_path: Path) -> Path:
+    """An empty pyrun root (images and containers) for one test."""
+    root = tmp_path / "pyrun-root"
+    root.mkdir()
+    return root
+
+
+def run_pyrun(*args: str, root: Path | None = None, check: bool = False,
+              env: dict | None = None, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+    """Run the installed `pyrun` command and capture its output as text."""
+    command = [PYRUN]
+    if root is not None:
+        command += ["--root", str(root)]
+    command += list(args)
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    return subprocess.run(command, capture_output=True, text=True, check=check,
+                          env=full_env, timeout=timeout, **kwargs)

@@ -1,0 +1,61 @@
+"""The syscall seam: flag rendering, recording, listeners and error text."""
+
+import errno
+
+import pytest
+
+from runtime import syscalls
+
+
+def test_render_flags_by_name():
+    flags = syscalls.MS_BIND | syscalls.MS_REC
+    assert syscalls.render_flags(flags, syscalls.MOUNT_FLAGS) == "MS_BIND|MS_REC"
+
+
+def test_render_flags_unknown_bits_in_hex():
+    rendered = syscalls.render_flags(syscalls.MNT_DETACH | 0x100, syscalls.UMOUNT_FLAGS)
+    assert rendered == "MNT_DETACH|0x100"
+
+
+def test_recorder_stores_calls_without_making_them():
+    with syscalls.recording() as recorder:
+        syscalls.unshare(syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS)
+        syscalls.mount("proc", "/nonexistent/proc", "proc", syscalls.MS_NOSUID)
+    assert recorder.names() == ["unshare", "mount"]
+    assert recorder.calls[0].args["flags"] == "CLONE_NEWNS|CLONE_NEWUTS"
+    assert recorder.calls[1].args["target"] == "/nonexistent/proc"
+
+
+def test_listener_sees_each_call():
+    seen = []
+    syscalls.add_listener(seen.append)
+    try:
+        with syscalls.recording():
+            syscalls.sethostname("box")
+    finally:
+        syscalls.remove_listener(seen.append)
+    assert [call.name for call in seen] == ["sethostname"]
+    assert seen[0].render() == "sethostname(name='box') = 0"
+
+
+def test_failure_names_call_flags_and_path():
+    with syscalls.recording() as recorder:
+        recorder.fail["mount"] = errno.EINVAL
+        with pytest.raises(OSError) as info:
+            syscalls.mount("overlay", "/tmp/x", "overlay", syscalls.MS_RDONLY, "lowerdir=/a")
+    message = str(info.value)
+    assert "mount(" in message
+    assert "MS_RDONLY" in message
+    assert "/tmp/x" in message
+    assert info.value.errno == errno.EINVAL
+
+
+def test_execve_is_announced_before_it_runs():
+    seen = []
+    syscalls.add_listener(seen.append)
+    try:
+        with syscalls.recording():
+            syscalls.execve("/bin/true", ["true"], {})
+    finally:
+        syscalls.remove_listener(seen.append)
+    assert [call.name for call in seen] == ["execve"]
