@@ -1,0 +1,170 @@
+"""The narration of `pyrun --explain`: each step, as it happens, on stderr.
+
+`enable()` registers `narrate` as a listener of the syscall seam, so every
+call that pyrun makes into the kernel is narrated right after it is made
+(execve just before, because it does not return). Nothing here repeats the
+logic of a step: what is narrated is exactly what the seam saw, so turning
+the narration on changes what is printed, never what is done.
+
+Steps that are not kernel calls, such as registry requests, are reported by
+the code that makes them:
+
+    from runtime import explain
+    explain.step("registry manifest", reference=ref, url=url, media_type=media_type)
+
+`step()` does nothing until `enable()` is called, and this module imports
+only the standard library and the seam, so any module may call it.
+
+Each step prints one line saying what it is for (from
+`runtime.teaching.steps`) and one indented line naming the call and its man
+page, e.g.
+
+    Mount a new proc filesystem at /var/lib/pyrun/.../rootfs/proc, so ...
+        mount(source='proc', target='...', fstype='proc', ...) = 0    [man 2 mount]
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import Any
+
+from runtime import syscalls
+from runtime.teaching import steps
+
+log = logging.getLogger(__name__)
+
+# ANSI SGR sequences, used only when the output is a terminal.
+BOLD = "\033[1m"
+CYAN = "\033[36m"
+RED = "\033[31m"
+RESET = "\033[0m"
+
+_output_fd: int | None = None
+_colour = False
+
+
+def enable(*, colour: bool | None = None) -> None:
+    """Start narrating every step on stderr; `colour` None means "if a terminal"."""
+    global _output_fd, _colour
+    if _output_fd is not None:
+        return
+
+    # Write to a duplicate of stderr, not to fd 2 itself: the container's
+    # child may point fd 2 at the container's log before execve, and the
+    # narration of its last steps must still reach the user. os.dup() makes
+    # the copy close-on-exec, so the container's command never inherits it.
+    _output_fd = os.dup(2)
+    _colour = wants_colour(_output_fd) if colour is None else colour
+    syscalls.add_listener(narrate)
+
+
+def disable() -> None:
+    """Stop narrating and close the duplicate of stderr."""
+    global _output_fd
+    if _output_fd is None:
+        return
+    syscalls.remove_listener(narrate)
+    os.close(_output_fd)
+    _output_fd = None
+
+
+def is_enabled() -> bool:
+    return _output_fd is not None
+
+
+def wants_colour(fd: int) -> bool:
+    """Return True when `fd` is a terminal and the user has not turned colour off."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("TERM") == "dumb":
+        return False
+    return os.isatty(fd)
+
+
+def step(key: str, **details: Any) -> None:
+    """Narrate a step that is not a kernel call, e.g. ``step("registry blob", digest=...)``.
+
+    Call it after the step happened, with what it used (URL, digest, media
+    type). `key` chooses the explanation in `runtime.teaching.steps`.
+    """
+    if _output_fd is None:
+        return
+    narrate(syscalls.Call(key, steps.REFERENCES.get(key, ""), dict(details)))
+
+
+def narrate(call: syscalls.Call) -> None:
+    """Print one step: what it is for, then the call itself."""
+    if _output_fd is None:
+        return
+    try:
+        text = format_step(call, colour=_colour)
+    except Exception:
+        # A mistake in a text of the table must not stop the container:
+        # print the bare call instead and log what went wrong.
+        log.exception("failed to explain the call %s", call.name)
+        text = f"{call.name}\n    {call.render()}\n"
+    _write(text)
+
+
+def format_step(call: syscalls.Call, *, colour: bool = False) -> str:
+    """Return the narration of one call as lines of text, ending in a newline."""
+    purpose = steps.explain(call.name, call.args)
+    if call.error is not None:
+        purpose = steps.FAILED_STEP.format(step=purpose)
+    lines = [_paint(purpose, BOLD if call.error is None else BOLD + RED, colour)]
+
+    if call.name in ("unshare", "clone"):
+        for line in steps.namespace_lines(str(call.args.get("flags", ""))):
+            lines.append(f"  - {line}")
+
+    rendered = format_call(call)
+    lines.append("    " + _paint(rendered, CYAN if call.error is None else RED, colour))
+    return "\n".join(lines) + "\n"
+
+
+def format_call(call: syscalls.Call) -> str:
+    """Render the call and where to read about it: ``mount(...) = 0    [man 2 mount]``."""
+    if _is_kernel_call(call):
+        rendered = call.render()
+    else:
+        details = ", ".join(f"{key}={value}" for key, value in call.args.items())
+        rendered = f"{call.name}: {details}" if details else call.name
+    reference = man_command(call.manpage)
+    if reference:
+        rendered += f"    [{reference}]"
+    return rendered
+
+
+def man_command(manpage: str) -> str:
+    """Turn ``mount(2)`` into ``man 2 mount``; other references stay as they are."""
+    match = re.fullmatch(r"([\w.-]+)\((\w+)\)", manpage)
+    if match is None:
+        return manpage
+    return f"man {match.group(2)} {match.group(1)}"
+
+
+def _is_kernel_call(call: syscalls.Call) -> bool:
+    # Seam calls always name a man page; steps reported through step() name
+    # a specification from steps.REFERENCES, or nothing.
+    return call.name not in steps.REFERENCES and bool(call.manpage)
+
+
+def _paint(text: str, style: str, colour: bool) -> str:
+    return f"{style}{text}{RESET}" if colour else text
+
+
+def _write(text: str) -> None:
+    # One write per step: a pipe write of at most PIPE_BUF (4096) bytes is
+    # atomic, so the lines of the parent and of the container's child do
+    # not interleave inside one step.
+    data = text.encode("utf-8", errors="replace")
+    try:
+        while data:
+            written = os.write(_output_fd, data)
+            data = data[written:]
+    except OSError as err:
+        # The reader went away (e.g. `pyrun --explain ... 2>&1 | head`);
+        # the container carries on without narration.
+        log.debug("narration output failed: %s", err)

@@ -1,0 +1,232 @@
+"""The --explain narration: what it prints for calls recorded at the seam."""
+
+import errno
+import os
+
+import pytest
+
+from runtime import explain, syscalls
+from runtime.teaching import steps
+
+
+@pytest.fixture(autouse=True)
+def narration_off():
+    """Leave the narration off after each test, whatever the test did."""
+    yield
+    explain.disable()
+
+
+def narrated_calls(text: str) -> list[str]:
+    """Return the indented call lines of a narration, without the man page."""
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("    ") and not line.startswith("    -"):
+            lines.append(line.strip().split("    [")[0])
+    return lines
+
+
+def test_steps_narrated_in_order(capfd):
+    explain.enable(colour=False)
+    with syscalls.recording() as recorder:
+        syscalls.unshare(syscalls.CLONE_NEWNS | syscalls.CLONE_NEWPID)
+        syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+        syscalls.mount("proc", "/r/proc", "proc", syscalls.MS_NOSUID)
+        syscalls.pivot_root("/r", "/r/.oldroot")
+        syscalls.execve("/bin/echo", ["echo", "hi"], {})
+    err = capfd.readouterr().err
+    assert narrated_calls(err) == [call.render() for call in recorder.calls]
+
+
+def test_call_line_names_man_page(capfd):
+    explain.enable(colour=False)
+    with syscalls.recording():
+        syscalls.pivot_root("/r", "/r/.oldroot")
+    err = capfd.readouterr().err
+    lines = err.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("Swap the root of this mount namespace: /r becomes /")
+    assert lines[1] == "    pivot_root(new_root='/r', put_old='/r/.oldroot') = 0    [man 2 pivot_root]"
+
+
+def test_unshare_lists_each_namespace(capfd):
+    explain.enable(colour=False)
+    with syscalls.recording():
+        syscalls.unshare(syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWNET)
+    err = capfd.readouterr().err
+    assert "  - uts namespace (CLONE_NEWUTS): its own hostname" in err
+    assert "  - net namespace (CLONE_NEWNET): its own interfaces" in err
+    assert "mount namespace" not in err
+
+
+@pytest.mark.parametrize(
+    "source, target, fstype, flags, expected",
+    [
+        ("proc", "/r/proc", "proc", syscalls.MS_NOSUID, "Mount a new proc filesystem at /r/proc"),
+        ("/c/hosts", "/r/etc/hosts", None, syscalls.MS_BIND, "Bind-mount the container's own hosts file"),
+        (None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE, "Make every mount under / private"),
+        ("/r", "/r", None, syscalls.MS_BIND | syscalls.MS_REC, "Bind-mount the new root /r onto itself"),
+        ("/data", "/r/data", None, syscalls.MS_BIND, "Bind-mount /data at /r/data"),
+        ("overlay", "/r", "overlay", 0, "Stack the image's layers into one root filesystem at /r"),
+        ("tmpfs", "/r/dev", "tmpfs", syscalls.MS_NOSUID, "Mount an empty tmpfs at /r/dev, so"),
+        ("tmpfs", "/r/dev/shm", "tmpfs", 0, "Mount an empty tmpfs at /r/dev/shm for POSIX shared memory"),
+        ("tmpfs", "/r/run", "tmpfs", 0, "Mount an empty in-memory filesystem (tmpfs) at /r/run"),
+        ("x", "/r/y", "ext4", 0, "Mount a ext4 filesystem from x at /r/y"),
+    ],
+)
+def test_mount_explanation_by_arguments(source, target, fstype, flags, expected):
+    with syscalls.recording() as recorder:
+        syscalls.mount(source, target, fstype, flags)
+    call = recorder.calls[0]
+    assert steps.explain(call.name, call.args).startswith(expected)
+
+
+def test_read_only_bind_remount_explained():
+    with syscalls.recording() as recorder:
+        syscalls.mount(None, "/r/sys", None, syscalls.MS_REMOUNT | syscalls.MS_BIND | syscalls.MS_RDONLY)
+    call = recorder.calls[0]
+    assert steps.explain(call.name, call.args).startswith("Remount the bind mount at /r/sys read-only")
+
+
+def test_cgroup_write_explained_by_file():
+    v2 = steps.explain("write cgroup file", {"path": "/sys/fs/cgroup/pyrun/ab/memory.max", "value": "16777216"})
+    v1 = steps.explain(
+        "write cgroup file", {"path": "/sys/fs/cgroup/memory/pyrun/ab/memory.limit_in_bytes", "value": "16777216"}
+    )
+    other = steps.explain("write cgroup file", {"path": "/sys/fs/cgroup/pyrun/ab/io.weight", "value": "50"})
+    assert v2.startswith("Limit the container's memory to 16777216 bytes (cgroup v2)")
+    assert v1.startswith("Limit the container's memory to 16777216 bytes (cgroup v1)")
+    assert other == "Write 50 to the cgroup file /sys/fs/cgroup/pyrun/ab/io.weight."
+
+
+def test_unknown_call_still_narrated(capfd):
+    explain.enable(colour=False)
+    with syscalls.recording():
+        syscalls.record("frobnicate", "frobnicate(2)", lambda: None, level=3)
+    err = capfd.readouterr().err
+    assert "Call frobnicate (runtime/teaching/steps.py has no explanation for it yet)." in err
+    assert "    frobnicate(level=3) = 0    [man 2 frobnicate]" in err
+
+
+def test_missing_field_left_as_written():
+    # An entry whose text names an argument the call lacks must not fail.
+    text = steps.explain("netlink RTM_NEWADDR", {"ifname": "eth0"})
+    assert text == "Give eth0 the address {address}, so it can send and receive IP packets."
+
+
+def test_failed_call_narrated_with_error(capfd):
+    explain.enable(colour=False)
+    with syscalls.recording() as recorder:
+        recorder.fail["mount"] = errno.EINVAL
+        with pytest.raises(OSError):
+            syscalls.mount("overlay", "/r", "overlay", 0, "lowerdir=/a")
+    err = capfd.readouterr().err
+    assert err.startswith("Failed: Stack the image's layers")
+    assert "= -1 EINVAL (Invalid argument)" in err
+
+
+def test_execve_narrated_before_it_runs(capfd):
+    explain.enable(colour=False)
+    seen_before = []
+
+    def fake_exec():
+        seen_before.append(capfd.readouterr().err)
+
+    syscalls.record("execve", "execve(2)", fake_exec, returns=False, path="/bin/true", argv=["true"])
+    assert "Run the container's command /bin/true" in seen_before[0]
+    assert capfd.readouterr().err == ""
+
+
+def test_disabled_prints_nothing(capfd):
+    with syscalls.recording():
+        syscalls.sethostname("box")
+    explain.step("registry blob", digest="sha256:00")
+    assert capfd.readouterr().err == ""
+
+
+def test_registry_step_narrated(capfd):
+    explain.enable(colour=False)
+    explain.step("registry blob", digest="sha256:0a1b", size=42)
+    lines = capfd.readouterr().err.splitlines()
+    assert lines[0] == "Download the layer sha256:0a1b: a tar archive of the files this layer adds or changes."
+    assert lines[1] == "    registry blob: digest=sha256:0a1b, size=42    [OCI distribution spec, pulling blobs]"
+
+
+def test_plain_text_when_not_terminal(capfd):
+    explain.enable()
+    with syscalls.recording():
+        syscalls.sethostname("box")
+    assert "\033[" not in capfd.readouterr().err
+
+
+def test_colour_when_forced(capfd):
+    explain.enable(colour=True)
+    with syscalls.recording():
+        syscalls.sethostname("box")
+    assert explain.BOLD in capfd.readouterr().err
+
+
+def test_no_colour_honoured(monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert explain.wants_colour(2) is False
+
+
+def test_broken_table_entry_does_not_stop_call(capfd, monkeypatch):
+    def broken(name, args):
+        raise KeyError("typo")
+
+    monkeypatch.setattr(steps, "explain", broken)
+    explain.enable(colour=False)
+    with syscalls.recording() as recorder:
+        syscalls.sethostname("box")
+    assert recorder.names() == ["sethostname"]
+    assert "    sethostname(name='box') = 0" in capfd.readouterr().err
+
+
+def test_child_narration_survives_stderr_redirect(capfd):
+    # The container's child may point fd 2 at the container log before
+    # execve; the narration must still reach the stderr pyrun started with.
+    explain.enable(colour=False)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            with syscalls.recording():
+                syscalls.sethostname("child")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert "Give the container's UTS namespace its own hostname, child" in capfd.readouterr().err
+
+
+def test_output_not_inherited_by_exec():
+    explain.enable(colour=False)
+    assert os.get_inheritable(explain._output_fd) is False
+
+
+# Argument names each seam wrapper records; a `when` pattern on another name
+# could never match, which would hide the entry.
+SEAM_ARGUMENTS = {
+    "mount": {"source", "target", "fstype", "flags", "data"},
+    "umount2": {"target", "flags"},
+    "unshare": {"flags"},
+    "setns": {"path", "nstype"},
+    "pivot_root": {"new_root", "put_old"},
+    "chroot": {"path"},
+    "chdir": {"path"},
+    "sethostname": {"name"},
+    "mknod": {"path", "mode", "device"},
+    "symlink": {"target", "path"},
+    "execve": {"path", "argv"},
+}
+
+
+@pytest.mark.parametrize("entry", [e for e in steps.STEPS if e.call in SEAM_ARGUMENTS], ids=lambda e: e.call)
+def test_table_patterns_use_recorded_arguments(entry):
+    assert set(entry.when) <= SEAM_ARGUMENTS[entry.call]
+
+
+def test_flag_pattern_ignores_order():
+    entry = steps.Step("mount", "x", {"flags": "MS_BIND|MS_RDONLY"})
+    assert entry.matches("mount", {"flags": "MS_RDONLY|MS_REMOUNT|MS_BIND"})
+    assert not entry.matches("mount", {"flags": "MS_BIND"})
