@@ -24,6 +24,7 @@ import ctypes.util
 import errno as _errno
 import os
 import platform
+import signal
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -441,3 +442,47 @@ def execve(path: str, argv: list[str], env: dict[str, str]) -> None:
         path=path,
         argv=argv,
     )
+
+# -- Cgroups: cgroups(7), mkdir(2), rmdir(2), kill(2) -------------------------------
+
+SIGNALS_BY_NUMBER = {int(sig): sig.name for sig in signal.Signals}
+
+
+def mkdir(path: str, mode: int = 0o755) -> None:
+    """Create a directory; in a cgroup filesystem this creates a cgroup (mkdir(2))."""
+    record("mkdir", "mkdir(2)", lambda: os.mkdir(path, mode), path=path, mode=oct(mode))
+
+
+def rmdir(path: str) -> None:
+    """Remove an empty directory; in a cgroup filesystem, an empty cgroup (rmdir(2))."""
+    record("rmdir", "rmdir(2)", lambda: os.rmdir(path), path=path)
+
+
+def write_cgroup_file(path: str, value: str) -> None:
+    """Write `value` to a cgroup control file in one write(2) (cgroups(7)).
+
+    The kernel parses each write(2) on its own, so the value must not be split
+    into several writes. The file is opened without O_CREAT: a control file
+    that does not exist means the controller or feature is missing.
+    """
+
+    def action() -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        try:
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
+
+    record("write_cgroup_file", "cgroups(7)", action, path=path, value=value)
+
+
+def kill(pid: int, sig: int) -> None:
+    """Send signal `sig` to process `pid` (kill(2))."""
+    record(
+        "kill",
+        "kill(2)",
+        lambda: os.kill(pid, sig),
+        pid=pid,
+        signal=SIGNALS_BY_NUMBER.get(sig, str(sig)),
+    )
+

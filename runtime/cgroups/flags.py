@@ -1,0 +1,204 @@
+"""Docker's resource flags, turned into an OCI "linux.resources" dict.
+
+The flags are spelled as `docker run` spells them (--memory 512m, --cpus 1.5,
+...), and the result follows the OCI runtime spec (config-linux.md,
+"Control groups"): memory sizes in bytes, CPU bandwidth as a CFS quota and
+period in microseconds, and "swap" as the limit of memory plus swap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import Any
+
+from runtime.errors import UsageError
+
+# The CFS period that `--cpus` uses, in microseconds (Docker's default).
+CPU_PERIOD_US = 100_000
+
+# Docker rejects memory limits below 6 MiB, because the container runtime
+# itself needs that much to start a process.
+MIN_MEMORY_BYTES = 6 * 1024 * 1024
+
+# The flag behind each OCI resource, so a value the kernel rejects can be
+# reported in the user's own terms. Keys are (section, field) in
+# "linux.resources".
+FLAG_NAMES = {
+    ("memory", "limit"): "--memory",
+    ("memory", "swap"): "--memory-swap",
+    ("memory", "reservation"): "--memory-reservation",
+    ("memory", "disableOOMKiller"): "--oom-kill-disable",
+    ("memory", "swappiness"): "--memory-swappiness",
+    ("cpu", "shares"): "--cpu-shares",
+    ("cpu", "quota"): "--cpus",
+    ("cpu", "period"): "--cpus",
+    ("cpu", "cpus"): "--cpuset-cpus",
+    ("cpu", "mems"): "--cpuset-mems",
+    ("pids", "limit"): "--pids-limit",
+}
+
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp])?i?b?$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+_CPU_LIST = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+
+
+def parse_size(text: str, flag: str) -> int:
+    """Parse a size such as 512m, 1.5g, 64MiB or 1024 (bytes) into bytes.
+
+    Units are binary (k = 1024), as in Docker's RAMInBytes.
+    """
+    match = _SIZE.match(text.strip())
+    if not match:
+        raise UsageError(
+            f"invalid value for {flag}: {text!r}",
+            hint="use a number of bytes with an optional unit b, k, m or g, e.g. 512m",
+        )
+    number, unit = match.groups()
+    return int(float(number) * _UNITS[(unit or "").lower()])
+
+
+def parse_cpu_list(text: str, flag: str) -> str:
+    """Check a CPU or memory-node list such as 0-3 or 0,2 and return it."""
+    if not _CPU_LIST.match(text):
+        raise UsageError(f"invalid value for {flag}: {text!r}", hint="use a list such as 0-3 or 0,2")
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        if last and int(last) < int(first):
+            raise UsageError(f"invalid value for {flag}: range {part!r} runs backwards")
+    return text
+
+
+def add_resource_flags(parser: argparse.ArgumentParser) -> None:
+    """Add Docker's cgroup flags (--memory, --cpus, ...) to a run/create parser."""
+    group = parser.add_argument_group("resource limits (cgroups)")
+    group.add_argument("-m", "--memory", metavar="BYTES",
+                       help="memory limit, with unit b, k, m or g (e.g. 512m)")
+    group.add_argument("--memory-swap", metavar="BYTES",
+                       help="limit of memory plus swap, with unit; -1 for unlimited swap")
+    group.add_argument("--memory-reservation", metavar="BYTES",
+                       help="memory soft limit, with unit; must be below --memory")
+    group.add_argument("--memory-swappiness", metavar="0-100", type=int,
+                       help="how eagerly the kernel swaps this container's pages (cgroup v1 only)")
+    group.add_argument("--oom-kill-disable", action="store_true",
+                       help="do not OOM-kill processes at the memory limit (cgroup v1 only)")
+    group.add_argument("--cpus", metavar="NUMBER",
+                       help="CPU limit in cores, e.g. 0.5 (a CFS quota per 100 ms period)")
+    group.add_argument("-c", "--cpu-shares", metavar="SHARES", type=int,
+                       help="relative CPU weight (default 1024; cpu.weight on cgroup v2)")
+    group.add_argument("--cpuset-cpus", metavar="LIST",
+                       help="CPUs the container may run on, e.g. 0-3 or 0,2")
+    group.add_argument("--cpuset-mems", metavar="LIST",
+                       help="memory nodes the container may allocate from, e.g. 0")
+    group.add_argument("--pids-limit", metavar="NUMBER", type=int,
+                       help="maximum number of processes; 0 or -1 for unlimited")
+    group.add_argument("--cgroup-parent", metavar="PATH", default="",
+                       help="parent cgroup of the container's cgroup (default: pyrun)")
+
+
+def resources_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Build the OCI "linux.resources" dict from the parsed resource flags.
+
+    Raises UsageError naming the flag for a value that cannot be right on
+    any kernel; values the kernel itself rejects are reported by the
+    cgroup driver when it writes them.
+    """
+    resources: dict[str, Any] = {}
+    memory = _memory_from_args(args)
+    if memory:
+        resources["memory"] = memory
+    cpu = _cpu_from_args(args)
+    if cpu:
+        resources["cpu"] = cpu
+    pids_limit = getattr(args, "pids_limit", None)
+    if pids_limit is not None:
+        # Docker treats 0 and -1 as "no limit"; the OCI spec spells that -1.
+        resources["pids"] = {"limit": -1 if pids_limit <= 0 else pids_limit}
+    return resources
+
+
+def _memory_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    memory: dict[str, Any] = {}
+    if getattr(args, "memory", None) is not None:
+        memory["limit"] = parse_size(args.memory, "--memory")
+        if memory["limit"] < MIN_MEMORY_BYTES:
+            raise UsageError(f"invalid value for --memory: {args.memory!r} is below the minimum of 6m")
+
+    if getattr(args, "memory_swap", None) is not None:
+        if "limit" not in memory:
+            raise UsageError("--memory-swap needs --memory: it limits memory plus swap together")
+        if args.memory_swap.strip() == "-1":
+            memory["swap"] = -1
+        else:
+            memory["swap"] = parse_size(args.memory_swap, "--memory-swap")
+            if memory["swap"] < memory["limit"]:
+                raise UsageError(
+                    f"invalid value for --memory-swap: {args.memory_swap!r} is below --memory "
+                    f"{args.memory!r}; it limits memory plus swap, so it must be at least --memory"
+                )
+
+    elif "limit" in memory:
+        # Docker's default: without --memory-swap, the container may use as
+        # much swap as memory, so memory plus swap is twice the limit.
+        memory["swap"] = 2 * memory["limit"]
+
+    if getattr(args, "memory_reservation", None) is not None:
+        memory["reservation"] = parse_size(args.memory_reservation, "--memory-reservation")
+        if "limit" in memory and memory["reservation"] > memory["limit"]:
+            raise UsageError(
+                f"invalid value for --memory-reservation: {args.memory_reservation!r} "
+                f"is above --memory {args.memory!r}"
+            )
+
+    swappiness = getattr(args, "memory_swappiness", None)
+    if swappiness is not None:
+        if not 0 <= swappiness <= 100:
+            raise UsageError(f"invalid value for --memory-swappiness: {swappiness} is not in 0-100")
+        memory["swappiness"] = swappiness
+
+    if getattr(args, "oom_kill_disable", False):
+        memory["disableOOMKiller"] = True
+    return memory
+
+
+def _cpu_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    cpu: dict[str, Any] = {}
+    if getattr(args, "cpus", None) is not None:
+        try:
+            cores = float(args.cpus)
+        except ValueError:
+            raise UsageError(f"invalid value for --cpus: {args.cpus!r}", hint="use a number of cores, e.g. 0.5") from None
+        if cores <= 0:
+            raise UsageError(f"invalid value for --cpus: {args.cpus!r} must be above 0")
+        cpu["period"] = CPU_PERIOD_US
+        cpu["quota"] = round(cores * CPU_PERIOD_US)
+
+    shares = getattr(args, "cpu_shares", None)
+    if shares is not None:
+        if shares < 0:
+            raise UsageError(f"invalid value for --cpu-shares: {shares} is negative")
+        # Docker passes 0 on as "not set", so the kernel default applies.
+        if shares > 0:
+            cpu["shares"] = shares
+
+    if getattr(args, "cpuset_cpus", None):
+        cpu["cpus"] = parse_cpu_list(args.cpuset_cpus, "--cpuset-cpus")
+    if getattr(args, "cpuset_mems", None):
+        cpu["mems"] = parse_cpu_list(args.cpuset_mems, "--cpuset-mems")
+    return cpu
+
+
+def cgroup_path(container_id: str, cgroup_parent: str = "") -> str:
+    """Return the container's cgroup path ("/pyrun/<id>") for linux.cgroupsPath.
+
+    The path is absolute, so it is relative to the root of each hierarchy, as
+    the OCI spec reads an absolute cgroupsPath. The default parent is "pyrun",
+    so containers never land inside a cgroup that systemd or another manager
+    owns (system.slice, user.slice).
+    """
+    parent = (cgroup_parent or "pyrun").strip("/")
+    parts = parent.split("/")
+    if not parent or any(part in ("", ".", "..") for part in parts):
+        raise UsageError(f"invalid value for --cgroup-parent: {cgroup_parent!r}",
+                         hint="use a path such as pyrun or mygroup/containers, without . or ..")
+    return f"/{parent}/{container_id}"

@@ -1,0 +1,133 @@
+"""Docker's resource flags turned into OCI linux.resources, and cgroup paths."""
+
+import argparse
+
+import pytest
+
+from runtime import cgroups
+from runtime.errors import UsageError
+
+
+def parse(*argv):
+    parser = argparse.ArgumentParser()
+    cgroups.add_resource_flags(parser)
+    return cgroups.resources_from_args(parser.parse_args(list(argv)))
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("16m", 16 * 1024 * 1024),
+        ("16M", 16 * 1024 * 1024),
+        ("1g", 1024**3),
+        ("1.5g", 1536 * 1024 * 1024),
+        ("8192k", 8192 * 1024),
+        ("64MiB", 64 * 1024 * 1024),
+        ("64mb", 64 * 1024 * 1024),
+        ("7000000", 7000000),
+        ("8000000b", 8000000),
+    ],
+)
+def test_memory_units(text, expected):
+    assert parse("--memory", text)["memory"]["limit"] == expected
+
+
+@pytest.mark.parametrize("text", ["12x", "m", "", "-5m", "1..5g", "ten"])
+def test_memory_invalid_names_flag(text):
+    with pytest.raises(UsageError) as info:
+        parse(f"--memory={text}")
+    assert "--memory" in str(info.value)
+    assert repr(text) in str(info.value)
+
+
+def test_memory_below_minimum_rejected():
+    with pytest.raises(UsageError, match="--memory"):
+        parse("--memory", "4m")
+
+
+def test_memory_swap_defaults_to_twice_memory():
+    memory = parse("-m", "64m")["memory"]
+    assert memory["swap"] == 128 * 1024 * 1024
+
+
+def test_memory_swap_unlimited():
+    assert parse("-m", "64m", "--memory-swap", "-1")["memory"]["swap"] == -1
+
+
+def test_memory_swap_needs_memory():
+    with pytest.raises(UsageError, match="--memory-swap needs --memory"):
+        parse("--memory-swap", "1g")
+
+
+def test_memory_swap_below_memory_rejected():
+    with pytest.raises(UsageError, match="--memory-swap"):
+        parse("-m", "64m", "--memory-swap", "32m")
+
+
+def test_memory_reservation_above_limit_rejected():
+    with pytest.raises(UsageError, match="--memory-reservation"):
+        parse("-m", "64m", "--memory-reservation", "128m")
+
+
+def test_oom_kill_disable_and_swappiness():
+    memory = parse("--oom-kill-disable", "--memory-swappiness", "0")["memory"]
+    assert memory["disableOOMKiller"] is True
+    assert memory["swappiness"] == 0
+
+
+def test_swappiness_out_of_range_rejected():
+    with pytest.raises(UsageError, match="--memory-swappiness"):
+        parse("--memory-swappiness", "101")
+
+
+@pytest.mark.parametrize("cpus, quota", [("0.5", 50_000), ("1", 100_000), ("1.25", 125_000)])
+def test_cpus_become_quota_and_period(cpus, quota):
+    cpu = parse("--cpus", cpus)["cpu"]
+    assert cpu["period"] == 100_000
+    assert cpu["quota"] == quota
+
+
+@pytest.mark.parametrize("cpus", ["0", "-1", "half"])
+def test_cpus_invalid_names_flag(cpus):
+    with pytest.raises(UsageError, match="--cpus"):
+        parse(f"--cpus={cpus}")
+
+
+def test_cpu_shares_and_cpuset():
+    cpu = parse("-c", "512", "--cpuset-cpus", "0,1", "--cpuset-mems", "0")["cpu"]
+    assert cpu["shares"] == 512
+    assert cpu["cpus"] == "0,1"
+    assert cpu["mems"] == "0"
+
+
+def test_cpu_shares_zero_means_unset():
+    assert parse("--cpu-shares", "0") == {}
+
+
+@pytest.mark.parametrize("text", ["a", "0-", "1,,2", "3-1"])
+def test_cpuset_invalid_names_flag(text):
+    with pytest.raises(UsageError, match="--cpuset-cpus"):
+        parse("--cpuset-cpus", text)
+
+
+@pytest.mark.parametrize("given, limit", [("100", 100), ("0", -1), ("-1", -1)])
+def test_pids_limit(given, limit):
+    assert parse(f"--pids-limit={given}")["pids"] == {"limit": limit}
+
+
+def test_no_flags_no_resources():
+    assert parse() == {}
+
+
+def test_cgroup_path_default_parent():
+    assert cgroups.cgroup_path("abc") == "/pyrun/abc"
+
+
+def test_cgroup_path_custom_parent():
+    assert cgroups.cgroup_path("abc", "/classroom/box/") == "/classroom/box/abc"
+
+
+@pytest.mark.parametrize("parent", ["../etc", "a//b", "a/./b"])
+def test_cgroup_parent_invalid(parent):
+    with pytest.raises(UsageError, match="--cgroup-parent"):
+        cgroups.cgroup_path("abc", parent)
