@@ -1,0 +1,465 @@
+"""Short lessons for `pyrun explain TOPIC`, each shown on the live host.
+
+Each lesson returns its text; only the CLI prints it. A lesson reads what
+this machine has right now (/proc, /sys, the image store) and never changes
+anything, so a student can run it at any time, as any user: what needs root
+to read is skipped with a note.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+from runtime.teaching.steps import NAMESPACES
+
+PROC = Path("/proc")
+SYS_CLASS_NET = Path("/sys/class/net")
+
+# The file name in /proc/<pid>/ns of each namespace, with the flag that
+# creates it, so a lesson can reuse the purposes in steps.NAMESPACES.
+NAMESPACE_FILES = {
+    "mnt": "CLONE_NEWNS",
+    "uts": "CLONE_NEWUTS",
+    "ipc": "CLONE_NEWIPC",
+    "pid": "CLONE_NEWPID",
+    "net": "CLONE_NEWNET",
+    "cgroup": "CLONE_NEWCGROUP",
+    "user": "CLONE_NEWUSER",
+    "time": "CLONE_NEWTIME",
+}
+
+# Capability numbers from <linux/capability.h> (Linux 6.x), by bit position.
+CAPABILITY_NAMES = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+]
+
+# The 14 capabilities a Docker container keeps by default, as Docker's
+# security documentation lists them.
+DOCKER_DEFAULT_CAPABILITIES = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+]
+
+
+# -- Reading the live host -----------------------------------------------------
+
+
+def read_namespaces(pid: str = "self") -> dict[str, str]:
+    """Return each namespace of a process as ``{"mnt": "mnt:[4026531832]", ...}``."""
+    found = {}
+    for name in NAMESPACE_FILES:
+        try:
+            found[name] = os.readlink(PROC / pid / "ns" / name)
+        except OSError:
+            continue
+    return found
+
+
+def parse_mountinfo(text: str) -> list[dict[str, str]]:
+    """Parse /proc/<pid>/mountinfo (proc(5)) into mount point, fstype, source, options."""
+    mounts = []
+    for line in text.splitlines():
+        fields = line.split()
+        if " - " not in line or len(fields) < 10:
+            continue
+        separator = fields.index("-")
+        mounts.append({
+            "root": fields[3],
+            "mount_point": fields[4],
+            "fstype": fields[separator + 1],
+            "source": fields[separator + 2],
+            "options": fields[separator + 3] if len(fields) > separator + 3 else "",
+        })
+    return mounts
+
+
+def detect_cgroup_layout(mounts: list[dict[str, str]]) -> str:
+    """Return "v2", "hybrid", "v1" or "none", from where cgroup filesystems are mounted.
+
+    v2: cgroup2 is mounted at /sys/fs/cgroup itself. hybrid: v1 controllers
+    under /sys/fs/cgroup/<controller>, plus cgroup2 elsewhere (usually at
+    /sys/fs/cgroup/unified). v1: only v1 hierarchies.
+    """
+    has_v1 = any(m["fstype"] == "cgroup" for m in mounts)
+    v2_points = [m["mount_point"] for m in mounts if m["fstype"] == "cgroup2"]
+    if "/sys/fs/cgroup" in v2_points:
+        return "v2"
+    if has_v1 and v2_points:
+        return "hybrid"
+    if has_v1:
+        return "v1"
+    return "v2" if v2_points else "none"
+
+
+def decode_capabilities(mask: int) -> list[str]:
+    """Return the capability names whose bits are set in `mask`."""
+    names = []
+    for bit in range(mask.bit_length()):
+        if mask & (1 << bit):
+            names.append(CAPABILITY_NAMES[bit] if bit < len(CAPABILITY_NAMES) else f"CAP_{bit}")
+    return names
+
+
+def read_capability_sets(status_text: str) -> dict[str, int]:
+    """Return the CapInh, CapPrm, CapEff, CapBnd and CapAmb masks of /proc/<pid>/status."""
+    sets = {}
+    for line in status_text.splitlines():
+        key, _, value = line.partition(":")
+        if key.startswith("Cap"):
+            sets[key] = int(value.strip(), 16)
+    return sets
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _run_quietly(command: list[str]) -> str:
+    """Return the output of a read-only tool, or "" when it is missing or fails."""
+    if shutil.which(command[0]) is None:
+        return ""
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return result.stdout if result.returncode == 0 else ""
+
+
+# -- The lessons ---------------------------------------------------------------
+
+
+def namespaces_lesson() -> str:
+    lines = [
+        "A namespace gives a group of processes their own copy of one kind of system",
+        "resource. A container is a process started in new namespaces of every kind.",
+        "",
+        "The namespaces of this shell, from /proc/self/ns (the number is the",
+        "namespace's inode: two processes share a namespace when the numbers match):",
+        "",
+    ]
+    own = read_namespaces("self")
+    init = read_namespaces("1")
+    for name, flag in NAMESPACE_FILES.items():
+        if name not in own:
+            continue
+        kind, purpose = NAMESPACES[flag]
+        if name not in init:
+            where = "not compared: /proc/1/ns is not readable (try as root)"
+        elif init[name] == own[name]:
+            where = "same as pid 1, the host's"
+        else:
+            where = "not the host's: this shell runs inside a namespace"
+        lines.append(f"  {own[name]:<22} {where}")
+        lines.append(f"  {'':<22} {kind}: {purpose}")
+    lines += [
+        "",
+        "Try:",
+        "  sudo unshare --uts sh -c 'hostname lab; hostname'; hostname",
+        "  sudo pyrun run --rm busybox ls -l /proc/self/ns",
+        "  sudo pyrun --explain run --rm busybox true   (each unshare(2) and why)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def overlay_lesson(store_root: str) -> str:
+    mounts = parse_mountinfo(_read(PROC / "self" / "mountinfo"))
+    overlays = [m for m in mounts if m["fstype"] == "overlay"]
+    supported = "overlay" in _read(PROC / "filesystems").split()
+    lines = [
+        "overlayfs stacks directories into one filesystem. An image's layers are the",
+        "read-only lower directories (the last one listed in lowerdir is the lowest);",
+        "the container writes into its own upper directory, and workdir is scratch",
+        "space for the kernel. The merged view is mounted as the container's root.",
+        "",
+        "Copy-up: the first write to a file of a lower layer copies the whole file to",
+        "the upper directory. Deleting a lower file leaves a whiteout there: a",
+        "character device 0/0 with the same name, which hides the file below.",
+        "",
+        f"This kernel {'supports' if supported else 'does not list'} overlay in /proc/filesystems.",
+        f"Overlay mounts visible now: {len(overlays)}",
+    ]
+    for mount in overlays:
+        options = dict(
+            option.partition("=")[::2] for option in mount["options"].split(",") if "=" in option
+        )
+        lowers = [d for d in options.get("lowerdir", "").split(":") if d]
+        lines.append(f"  {mount['mount_point']}")
+        lines.append(f"    {len(lowers)} lower layer(s), upperdir={options.get('upperdir', '(none: read-only)')}")
+    lines += [
+        "",
+        f"pyrun keeps one directory per layer in {store_root}/layers/ and one",
+        f"upper/ and work/ per container in {store_root}/containers/<ID>/.",
+        "",
+        "Try: sudo pyrun run -d --name lab busybox sleep 600, then",
+        f"  sudo ls {store_root}/containers/*/upper",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def cgroups_lesson() -> str:
+    mounts = parse_mountinfo(_read(PROC / "self" / "mountinfo"))
+    layout = detect_cgroup_layout(mounts)
+    lines = [
+        "A control group (cgroup) puts processes under limits and accounting: memory,",
+        "CPU time, number of processes, I/O. A cgroup is a directory in the cgroup",
+        "filesystem; you set a limit by writing a file and move a process into the",
+        "cgroup by writing its pid to cgroup.procs.",
+        "",
+        f"This host's layout: {layout}",
+    ]
+    if layout == "v2":
+        lines.append("  cgroup v2: one tree at /sys/fs/cgroup for every controller.")
+    elif layout == "hybrid":
+        lines.append("  hybrid: a v1 tree per controller under /sys/fs/cgroup/<controller>, plus a")
+        lines.append("  cgroup v2 tree with the controllers v1 does not use (often none).")
+    elif layout == "v1":
+        lines.append("  cgroup v1: a separate tree per controller under /sys/fs/cgroup/<controller>.")
+    for mount in mounts:
+        if mount["fstype"] in ("cgroup", "cgroup2"):
+            controllers = [o for o in mount["options"].split(",") if o not in ("rw", "ro")]
+            lines.append(f"  {mount['mount_point']:<32} {mount['fstype']:<8} {','.join(controllers)}")
+    lines += [
+        "",
+        "The cgroups of this shell, from /proc/self/cgroup (hierarchy:controllers:path):",
+    ]
+    for line in _read(PROC / "self" / "cgroup").splitlines():
+        lines.append(f"  {line}")
+    lines += [
+        "",
+        "The same limit is a different file in each version:",
+        "  --memory 64m     v2: memory.max = 67108864      v1: memory/memory.limit_in_bytes",
+        "  --cpus 0.5       v2: cpu.max = \"50000 100000\"   v1: cpu/cpu.cfs_quota_us and cpu.cfs_period_us",
+        "  --pids-limit 50  v2: pids.max = 50              v1: pids/pids.max",
+        "",
+        "Try: sudo pyrun --explain run --rm --memory 64m busybox true   (each cgroup file written)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def network_lesson() -> str:
+    lines = [
+        "A container starts with a network namespace of its own, with only a loopback.",
+        "pyrun connects it with a veth pair: one end becomes the container's eth0, the",
+        "other is plugged into a bridge on the host. The bridge has the gateway",
+        "address; nftables rules masquerade the containers' outgoing traffic and",
+        "forward published ports (-p) to the container (destination NAT).",
+        "",
+        "The interfaces of this network namespace, from /sys/class/net:",
+    ]
+    interfaces = sorted(SYS_CLASS_NET.iterdir()) if SYS_CLASS_NET.is_dir() else []
+    for path in interfaces:
+        lines.append(f"  {path.name:<16} {describe_interface(path)}")
+
+    forwarding = _read(PROC / "sys/net/ipv4/ip_forward").strip() or "?"
+    lines += [
+        "",
+        f"IPv4 forwarding (/proc/sys/net/ipv4/ip_forward): {forwarding}"
+        + ("   (on: the host routes packets between interfaces)" if forwarding == "1" else ""),
+    ]
+
+    addresses = _run_quietly(["ip", "-brief", "address"])
+    if addresses:
+        lines += ["", "Addresses, as `ip -brief address` shows them:"]
+        lines += [f"  {line}" for line in addresses.splitlines()]
+
+    lines.append("")
+    tables = _run_quietly(["nft", "list", "tables"]) if os.geteuid() == 0 else ""
+    pyrun_tables = [line for line in tables.splitlines() if "pyrun" in line]
+    if os.geteuid() != 0:
+        lines.append("nftables: run as root to see pyrun's rules (sudo nft list ruleset).")
+    elif pyrun_tables:
+        lines.append("pyrun's nftables tables (sudo nft list table <family> <name> shows the rules):")
+        lines += [f"  {line}" for line in pyrun_tables]
+    else:
+        lines.append("No pyrun nftables table: no container has needed NAT since boot.")
+    lines += ["", "Try: sudo pyrun --explain run --rm -p 8080:80 busybox true   (each link, address, rule)"]
+    return "\n".join(lines) + "\n"
+
+
+def describe_interface(path: Path) -> str:
+    """Return a short description of one interface under /sys/class/net."""
+    if (path / "bridge").is_dir():
+        ports = sorted(p.name for p in (path / "brif").iterdir()) if (path / "brif").is_dir() else []
+        return f"bridge, ports: {', '.join(ports) or 'none'}"
+    if _read(path / "type").strip() == "772":
+        return "loopback"
+    master = path / "master"
+    plugged = f", plugged into {os.path.basename(os.readlink(master))}" if master.is_symlink() else ""
+    index = _read(path / "ifindex").strip()
+    peer = _read(path / "iflink").strip()
+    if index and peer and index != peer:
+        return f"linked to interface {peer} (e.g. the other end of a veth pair){plugged}"
+    return f"ethernet{plugged}" if _read(path / "type").strip() == "1" else "other"
+
+
+def capabilities_lesson() -> str:
+    sets = read_capability_sets(_read(PROC / "self" / "status"))
+    lines = [
+        "Root's power is split into capabilities, e.g. CAP_NET_ADMIN to configure the",
+        "network or CAP_SYS_ADMIN for mount(2). A process has several sets: effective",
+        "(checked now), permitted (may be made effective), bounding (the most it can",
+        "ever gain through execve), inheritable and ambient (kept across execve).",
+        "",
+        "The sets of this shell, from /proc/self/status:",
+    ]
+    total = len(CAPABILITY_NAMES)
+    for key, label in (("CapEff", "effective"), ("CapPrm", "permitted"), ("CapBnd", "bounding"),
+                       ("CapAmb", "ambient")):
+        if key not in sets:
+            continue
+        names = decode_capabilities(sets[key])
+        summary = f"{len(names)} of {total}"
+        missing = [n for n in CAPABILITY_NAMES if n not in names]
+        if names and len(missing) <= 4:
+            summary += ", without " + ", ".join(missing)
+        lines.append(f"  {label:<10} {sets[key]:016x}  {summary}")
+    lines += [
+        "",
+        f"A Docker container keeps only these {len(DOCKER_DEFAULT_CAPABILITIES)} by default:",
+    ]
+    for start in range(0, len(DOCKER_DEFAULT_CAPABILITIES), 5):
+        lines.append("  " + " ".join(DOCKER_DEFAULT_CAPABILITIES[start:start + 5]))
+    lines += [
+        "Without the others, root in the container cannot, for example, load a kernel",
+        "module (CAP_SYS_MODULE) or set the host's clock (CAP_SYS_TIME).",
+        "",
+        "Try:",
+        "  sudo pyrun run --rm busybox grep Cap /proc/self/status",
+        "  sudo pyrun --explain run --rm busybox true   (each capability dropped)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def image_lesson(store_root: str, name: str | None) -> str:
+    lines = [
+        "An OCI image is three kinds of file, each named by the sha256 digest of its bytes:",
+        "  manifest  lists the config and the layers, by digest, media type and size",
+        "  config    the command, environment, working directory and user to start",
+        "            with, and the diff_ids: the digests of the uncompressed layers",
+        "  layer     a tar archive (usually gzip) of the files added, changed or",
+        "            deleted (as .wh. whiteout files) compared with the layer below",
+        "An index (multi-platform image) lists one manifest per platform.",
+        "",
+    ]
+    images = _read_image_names(store_root)
+    if name is None:
+        if not images:
+            lines.append(f"No image in {store_root} yet. Try: sudo pyrun pull busybox")
+        else:
+            lines.append(f"Images in {store_root}; `pyrun explain image NAME` shows one:")
+            lines += [f"  {reference}" for reference in sorted(images)]
+        return "\n".join(lines) + "\n"
+    lines += describe_image(store_root, name)
+    return "\n".join(lines) + "\n"
+
+
+def _read_image_names(store_root: str) -> list[str]:
+    try:
+        with open(os.path.join(store_root, "images.json")) as file:
+            data = json.load(file)
+    except (OSError, ValueError):
+        return []
+    if isinstance(data, dict):
+        names = data.get("images", data) if isinstance(data.get("images"), dict) else data
+        return [str(key) for key in names]
+    return []
+
+
+def describe_image(store_root: str, name: str) -> list[str]:
+    """Return lines describing one image of the store: manifest, config, layers."""
+    try:
+        from runtime.store import ImageStore
+    except ImportError:
+        return ["The image store (runtime.store) is not part of this pyrun yet."]
+    image = ImageStore(store_root).lookup(name)
+    if image is None:
+        return [f"Image {name!r} is not in {store_root}. Try: sudo pyrun pull {name}"]
+
+    config = image.config
+    run_config = config.get("config") or {}
+    command = (run_config.get("Entrypoint") or []) + (run_config.get("Cmd") or [])
+    diff_ids = (config.get("rootfs") or {}).get("diff_ids", [])
+    lines = [f"{image.reference}", f"  image ID (the config's digest): {image.id}"]
+    manifest = find_manifest(store_root, image.id)
+    if manifest is not None:
+        digest, body = manifest
+        lines.append(f"  manifest {digest} ({body.get('mediaType', 'no media type')})")
+        for layer in body.get("layers", []):
+            lines.append(f"    layer {layer.get('digest')}  {layer.get('size')} bytes  {layer.get('mediaType')}")
+    lines += [
+        f"  config: {config.get('os')}/{config.get('architecture')}, command {command}, "
+        f"working directory {run_config.get('WorkingDir') or '/'}, {len(run_config.get('Env') or [])} variables",
+        f"  layers, lowest first ({len(image.layer_dirs)}; diff_id, then the unpacked directory):",
+    ]
+    for index, directory in enumerate(image.layer_dirs):
+        diff_id = diff_ids[index] if index < len(diff_ids) else "?"
+        files, size = _count_files(directory)
+        lines.append(f"    {diff_id}")
+        lines.append(f"      {directory}: {files} files, {size} bytes")
+    return lines
+
+
+def find_manifest(store_root: str, image_id: str) -> tuple[str, dict] | None:
+    """Return the digest and body of the stored manifest whose config is `image_id`."""
+    blobs = Path(store_root) / "blobs" / "sha256"
+    if not blobs.is_dir():
+        return None
+    for blob in blobs.iterdir():
+        # Manifests are small JSON files; skip the layers without reading them.
+        try:
+            if blob.stat().st_size > 1 << 20:
+                continue
+            body = json.loads(blob.read_bytes())
+        except (OSError, ValueError):
+            continue
+        if isinstance(body, dict) and (body.get("config") or {}).get("digest") == image_id:
+            return f"sha256:{blob.name}", body
+    return None
+
+
+def _count_files(directory: str) -> tuple[int, int]:
+    files = size = 0
+    for root, _dirs, names in os.walk(directory):
+        for name in names:
+            files += 1
+            try:
+                size += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+    return files, size
+
+
+TOPICS: dict[str, Callable[..., str]] = {
+    "namespaces": namespaces_lesson,
+    "overlay": overlay_lesson,
+    "cgroups": cgroups_lesson,
+    "network": network_lesson,
+    "capabilities": capabilities_lesson,
+    "image": image_lesson,
+}
+
+
+def lesson(topic: str, *, store_root: str, image: str | None = None) -> str:
+    """Return the lesson on `topic`, one of TOPICS."""
+    if topic == "overlay":
+        return overlay_lesson(store_root)
+    if topic == "image":
+        return image_lesson(store_root, image)
+    return TOPICS[topic]()

@@ -1,0 +1,130 @@
+"""`pyrun explain TOPIC`: the lessons, checked against the live host."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from runtime.cli import main
+from runtime.teaching import lessons
+
+HYBRID_MOUNTINFO = """\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+"""
+
+V2_MOUNTINFO = "30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n"
+
+V1_MOUNTINFO = "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
+
+
+def test_parse_mountinfo_fields():
+    mounts = lessons.parse_mountinfo(V2_MOUNTINFO)
+    assert mounts == [{
+        "root": "/",
+        "mount_point": "/sys/fs/cgroup",
+        "fstype": "cgroup2",
+        "source": "cgroup2",
+        "options": "rw,nsdelegate",
+    }]
+
+
+@pytest.mark.parametrize(
+    "text, layout",
+    [(HYBRID_MOUNTINFO, "hybrid"), (V2_MOUNTINFO, "v2"), (V1_MOUNTINFO, "v1"), ("", "none")],
+)
+def test_cgroup_layout_detected(text, layout):
+    assert lessons.detect_cgroup_layout(lessons.parse_mountinfo(text)) == layout
+
+
+def host_cgroup_layout() -> str:
+    """Detect the layout another way than the lesson does: by marker files."""
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        return "v2"
+    if os.path.exists("/sys/fs/cgroup/unified/cgroup.controllers"):
+        return "hybrid"
+    return "v1"
+
+
+def test_cgroups_lesson_names_host_layout():
+    text = lessons.cgroups_lesson()
+    assert f"This host's layout: {host_cgroup_layout()}\n" in text
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        assert f"  {line}\n" in text
+
+
+def test_decode_capabilities_by_bit():
+    assert lessons.decode_capabilities(0b11) == ["CAP_CHOWN", "CAP_DAC_OVERRIDE"]
+    assert lessons.decode_capabilities(1 << 21) == ["CAP_SYS_ADMIN"]
+    assert lessons.decode_capabilities(1 << 63) == ["CAP_63"]
+
+
+def test_capabilities_lesson_shows_live_sets():
+    status = Path("/proc/self/status").read_text()
+    effective = next(line.split()[1] for line in status.splitlines() if line.startswith("CapEff:"))
+    text = lessons.capabilities_lesson()
+    assert f"  effective  {effective}" in text
+    assert "CAP_NET_BIND_SERVICE" in text
+
+
+def test_namespaces_lesson_shows_live_inodes():
+    text = lessons.namespaces_lesson()
+    for name in ("mnt", "uts", "ipc", "pid", "net"):
+        assert os.readlink(f"/proc/self/ns/{name}") in text
+
+
+def test_network_lesson_lists_each_interface():
+    text = lessons.network_lesson()
+    for name in os.listdir("/sys/class/net"):
+        assert f"\n  {name} " in text
+    assert "  lo               loopback" in text
+
+
+def test_overlay_lesson_counts_overlay_mounts():
+    count = sum(1 for m in lessons.parse_mountinfo(Path("/proc/self/mountinfo").read_text())
+                if m["fstype"] == "overlay")
+    text = lessons.overlay_lesson("/srv/store")
+    assert f"Overlay mounts visible now: {count}\n" in text
+    assert "/srv/store/layers/" in text
+
+
+def test_image_lesson_empty_store(tmp_path):
+    text = lessons.image_lesson(str(tmp_path), None)
+    assert f"No image in {tmp_path} yet. Try: sudo pyrun pull busybox" in text
+
+
+def test_find_manifest_by_config_digest(tmp_path):
+    blobs = tmp_path / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    manifest = {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"digest": "sha256:" + "c" * 64}, "layers": []}
+    (blobs / ("a" * 64)).write_text(json.dumps(manifest))
+    (blobs / ("b" * 64)).write_bytes(b"\x1f\x8b not json")
+    found = lessons.find_manifest(str(tmp_path), "sha256:" + "c" * 64)
+    assert found == ("sha256:" + "a" * 64, manifest)
+    assert lessons.find_manifest(str(tmp_path), "sha256:" + "d" * 64) is None
+
+
+def test_cli_lists_topics(capsys):
+    assert main(["explain"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Topics: namespaces, overlay, cgroups, network, capabilities, image\n")
+
+
+def test_cli_prints_lesson(capsys, tmp_path):
+    assert main(["--root", str(tmp_path), "explain", "overlay"]) == 0
+    assert f"{tmp_path}/layers/" in capsys.readouterr().out
+
+
+def test_cli_rejects_image_for_other_topic(capsys):
+    assert main(["explain", "cgroups", "busybox"]) == 125
+    assert "pyrun explain cgroups takes no image argument; got 'busybox'" in capsys.readouterr().err
+
+
+def test_cli_topics_match_lessons():
+    from runtime.cli import teach
+
+    assert teach.TOPICS == list(lessons.TOPICS)
