@@ -114,8 +114,9 @@ def kill_all(pids: list[int]) -> None:
                 raise CgroupError(f"kill process {pid}") from err
 
 
-def wait_until_empty(directories: list[str], timeout: float = EMPTY_TIMEOUT_SECONDS) -> None:
+def wait_until_empty(directories: list[str]) -> None:
     """Poll cgroup.procs until no process is left in any of `directories`."""
+    timeout = EMPTY_TIMEOUT_SECONDS
     deadline = time.monotonic() + timeout
     while True:
         left = {pid for directory in directories for pid in read_pids(directory)}
