@@ -43,11 +43,18 @@ RESET = "\033[0m"
 
 _output_fd: int | None = None
 _colour = False
+# The process that called enable(). Steps made by any other process, such as
+# the container's child after fork(2), are marked CHILD_MARK.
+_parent_pid = 0
+# The process that narrated last, to tell the two returns of fork(2) apart.
+_narrating_pid = 0
+
+CHILD_MARK = "[child] "
 
 
 def enable(*, colour: bool | None = None) -> None:
     """Start narrating every step on stderr; `colour` None means "if a terminal"."""
-    global _output_fd, _colour
+    global _output_fd, _colour, _parent_pid, _narrating_pid
     if _output_fd is not None:
         return
 
@@ -57,6 +64,7 @@ def enable(*, colour: bool | None = None) -> None:
     # the copy close-on-exec, so the container's command never inherits it.
     _output_fd = os.dup(2)
     _colour = wants_colour(_output_fd) if colour is None else colour
+    _parent_pid = _narrating_pid = os.getpid()
     syscalls.add_listener(narrate)
 
 
@@ -96,10 +104,21 @@ def step(key: str, **details: Any) -> None:
 
 def narrate(call: syscalls.Call) -> None:
     """Print one step: what it is for, then the call itself."""
+    global _narrating_pid
     if _output_fd is None:
         return
+
+    # fork(2) returns twice, so listeners hear of it in both processes. The
+    # parent narrates it; the child, which first notices that its pid has
+    # changed, stays silent about it.
+    pid = os.getpid()
+    if pid != _narrating_pid:
+        _narrating_pid = pid
+        if call.name == "fork":
+            return
+
     try:
-        text = format_step(call, colour=_colour)
+        text = format_step(call, colour=_colour, child=pid != _parent_pid)
     except Exception:
         # A mistake in a text of the table must not stop the container:
         # print the bare call instead and log what went wrong.
@@ -108,16 +127,24 @@ def narrate(call: syscalls.Call) -> None:
     _write(text)
 
 
-def format_step(call: syscalls.Call, *, colour: bool = False) -> str:
+def format_step(call: syscalls.Call, *, colour: bool = False, child: bool = False) -> str:
     """Return the narration of one call as lines of text, ending in a newline."""
     purpose = steps.explain(call.name, call.args)
     if call.error is not None:
         purpose = steps.FAILED_STEP.format(step=purpose)
+    if child:
+        purpose = CHILD_MARK + purpose
     lines = [_paint(purpose, BOLD if call.error is None else BOLD + RED, colour)]
 
     if call.name in ("unshare", "clone"):
         for line in steps.namespace_lines(str(call.args.get("flags", ""))):
             lines.append(f"  - {line}")
+
+    commands = call.args.get("commands")
+    if isinstance(commands, list):
+        for text, command in steps.nft_command_lines([str(c) for c in commands]):
+            lines.append(f"  - {text}")
+            lines.append(f"      {command}")
 
     rendered = format_call(call)
     lines.append("    " + _paint(rendered, CYAN if call.error is None else RED, colour))
@@ -126,7 +153,13 @@ def format_step(call: syscalls.Call, *, colour: bool = False) -> str:
 
 def format_call(call: syscalls.Call) -> str:
     """Render the call and where to read about it: ``mount(...) = 0    [man 2 mount]``."""
-    if _is_kernel_call(call):
+    commands = call.args.get("commands")
+    if isinstance(commands, list):
+        # The commands are listed above, one per line, so the call line
+        # only counts them.
+        summarized_args = dict(call.args, commands=f"<{len(commands)} commands, listed above>")
+        rendered = syscalls.Call(call.name, call.manpage, summarized_args, call.error).render()
+    elif _is_kernel_call(call):
         rendered = call.render()
     else:
         details = ", ".join(f"{key}={value}" for key, value in call.args.items())

@@ -4,7 +4,8 @@ Every call that passes through `runtime.syscalls` (and every registry request
 that `runtime.explain.step` reports) is narrated with the first entry of
 STEPS that matches it:
 
-- `call` is the name the seam records, e.g. "mount" or "write cgroup file";
+- `call` is the name the seam records, e.g. "mount" or "write_cgroup_file",
+  or a pattern of names, e.g. "nft list *";
 - `when` maps an argument of the call to a shell-style pattern (fnmatch) that
   its value must match, e.g. ``fstype="proc"`` or ``target="*/etc/hosts"``;
   `flags` is the exception: it lists flags that must all be set, in any
@@ -43,7 +44,7 @@ class Step:
     when: dict[str, str] = field(default_factory=dict)
 
     def matches(self, name: str, args: dict[str, Any]) -> bool:
-        if name != self.call:
+        if not fnmatch.fnmatchcase(name, self.call):
             return False
         for key, pattern in self.when.items():
             if key not in args:
@@ -75,6 +76,26 @@ NAMESPACES = {
     "CLONE_NEWUSER": ("user", "its own user and group IDs, mapped to other IDs on the host"),
     "CLONE_NEWTIME": ("time", "its own boot and monotonic clocks"),
 }
+
+# One line per command of an nft script (nft(8)): the first pattern that
+# matches the command explains it.
+NFT_COMMANDS = [
+    ("add table *", "Create the table, so pyrun's chains and rules sit together and go together."),
+    ("add chain * { type nat hook prerouting *", "Create a NAT chain for packets arriving from outside."),
+    ("add chain * { type nat hook output *", "Create a NAT chain for connections the host itself opens."),
+    ("add chain * { type nat hook postrouting *", "Create a NAT chain for packets about to leave."),
+    ("add chain * { type filter *", "Create a filter chain, which decides which packets may pass."),
+    ("add chain *", "Create a regular chain, which other chains jump to."),
+    ("* jump *", "Send packets addressed to this host to the chain of published ports."),
+    ("* masquerade*", "Rewrite the source address to the outgoing interface's (masquerade), so replies "
+     "find their way back."),
+    ("* dnat to *", "Forward a host port to the container (destination NAT)."),
+    ("* drop*", "Drop matching packets."),
+    ("* accept*", "Accept matching packets."),
+    ("delete rule *", "Delete one rule, found by its handle."),
+    ("delete table *", "Delete the table with every chain and rule in it."),
+    ("*", "Run the nft command."),
+]
 
 STEPS = [
     # -- Namespaces --------------------------------------------------------
@@ -164,95 +185,134 @@ STEPS = [
     step("mknod", "Create the device node {path} ({device}), one of the few devices a container may use."),
     step("symlink", "Create the symbolic link {path} pointing to {target}."),
     # -- Cgroups: limits, written as files ---------------------------------
-    step("create cgroup", "Create the cgroup {path}: a directory in the cgroup filesystem that groups the "
-         "container's processes."),
-    step("remove cgroup", "Remove the cgroup {path}, now that no process is left in it."),
-    step("write cgroup file", "Limit the container's memory to {value} bytes (cgroup v2); the kernel's OOM "
+    step("mkdir", "Create the cgroup {path}: a directory in the cgroup filesystem, which groups the "
+         "container's processes under one set of limits.", path="/sys/fs/cgroup/*"),
+    step("mkdir", "Create the directory {path}."),
+    step("rmdir", "Remove the cgroup {path}, now that no process is left in it.", path="/sys/fs/cgroup/*"),
+    step("rmdir", "Remove the empty directory {path}."),
+    step("write_cgroup_file", "Limit the container's memory to {value} bytes (cgroup v2); the kernel's OOM "
          "killer stops it if it uses more.", path="*/memory.max"),
-    step("write cgroup file", "Limit the container's memory to {value} bytes (cgroup v1); the kernel's OOM "
+    step("write_cgroup_file", "Limit the container's memory to {value} bytes (cgroup v1); the kernel's OOM "
          "killer stops it if it uses more.", path="*/memory.limit_in_bytes"),
-    step("write cgroup file", "Limit the container's swap to {value} bytes (cgroup v2).", path="*/memory.swap.max"),
-    step("write cgroup file", "Limit the container's memory plus swap to {value} bytes (cgroup v1).",
+    step("write_cgroup_file", "Limit the container's swap to {value} bytes (cgroup v2).", path="*/memory.swap.max"),
+    step("write_cgroup_file", "Limit the container's memory plus swap to {value} bytes (cgroup v1).",
          path="*/memory.memsw.limit_in_bytes"),
-    step("write cgroup file", "Set the container's memory reservation to {value} bytes.", path="*/memory.low"),
-    step("write cgroup file", "Set the container's memory reservation to {value} bytes.",
+    step("write_cgroup_file", "Set the container's memory reservation to {value} bytes.", path="*/memory.low"),
+    step("write_cgroup_file", "Set the container's memory reservation to {value} bytes.",
          path="*/memory.soft_limit_in_bytes"),
-    step("write cgroup file", "Limit the container's CPU time: \"{value}\" is quota and period in microseconds "
+    step("write_cgroup_file", "Limit the container's CPU time: \"{value}\" is quota and period in microseconds "
          "(cgroup v2).", path="*/cpu.max"),
-    step("write cgroup file", "Set the container's CPU quota to {value} microseconds per period (cgroup v1).",
+    step("write_cgroup_file", "Set the container's CPU quota to {value} microseconds per period (cgroup v1).",
          path="*/cpu.cfs_quota_us"),
-    step("write cgroup file", "Set the CPU period the quota counts in to {value} microseconds (cgroup v1).",
+    step("write_cgroup_file", "Set the CPU period the quota counts in to {value} microseconds (cgroup v1).",
          path="*/cpu.cfs_period_us"),
-    step("write cgroup file", "Set the container's CPU weight to {value} against other cgroups (cgroup v2).",
+    step("write_cgroup_file", "Set the container's CPU weight to {value} against other cgroups (cgroup v2).",
          path="*/cpu.weight"),
-    step("write cgroup file", "Set the container's CPU shares to {value} against other cgroups (cgroup v1).",
+    step("write_cgroup_file", "Set the container's CPU shares to {value} against other cgroups (cgroup v1).",
          path="*/cpu.shares"),
-    step("write cgroup file", "Allow the container at most {value} processes and threads; fork fails beyond.",
+    step("write_cgroup_file", "Allow the container at most {value} processes and threads; fork fails beyond.",
          path="*/pids.max"),
-    step("write cgroup file", "Restrict the container to the CPUs {value}.", path="*/cpuset.cpus"),
-    step("write cgroup file", "Restrict the container to the memory nodes {value}.", path="*/cpuset.mems"),
-    step("write cgroup file", "Enable the controllers \"{value}\" for the cgroups below this one (cgroup v2).",
+    step("write_cgroup_file", "Restrict the container to the CPUs {value}.", path="*/cpuset.cpus"),
+    step("write_cgroup_file", "Restrict the container to the memory nodes {value}.", path="*/cpuset.mems"),
+    step("write_cgroup_file", "Enable the controllers \"{value}\" for the cgroups below this one (cgroup v2).",
          path="*/cgroup.subtree_control"),
-    step("write cgroup file", "Move process {value} into the cgroup, so its limits apply to it and its children.",
+    step("write_cgroup_file", "Move process {value} into the cgroup, so its limits apply to it and its children.",
          path="*/cgroup.procs"),
-    step("write cgroup file", "Move task {value} into the cgroup (cgroup v1).", path="*/tasks"),
-    step("write cgroup file", "Freeze (1) or thaw (0) every process in the cgroup (cgroup v2).",
+    step("write_cgroup_file", "Move task {value} into the cgroup (cgroup v1).", path="*/tasks"),
+    step("write_cgroup_file", "Freeze (1) or thaw (0) every process in the cgroup (cgroup v2).",
          path="*/cgroup.freeze"),
-    step("write cgroup file", "Set the freezer state of the cgroup to {value} (cgroup v1).", path="*/freezer.state"),
-    step("write cgroup file", "Kill every process left in the cgroup at once (cgroup v2).", path="*/cgroup.kill"),
-    step("write cgroup file", "Allow or deny device access: {value} (cgroup v1).", path="*/devices.*"),
-    step("write cgroup file", "Write {value} to the cgroup file {path}."),
+    step("write_cgroup_file", "Set the freezer state of the cgroup to {value} (cgroup v1).", path="*/freezer.state"),
+    step("write_cgroup_file", "Kill every process left in the cgroup at once (cgroup v2).", path="*/cgroup.kill"),
+    step("write_cgroup_file", "Allow or deny device access: {value} (cgroup v1).", path="*/devices.*"),
+    step("write_cgroup_file", "Write {value} to the cgroup file {path}."),
     # -- Network: links, addresses and routes over netlink -----------------
     step("netlink RTM_NEWLINK", "Create a veth pair {ifname} and {peer}: a virtual cable, whatever goes in one "
          "end comes out of the other.", kind="veth"),
     step("netlink RTM_NEWLINK", "Create the bridge {ifname}: a virtual switch that connects the containers' "
          "veth ends on the host.", kind="bridge"),
-    step("netlink RTM_NEWLINK", "Create the network link {ifname}."),
-    step("netlink RTM_SETLINK", "Move {ifname} into the container's network namespace, so the container sees "
-         "it as its own interface.", net_ns_pid="*"),
-    step("netlink RTM_SETLINK", "Move {ifname} into the container's network namespace, so the container sees "
-         "it as its own interface.", net_ns_fd="*"),
-    step("netlink RTM_SETLINK", "Plug {ifname} into the bridge {master}.", master="*"),
-    step("netlink RTM_SETLINK", "Rename {ifname} to {new_ifname}.", new_ifname="*"),
-    step("netlink RTM_SETLINK", "Switch {ifname} {state}, so it can carry packets.", state="up"),
+    step("netlink RTM_NEWLINK", "Move {ifname} into the container's network namespace ({net_ns_fd}), so the "
+         "container sees it as its own interface.", net_ns_fd="*"),
+    step("netlink RTM_NEWLINK", "Plug {ifname} into the bridge {master} and switch it {state}.", master="*",
+         state="*"),
+    step("netlink RTM_NEWLINK", "Plug {ifname} into the bridge {master}.", master="*"),
+    step("netlink RTM_NEWLINK", "Rename {ifname} to {new_ifname} and give it the MAC address {address}.",
+         new_ifname="*", address="*"),
+    step("netlink RTM_NEWLINK", "Rename {ifname} to {new_ifname}.", new_ifname="*"),
+    step("netlink RTM_NEWLINK", "Switch the loopback interface up: a new network namespace starts with it down.",
+         ifname="lo", state="up"),
+    step("netlink RTM_NEWLINK", "Switch {ifname} {state}, so it can carry packets.", state="up"),
+    step("netlink RTM_NEWLINK", "Create or change the network link {ifname}."),
     step("netlink RTM_SETLINK", "Change the settings of the link {ifname}."),
     step("netlink RTM_DELLINK", "Delete the link {ifname}; deleting one end of a veth pair deletes both."),
+    step("netlink RTM_GETLINK", "Look up the link {ifname} to learn its index.", ifname="*"),
+    step("netlink RTM_GETLINK", "Read the settings of link {index}, e.g. its MTU."),
     step("netlink RTM_NEWADDR", "Give {ifname} the address {address}, so it can send and receive IP packets."),
     step("netlink RTM_DELADDR", "Remove the address {address} from {ifname}."),
+    step("netlink RTM_GETADDR", "Read the IPv4 addresses in use, so the container network gets a subnet no "
+         "address is in."),
     step("netlink RTM_NEWROUTE", "Add a default route via {gateway}, so traffic to other networks leaves "
          "through the bridge.", dst="default"),
-    step("netlink RTM_NEWROUTE", "Add a default route via {gateway}, so traffic to other networks leaves "
-         "through the bridge.", dst="0.0.0.0/0"),
     step("netlink RTM_NEWROUTE", "Add a route to {dst}."),
     step("netlink RTM_DELROUTE", "Delete the route to {dst}."),
+    step("netlink RTM_GETROUTE", "Read the IPv4 routes, so the container network gets a subnet no route uses."),
     # -- Network: NAT and port publishing with nftables --------------------
-    step("nft add table", "Create the nftables table {table}, so pyrun's rules sit together and are removed "
-         "together."),
-    step("nft add chain", "Create the chain {chain}, hooked into the kernel's packet path at {hook}."),
-    step("nft add rule", "Rewrite the source address of packets leaving the container network (masquerade), so "
-         "replies find their way back.", rule="*masquerade*"),
-    step("nft add rule", "Forward the host port to the container (destination NAT): {rule}.", rule="*dnat*"),
-    step("nft add rule", "Add the firewall rule \"{rule}\" to the chain {chain}."),
-    step("nft delete rule", "Delete the rule {handle} from the chain {chain}."),
-    step("nft delete chain", "Delete the chain {chain}."),
-    step("nft delete table", "Delete the nftables table {table} with every rule in it."),
-    step("write sysctl", "Set the kernel setting {path} to {value}.", path="*ip_forward"),
-    step("write sysctl", "Set the kernel setting {path} to {value}."),
+    step("nft -f -", "Change pyrun's nftables rules in one transaction: all of them apply, or none does."),
+    step("nft add table", "Create nftables objects, applied in one transaction:"),
+    step("nft add chain", "Create nftables chains, applied in one transaction:"),
+    step("nft add rule", "Add nftables rules, applied in one transaction:"),
+    step("nft insert rule", "Insert nftables rules at the start of their chains:"),
+    step("nft delete rule", "Delete nftables rules:"),
+    step("nft delete table", "Delete nftables tables with every chain and rule in them:"),
+    step("nft list *", "Read the nftables rules now in place ({call}), to decide what to change."),
+    step("write", "Turn IPv4 forwarding on, so the host passes packets between the bridge and its other "
+         "interfaces.", path="*/ip_forward", value="1"),
+    step("write", "Let {path} be {value}: packets from 127.0.0.1 may then leave through the bridge, so a "
+         "published port answers on localhost.", path="*/route_localnet"),
+    step("write", "Set the kernel setting {path} to {value}.", path="/proc/sys/*"),
+    step("write", "Write {value} to {path}."),
+    step("read", "Read whether IPv4 forwarding is on, so it can be restored later.", path="*/ip_forward"),
+    step("read", "Read the kernel setting {path}."),
     # -- Security: capabilities, privileges, seccomp -----------------------
-    step("prctl PR_CAPBSET_DROP", "Drop {capability} from the bounding set: no program the container runs can "
-         "get it back."),
-    step("capset", "Keep only the capabilities the container needs (effective, permitted, inheritable): "
-         "{effective}."),
-    step("prctl PR_CAP_AMBIENT", "Set the ambient capabilities, so they survive execve: {capabilities}."),
-    step("prctl PR_SET_NO_NEW_PRIVS", "Forbid gaining privileges through setuid programs or file "
-         "capabilities, from here on."),
-    step("prctl PR_SET_KEEPCAPS", "Keep the permitted capabilities across the change of user ID that follows."),
+    step("capbset_drop", "Drop {capability} from the bounding set: no program the container runs can get "
+         "it back."),
+    step("prctl", "Drop capability number {arg2} from the bounding set: no program the container runs can "
+         "get it back.", option="PR_CAPBSET_DROP"),
+    step("capset", "Keep only the capabilities the container needs; effective: {effective}."),
+    step("prctl", "Clear the ambient capabilities, so execve grants none beyond the file's own.",
+         option="PR_CAP_AMBIENT"),
+    step("prctl", "Forbid gaining privileges through setuid programs or file capabilities, from here on.",
+         option="PR_SET_NO_NEW_PRIVS"),
+    step("prctl", "Keep the permitted capabilities across the change of user ID that follows.",
+         option="PR_SET_KEEPCAPS"),
+    step("prctl", "Ask the kernel to send signal {arg2} to this process when its parent dies, so no "
+         "container outlives pyrun by accident.", option="PR_SET_PDEATHSIG"),
+    step("prctl", "Set whether this process may be dumped or traced (dumpable = {arg2}).",
+         option="PR_SET_DUMPABLE"),
+    step("prctl", "Adopt orphaned descendants, so pyrun can reap them and read their exit status.",
+         option="PR_SET_CHILD_SUBREAPER"),
+    step("prctl", "Change the process attribute {option}."),
     step("setgroups", "Set the supplementary groups of the container's user: {groups}."),
-    step("setgid", "Switch to the container's group ID {gid}."),
-    step("setuid", "Switch to the container's user ID {uid}."),
+    step("setresgid", "Switch to the container's group ID {egid} (real, effective and saved)."),
+    step("setresuid", "Switch to the container's user ID {euid} (real, effective and saved)."),
     step("seccomp", "Install the seccomp filter, so the kernel rejects the system calls a container never needs."),
     step("setrlimit", "Set the resource limit {resource} to {soft} (soft) and {hard} (hard)."),
     # -- Processes ---------------------------------------------------------
+    step("fork", "Start a child process, a copy of pyrun, that goes on with the steps marked [child]."),
+    step("setsid", "Start a new session, so the container's process leads its own process group."),
+    step("close_range", "Close the file descriptors {first} to {last}, so the container inherits none of "
+         "pyrun's open files."),
+    step("openat2", "Open {path} inside the new root, resolved as if it were / ({resolve}), so a symlink in "
+         "the image cannot lead outside it.", resolve="*RESOLVE_IN_ROOT*"),
+    step("openat2", "Open {path} under the resolution limits {resolve}."),
+    step("fchdir", "Change the working directory to {path}."),
+    step("ioctl", "Make this terminal the controlling terminal of the container's session.",
+         request="TIOCSCTTY"),
+    step("ioctl", "Set the terminal's window size.", request="TIOCSWINSZ"),
+    step("ioctl", "Unlock the new pseudo-terminal, so it can be opened.", request="TIOCSPTLCK"),
+    step("ioctl", "Open the other side of the pseudo-terminal.", request="TIOCGPTPEER"),
+    step("ioctl", "Read the interface flags.", request="SIOCGIFFLAGS"),
+    step("ioctl", "Set the interface flags, e.g. to switch it up.", request="SIOCSIFFLAGS"),
+    step("ioctl", "Send the request {request} to file descriptor {fd}."),
     step("execve", "Run the container's command {path}: this process stops being pyrun and becomes the "
          "container's program, in everything set up above."),
     step("kill", "Send {signal} to process {pid}."),
@@ -297,7 +357,16 @@ def explain(name: str, args: dict[str, Any]) -> str:
     entry = find_step(name, args)
     if entry is None:
         return UNKNOWN_STEP.format(call=name)
-    return entry.text.format_map(_KeepMissing(args))
+    return entry.text.format_map(_KeepMissing(args, call=name))
+
+
+def nft_command_lines(commands: list[str]) -> list[tuple[str, str]]:
+    """Return each command of an nft script with the line that explains it."""
+    explained = []
+    for command in commands:
+        text = next(text for pattern, text in NFT_COMMANDS if fnmatch.fnmatchcase(command, pattern))
+        explained.append((text, command))
+    return explained
 
 
 def namespace_lines(flags: str) -> list[str]:

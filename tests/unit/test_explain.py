@@ -88,11 +88,11 @@ def test_read_only_bind_remount_explained():
 
 
 def test_cgroup_write_explained_by_file():
-    v2 = steps.explain("write cgroup file", {"path": "/sys/fs/cgroup/pyrun/ab/memory.max", "value": "16777216"})
-    v1 = steps.explain(
-        "write cgroup file", {"path": "/sys/fs/cgroup/memory/pyrun/ab/memory.limit_in_bytes", "value": "16777216"}
-    )
-    other = steps.explain("write cgroup file", {"path": "/sys/fs/cgroup/pyrun/ab/io.weight", "value": "50"})
+    with syscalls.recording() as recorder:
+        syscalls.write_cgroup_file("/sys/fs/cgroup/pyrun/ab/memory.max", "16777216")
+        syscalls.write_cgroup_file("/sys/fs/cgroup/memory/pyrun/ab/memory.limit_in_bytes", "16777216")
+        syscalls.write_cgroup_file("/sys/fs/cgroup/pyrun/ab/io.weight", "50")
+    v2, v1, other = (steps.explain(call.name, call.args) for call in recorder.calls)
     assert v2.startswith("Limit the container's memory to 16777216 bytes (cgroup v2)")
     assert v1.startswith("Limit the container's memory to 16777216 bytes (cgroup v1)")
     assert other == "Write 50 to the cgroup file /sys/fs/cgroup/pyrun/ab/io.weight."
@@ -218,6 +218,20 @@ SEAM_ARGUMENTS = {
     "mknod": {"path", "mode", "device"},
     "symlink": {"target", "path"},
     "execve": {"path", "argv"},
+    "mkdir": {"path", "mode"},
+    "rmdir": {"path"},
+    "write_cgroup_file": {"path", "value"},
+    "kill": {"pid", "signal"},
+    "fork": set(),
+    "prctl": {"option", "arg2", "arg3"},
+    "openat2": {"dirfd", "path", "flags", "resolve"},
+    "fchdir": {"fd", "path"},
+    "setsid": set(),
+    "setgroups": {"groups"},
+    "setresgid": {"rgid", "egid", "sgid"},
+    "setresuid": {"ruid", "euid", "suid"},
+    "close_range": {"first", "last"},
+    "ioctl": {"fd", "request"},
 }
 
 
@@ -230,3 +244,51 @@ def test_flag_pattern_ignores_order():
     entry = steps.Step("mount", "x", {"flags": "MS_BIND|MS_RDONLY"})
     assert entry.matches("mount", {"flags": "MS_RDONLY|MS_REMOUNT|MS_BIND"})
     assert not entry.matches("mount", {"flags": "MS_BIND"})
+
+
+def test_cgroup_directory_explained():
+    with syscalls.recording() as recorder:
+        syscalls.mkdir("/sys/fs/cgroup/memory/pyrun/ab")
+        syscalls.mkdir("/tmp/not-a-cgroup")
+    texts = [steps.explain(call.name, call.args) for call in recorder.calls]
+    assert texts[0].startswith("Create the cgroup /sys/fs/cgroup/memory/pyrun/ab: a directory")
+    assert texts[1] == "Create the directory /tmp/not-a-cgroup."
+
+
+def test_nft_script_lists_each_command(capfd):
+    explain.enable(colour=False)
+    commands = [
+        "add table ip pyrun",
+        'add rule ip pyrun postrouting ip saddr 10.88.0.0/16 oifname != "pyrun0" masquerade',
+        "add rule ip pyrun published tcp dport 8080 dnat to 10.88.0.2:80",
+    ]
+    with syscalls.recording():
+        syscalls.record("nft -f -", "nft(8)", lambda: None, commands=commands)
+    lines = capfd.readouterr().err.splitlines()
+    assert lines[0] == "Change pyrun's nftables rules in one transaction: all of them apply, or none does."
+    assert lines[1].startswith("  - Create the table")
+    assert lines[2] == "      add table ip pyrun"
+    assert lines[3].startswith("  - Rewrite the source address")
+    assert lines[5] == "  - Forward a host port to the container (destination NAT)."
+    assert lines[6] == "      add rule ip pyrun published tcp dport 8080 dnat to 10.88.0.2:80"
+    assert lines[7] == "    nft -f -(commands='<3 commands, listed above>') = 0    [man 8 nft]"
+
+
+def test_fork_narrated_once_child_marked(capfd):
+    explain.enable(colour=False)
+    child = syscalls.record("fork", "fork(2)", os.fork)
+    if child == 0:
+        try:
+            with syscalls.recording():
+                syscalls.sethostname("inside")
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+    err = capfd.readouterr().err
+    assert err.count("Start a child process") == 1
+    assert "[child] Give the container's UTS namespace its own hostname, inside" in err
+
+
+def test_call_name_pattern_fills_call_field():
+    text = steps.explain("nft list chain ip pyrun published", {})
+    assert text == "Read the nftables rules now in place (nft list chain ip pyrun published), to decide what to change."
