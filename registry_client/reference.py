@@ -1,0 +1,194 @@
+"""Image references: parse `httpd`, `user/app:1.0`, `host:5000/a/b@sha256:...`.
+
+The grammar is the one of the distribution project's `reference` package
+(also used by Docker):
+
+    reference := name [ ":" tag ] [ "@" digest ]
+    name      := [ domain "/" ] path
+    domain    := host [ ":" port ]        e.g. localhost:5000, quay.io
+    path      := component [ "/" component ]*, lowercase [a-z0-9] with
+                 ".", "_", "__" or runs of "-" between alphanumerics
+    tag       := [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}
+    digest    := "sha256:" 64 lowercase hex digits
+
+Docker's normalisation then fills in what the user left out: the first path
+component is a registry host only when it contains "." or ":", is
+`localhost`, or has uppercase letters; otherwise the registry is Docker Hub
+(`docker.io`). A single-component name on Docker Hub lives under `library/`,
+and a reference with neither tag nor digest means the tag `latest`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from registry_client.errors import InvalidReferenceError
+
+DOCKER_HUB = "docker.io"
+# Older clients and config files name Docker Hub by these hosts.
+DOCKER_HUB_ALIASES = {"index.docker.io", "registry-1.docker.io"}
+DEFAULT_TAG = "latest"
+NAME_MAX_LENGTH = 255
+
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_HOST = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9A-Fa-f:.]+\])"
+DOMAIN_RE = re.compile(rf"^{_HOST}(?::[0-9]+)?$")
+PATH_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
+SHA256_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+IMAGE_ID_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A normalised image reference: registry, repository, tag and/or digest."""
+
+    registry: str         # "docker.io", "localhost:5000"
+    repository: str       # "library/httpd", "a/b"
+    tag: str | None = None
+    digest: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The full repository name: `docker.io/library/httpd`."""
+        return f"{self.registry}/{self.repository}"
+
+    @property
+    def familiar_name(self) -> str:
+        """The repository as Docker shows it: `httpd`, `user/app`, `host:5000/a`."""
+        if self.registry != DOCKER_HUB:
+            return self.name
+        if self.repository.startswith("library/") and self.repository.count("/") == 1:
+            return self.repository[len("library/"):]
+        return self.repository
+
+    @property
+    def is_docker_hub(self) -> bool:
+        return self.registry == DOCKER_HUB
+
+    def manifest_reference(self) -> str:
+        """The tag or digest used in `/v2/<name>/manifests/<reference>`; digest first."""
+        return self.digest or self.tag or DEFAULT_TAG
+
+    def with_digest(self, digest: str) -> "Reference":
+        """The same repository pinned to `digest`, without a tag."""
+        return Reference(self.registry, self.repository, None, digest)
+
+    def with_tag(self, tag: str) -> "Reference":
+        return Reference(self.registry, self.repository, tag, None)
+
+    def __str__(self) -> str:
+        return self._render(self.name)
+
+    def familiar(self) -> str:
+        """The short form Docker prints: `httpd:latest`, `user/app@sha256:...`."""
+        return self._render(self.familiar_name)
+
+    def _render(self, name: str) -> str:
+        text = name
+        if self.tag:
+            text += f":{self.tag}"
+        if self.digest:
+            text += f"@{self.digest}"
+        return text
+
+
+def parse_reference(text: str, *, default_tag: bool = True) -> Reference:
+    """Parse and normalise an image reference.
+
+    With `default_tag`, a reference with neither tag nor digest gets the
+    tag `latest`, as `docker pull` does. Raises `InvalidReferenceError`
+    quoting the input and naming the part that is wrong.
+    """
+    original = text
+    if not text:
+        raise InvalidReferenceError("invalid reference format: the image name is empty")
+    if IMAGE_ID_RE.match(text):
+        raise InvalidReferenceError(
+            f"invalid repository name {original!r}: a 64-character hexadecimal "
+            "string is an image ID, not a name")
+
+    name, tag, digest = _split(text)
+    registry, path = _split_domain(original, name)
+    _check_path(original, path)
+    if tag is not None and not TAG_RE.match(tag):
+        raise InvalidReferenceError(
+            f"invalid reference format {original!r}: invalid tag {tag!r} "
+            "(use letters, digits, '_', '.' and '-', at most 128 characters, "
+            "not starting with '.' or '-')")
+    if digest is not None:
+        _check_digest(original, digest)
+    if len(f"{registry}/{path}") > NAME_MAX_LENGTH:
+        raise InvalidReferenceError(
+            f"invalid reference format {original!r}: the repository name is longer "
+            f"than {NAME_MAX_LENGTH} characters")
+
+    if registry == DOCKER_HUB and "/" not in path:
+        path = f"library/{path}"
+    if tag is None and digest is None and default_tag:
+        tag = DEFAULT_TAG
+    return Reference(registry, path, tag, digest)
+
+
+def normalize_registry_host(host: str) -> str:
+    """Map Docker Hub's aliases to `docker.io`; other hosts are returned unchanged."""
+    if host in DOCKER_HUB_ALIASES:
+        return DOCKER_HUB
+    return host
+
+
+def _split(text: str) -> tuple[str, str | None, str | None]:
+    """Split `name[:tag][@digest]` into its three parts."""
+    digest = None
+    if "@" in text:
+        text, digest = text.split("@", 1)
+    tag = None
+    # A ":" after the last "/" separates the tag; one before it is a port.
+    last_slash = text.rfind("/")
+    colon = text.rfind(":")
+    if colon > last_slash:
+        text, tag = text[:colon], text[colon + 1:]
+    return text, tag, digest
+
+
+def _split_domain(original: str, name: str) -> tuple[str, str]:
+    """Split the registry host off `name`, following Docker's rule."""
+    first, slash, rest = name.partition("/")
+    is_domain = slash and (
+        "." in first or ":" in first or first == "localhost" or first != first.lower())
+    if not is_domain:
+        return DOCKER_HUB, name
+    if not DOMAIN_RE.match(first):
+        raise InvalidReferenceError(
+            f"invalid reference format {original!r}: invalid registry host {first!r}")
+    return normalize_registry_host(first), rest
+
+
+def _check_path(original: str, path: str) -> None:
+    if not path:
+        raise InvalidReferenceError(
+            f"invalid reference format {original!r}: the repository name is empty")
+    for component in path.split("/"):
+        if PATH_COMPONENT_RE.match(component):
+            continue
+        if component.lower() != component and PATH_COMPONENT_RE.match(component.lower()):
+            raise InvalidReferenceError(
+                f"invalid reference format {original!r}: repository name must be lowercase")
+        raise InvalidReferenceError(
+            f"invalid reference format {original!r}: invalid repository name component "
+            f"{component!r} (use lowercase letters and digits, separated by '.', '_', "
+            "'__' or '-')")
+
+
+def _check_digest(original: str, digest: str) -> None:
+    if SHA256_DIGEST_RE.match(digest):
+        return
+    algorithm = digest.partition(":")[0]
+    if ":" in digest and algorithm != "sha256":
+        raise InvalidReferenceError(
+            f"invalid reference format {original!r}: unsupported digest algorithm "
+            f"{algorithm!r} (pyrun supports sha256)")
+    raise InvalidReferenceError(
+        f"invalid reference format {original!r}: invalid digest {digest!r} "
+        "(expected sha256: followed by 64 lowercase hexadecimal digits)")

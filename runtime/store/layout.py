@@ -1,0 +1,109 @@
+"""Where the image store keeps things, and how it writes them safely.
+
+    <root>/blobs/sha256/<hex>      manifests, configs, compressed layers
+    <root>/layers/<chain-id hex>/  one unpacked layer, shared by images
+    <root>/images.json             image records and names -> image IDs
+    <root>/containers/<id>/        containers (written by the runtime)
+    <root>/tmp/                    partial downloads, unpacking, lock files
+
+A file or directory appears at its final path only through `rename`, which
+is atomic on one filesystem, so a reader sees all of it or none. Writers
+that could race (two pulls of one image) take an `fcntl` lock first;
+the kernel drops it when the process dies, so a killed pull never leaves a
+stale lock behind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+class StoreLayout:
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self.blobs = self.root / "blobs" / "sha256"
+        self.layers = self.root / "layers"
+        self.index = self.root / "images.json"
+        self.containers = self.root / "containers"
+        self.tmp = self.root / "tmp"
+        self.partial = self.tmp / "partial"
+        self.locks = self.tmp / "locks"
+
+    def create(self) -> None:
+        for directory in (self.blobs, self.layers, self.containers, self.partial, self.locks):
+            directory.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o700)
+
+    def blob(self, digest: str) -> Path:
+        return self.blobs / hex_of(digest)
+
+    def layer(self, chain_id: str) -> Path:
+        return self.layers / hex_of(chain_id)
+
+    def partial_blob(self, digest: str) -> Path:
+        return self.partial / hex_of(digest)
+
+    def lock_file(self, name: str) -> Path:
+        return self.locks / f"{name}.lock"
+
+
+def hex_of(digest: str) -> str:
+    """The hex part of `sha256:<hex>`, checked, so it is safe as a file name."""
+    algorithm, _, value = digest.partition(":")
+    if algorithm != "sha256" or len(value) != 64 or not all(c in "0123456789abcdef"
+                                                            for c in value):
+        raise ValueError(f"invalid sha256 digest {digest!r}")
+    return value
+
+
+@contextmanager
+def locked(path: Path, *, shared: bool = False, wait: bool = True) -> Iterator[None]:
+    """Hold an `fcntl.flock` on `path` (created if missing) for the block.
+
+    With `wait=False`, raise `BlockingIOError` at once if another process
+    holds a conflicting lock.
+    """
+    operation = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+    if not wait:
+        operation |= fcntl.LOCK_NB
+    with open(path, "a") as file:
+        fcntl.flock(file, operation)
+        try:
+            yield
+        finally:
+            fcntl.flock(file, fcntl.LOCK_UN)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path`, then rename it over `path`."""
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def write_json_atomic(path: Path, data: object) -> None:
+    write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a directory tree, also one with read-only directories in it."""
+    def make_writable_and_retry(function, name, _excinfo):
+        os.chmod(os.path.dirname(name), 0o700)
+        function(name)
+
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, onerror=make_writable_and_retry)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
