@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.plugin"]
+pytest_plugins = ["tests.fixtures.plugin", "tests.fixtures.netns"]
 
 REPO = Path(__file__).resolve().parent.parent
 PYRUN = str(Path(sys.executable).with_name("pyrun"))

@@ -1,0 +1,87 @@
+"""`pyrun port CONTAINER [PRIVATE_PORT[/PROTO]]`: list a container's published ports.
+
+The output matches Docker's: ``80/tcp -> 0.0.0.0:49153`` per binding, or
+only ``0.0.0.0:49153`` when a private port is named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from runtime.errors import NotFoundError, UsageError
+
+SETTINGS_FILE = "network.json"  # written by runtime.network.attach
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("port", help="list a container's published ports")
+    parser.add_argument("container", help="container name, ID or unique ID prefix")
+    parser.add_argument("private_port", nargs="?", metavar="PRIVATE_PORT[/PROTO]",
+                        help="show only the host bindings of this container port")
+    parser.set_defaults(handler=port_command)
+
+
+def port_command(args: argparse.Namespace) -> int:
+    container_dir = find_container_dir(args.root, args.container)
+    ports = read_ports(container_dir)
+    if args.private_port:
+        key = args.private_port if "/" in args.private_port else f"{args.private_port}/tcp"
+        bindings = ports.get(key)
+        if not bindings:
+            raise NotFoundError(f"no public port {key!r} published for {args.container}",
+                                hint="`pyrun port CONTAINER` lists the published ports")
+        for binding in bindings:
+            print(f"{binding['HostIp']}:{binding['HostPort']}")
+        return 0
+    for key in sorted(ports, key=sort_key):
+        for binding in ports[key] or []:
+            print(f"{key} -> {binding['HostIp']}:{binding['HostPort']}")
+    return 0
+
+
+def find_container_dir(root: str, reference: str) -> str:
+    """Find a container's directory by name, full ID or unique ID prefix."""
+    containers = os.path.join(root, "containers")
+    try:
+        ids = sorted(os.listdir(containers))
+    except FileNotFoundError:
+        ids = []
+    if reference in ids:
+        return os.path.join(containers, reference)
+    by_name = [cid for cid in ids if container_name(os.path.join(containers, cid)) == reference.lstrip("/")]
+    if by_name:
+        return os.path.join(containers, by_name[0])
+    by_prefix = [cid for cid in ids if cid.startswith(reference)]
+    if len(by_prefix) == 1:
+        return os.path.join(containers, by_prefix[0])
+    if len(by_prefix) > 1:
+        raise UsageError(f"container ID prefix {reference!r} is ambiguous: it matches "
+                         + ", ".join(cid[:12] for cid in by_prefix))
+    raise NotFoundError(f"no such container: {reference}", hint="`pyrun ps -a` lists the containers")
+
+
+def container_name(container_dir: str) -> str | None:
+    record = read_json(os.path.join(container_dir, "state.json"))
+    name = record.get("name") or record.get("Name")
+    return name.lstrip("/") if isinstance(name, str) else None
+
+
+def read_ports(container_dir: str) -> dict:
+    """Return NetworkSettings.Ports from the network file `attach` wrote ({} without one)."""
+    settings = read_json(os.path.join(container_dir, SETTINGS_FILE)).get("settings") or {}
+    return settings.get("Ports") or {}
+
+
+def read_json(path: str) -> dict:
+    try:
+        with open(path) as stream:
+            return json.load(stream)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def sort_key(key: str) -> tuple[int, str]:
+    port, _, protocol = key.partition("/")
+    return (int(port) if port.isdigit() else 0, protocol)

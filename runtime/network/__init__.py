@@ -1,0 +1,232 @@
+"""Container networking: bridge, veth pairs, NAT and published ports.
+
+The runtime uses this package in four steps:
+
+    network.add_network_flags(parser)                  # run/create flags
+    plan = network.plan_from_args(args, image_config)  # JSON-able, kept in the record
+    settings = network.attach(container_id, pid, plan, container_dir)
+    network.detach(container_id, settings)
+
+`plan["mode"]` selects the container's network namespace:
+"bridge" and "none" need a new network namespace, "host" needs none, and
+"container" means joining the namespace of the container `plan["container"]`.
+
+`attach` runs in the host's network namespace after the container's first
+process (`pid`) has its network namespace and before it runs the command.
+For the bridge it holds the published host ports (an error names a port in
+use before anything changes), creates the bridge and pyrun's nftables table
+if needed, allocates an address, plugs a veth pair in, and adds the DNAT
+rules. A failure undoes what it did. It returns Docker's NetworkSettings
+(IPAddress, Gateway, MacAddress, Ports, ...), also written with the container
+ID to `<container_dir>/network.json` for the clean-up helper.
+
+Held ports: the sockets that hold the published ports belong to the process
+that called `attach` (`held_sockets(container_id)`), and the ports stay held
+as long as any copy is open. Hand them to the process that lives as long as
+the container (inherit them, or `send_held_sockets` over a Unix socket),
+then `release_sockets(container_id)` in the calling process.
+
+Clean-up works from a fresh process and needs only the container ID:
+`detach`, `python -m runtime.network.cleanup CONTAINER_DIR`, or
+`cleanup_dead()`, which removes what containers whose process is gone left
+behind (call it from commands that find a dead container).
+
+pyroute2 is imported only by the functions that change links, so importing
+this package costs the standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+from runtime.errors import PyrunError
+from runtime.network import ipam, ports
+from runtime.network.dns import hosts_content, resolv_conf_content
+from runtime.network.plan import add_network_flags, plan_from_args
+from runtime.network.ports import format_ports, held_sockets, release_sockets, send_held_sockets
+
+__all__ = [
+    "add_network_flags",
+    "plan_from_args",
+    "attach",
+    "detach",
+    "cleanup_dead",
+    "resolv_conf_content",
+    "hosts_content",
+    "format_ports",
+    "held_sockets",
+    "release_sockets",
+    "send_held_sockets",
+    "SETTINGS_FILE",
+]
+
+log = logging.getLogger(__name__)
+
+SETTINGS_FILE = "network.json"
+
+
+def attach(container_id: str, pid: int, plan: dict, container_dir: str) -> dict:
+    """Set up the network namespace of process `pid` as the plan requests.
+
+    Returns the container's NetworkSettings. Raises PyrunError, with nothing
+    left behind, when a host port is in use or a step fails.
+    """
+    mode = plan.get("mode", "bridge")
+    netns_path = f"/proc/{pid}/ns/net"
+    exposed = plan.get("exposed", [])
+    if mode == "bridge":
+        settings = attach_bridge(container_id, pid, plan, netns_path)
+    else:
+        if mode == "none":
+            from runtime.network import netlink, veth
+
+            with netlink.open_in_netns(netns_path) as inner:
+                veth.bring_up_loopback(inner)
+        settings = empty_settings(mode, ports.docker_ports([], exposed))
+        if mode != "host":
+            settings["SandboxKey"] = netns_path
+    write_settings_file(container_dir, container_id, settings)
+    return settings
+
+
+def attach_bridge(container_id: str, pid: int, plan: dict, netns_path: str) -> dict:
+    from runtime.network import bridge, nat, netlink, veth
+
+    requested = [ports.PortMapping.from_dict(item) for item in plan.get("ports", [])]
+    mappings = ports.hold_ports(container_id, requested)
+    try:
+        with ipam.locked_state() as state, netlink.open_host() as iproute:
+            try:
+                subnet = bridge.ensure_bridge(iproute, state)
+                address = state.allocate(container_id, plan.get("ip"))
+                state.containers[container_id] = {
+                    "ip": str(address),
+                    "veth": veth.host_ifname(container_id),
+                    "pid": pid,
+                    "start_time": ipam.process_start_time(pid),
+                    "ports": [mapping.to_dict() for mapping in mappings],
+                }
+                # Saved before the links exist, so a crash from here on
+                # leaves a record that cleanup_dead() acts on.
+                state.save()
+
+                gateway = ipam.gateway_of(subnet)
+                nat.ensure_table(subnet)
+                nat.allow_bridge_in_host_firewall()
+                bridge_index = netlink.link_index(iproute, bridge.BRIDGE)
+                mtu = bridge.host_mtu(iproute)
+                veth.create_pair(iproute, container_id, netns_path, bridge_index, mtu)
+                veth.configure_container_end(container_id, netns_path, address, subnet, gateway)
+                nat.add_container_rules(container_id, address, mappings)
+            except BaseException:
+                remove_from_bridge(iproute, state, container_id)
+                raise
+    except OSError as err:
+        ports.release_sockets(container_id)
+        raise PyrunError(f"connect container {container_id[:12]} to bridge {bridge.BRIDGE}") from err
+    except BaseException:
+        ports.release_sockets(container_id)
+        raise
+
+    log.info("container %s has address %s on %s", container_id[:12], address, bridge.BRIDGE)
+    settings = empty_settings("bridge", ports.docker_ports(mappings, plan.get("exposed", [])))
+    settings.update({
+        "Bridge": bridge.BRIDGE,
+        "SandboxKey": netns_path,
+        "IPAddress": str(address),
+        "IPPrefixLen": subnet.prefixlen,
+        "Gateway": str(gateway),
+        "MacAddress": veth.mac_address(address),
+    })
+    settings["Networks"]["bridge"].update({
+        key: settings[key] for key in ("IPAddress", "IPPrefixLen", "Gateway", "MacAddress")
+    })
+    return settings
+
+
+def empty_settings(mode: str, docker_ports: dict) -> dict:
+    """Docker's NetworkSettings with no address, for any mode."""
+    endpoint = {"IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": ""}
+    return {"Bridge": "", "SandboxKey": "", "Ports": docker_ports, **endpoint,
+            "Networks": {mode: dict(endpoint)}}
+
+
+def detach(container_id: str, settings: dict | None = None) -> None:
+    """Remove a container's veth, DNAT rules and address (and with the last
+    container the bridge, pyrun's table and the host firewall rules).
+
+    Works from any process in the host's network namespace; `settings` is
+    not needed and is accepted for the interface's symmetry. Doing it twice
+    is harmless.
+    """
+    ports.release_sockets(container_id)
+    if container_id not in ipam.read_state_file().get("containers", {}):
+        return
+    from runtime.network import netlink
+
+    try:
+        with ipam.locked_state() as state, netlink.open_host() as iproute:
+            remove_from_bridge(iproute, state, container_id)
+    except OSError as err:
+        raise PyrunError(f"disconnect container {container_id[:12]} from the bridge") from err
+
+
+def remove_from_bridge(iproute, state: ipam.NetworkState, container_id: str) -> None:
+    """Undo the steps of attach_bridge that happened. The caller holds the lock.
+
+    Every step runs even when an earlier one fails, so one failure leaves as
+    little as possible behind. The first error is raised at the end.
+    """
+    from runtime.network import bridge, nat, veth
+
+    errors: list[BaseException] = []
+
+    def step(function, *args) -> None:
+        try:
+            function(*args)
+        except (OSError, PyrunError) as err:
+            log.warning("clean-up of container %s: %s", container_id[:12], err)
+            errors.append(err)
+
+    step(nat.delete_container_rules, container_id)
+    step(veth.delete_pair, iproute, container_id)
+    state.containers.pop(container_id, None)
+    if not state.containers:
+        step(nat.remove_host_firewall_rules)
+        step(nat.delete_table)
+        step(bridge.delete_bridge, iproute)
+        state.data["subnet"] = None
+    state.save()
+    if errors:
+        raise errors[0]
+
+
+def cleanup_dead() -> list[str]:
+    """Detach every container whose first process is gone; return their IDs.
+
+    Reads the state file without the lock first, so the usual case (nothing
+    dead) costs one small read and imports nothing.
+    """
+    records = ipam.read_state_file().get("containers", {})
+    dead = [container_id for container_id, record in records.items() if not ipam.is_alive(record)]
+    for container_id in dead:
+        log.info("removing the network of dead container %s", container_id[:12])
+        detach(container_id)
+    return dead
+
+
+def write_settings_file(container_dir: str, container_id: str, settings: dict) -> None:
+    path = os.path.join(container_dir, SETTINGS_FILE)
+    with open(path + ".tmp", "w") as stream:
+        json.dump({"container_id": container_id, "state_dir": ipam.state_dir(), "settings": settings},
+                  stream, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def read_settings_file(container_dir: str) -> dict:
+    """Read `<container_dir>/network.json`: container_id, state_dir and settings."""
+    with open(os.path.join(container_dir, SETTINGS_FILE)) as stream:
+        return json.load(stream)
+

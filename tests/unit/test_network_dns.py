@@ -1,0 +1,37 @@
+"""resolv.conf and hosts contents for --dns, --dns-search, --add-host."""
+
+from runtime.network import hosts_content, resolv_conf_content
+
+HOST = "nameserver 192.0.2.53\nnameserver 127.0.0.1\nsearch corp.example\noptions ndots:2\n"
+
+
+def test_resolv_conf_from_host_drops_loopback():
+    text = resolv_conf_content({"mode": "bridge"}, HOST)
+    assert text == "nameserver 192.0.2.53\nsearch corp.example\noptions ndots:2\n"
+
+
+def test_resolv_conf_flags_replace_host_values():
+    plan = {"mode": "bridge", "dns": ["198.51.100.2"], "dns_search": ["a.example", "b.example"],
+            "dns_options": ["timeout:1"]}
+    text = resolv_conf_content(plan, HOST)
+    assert text == "nameserver 198.51.100.2\nsearch a.example b.example\noptions timeout:1\n"
+
+
+def test_resolv_conf_loopback_only_falls_back():
+    text = resolv_conf_content({"mode": "bridge"}, "nameserver 127.0.0.53\n")
+    assert text.startswith("nameserver 8.8.8.8\nnameserver 8.8.4.4\n")
+
+
+def test_resolv_conf_host_mode_keeps_loopback():
+    text = resolv_conf_content({"mode": "host"}, "nameserver 127.0.0.53\n")
+    assert text == "nameserver 127.0.0.53\n"
+
+
+def test_hosts_has_container_and_extra_hosts():
+    plan = {"extra_hosts": [["db", "10.0.0.5"], ["gw", "host-gateway"]]}
+    text = hosts_content(plan, "web", {"IPAddress": "172.17.0.2", "Gateway": "172.17.0.1"})
+    lines = text.splitlines()
+    assert "127.0.0.1\tlocalhost" in lines
+    assert "10.0.0.5\tdb" in lines
+    assert "172.17.0.1\tgw" in lines
+    assert lines[-1] == "172.17.0.2\tweb"
