@@ -1,0 +1,285 @@
+"""Layer blobs: find the compression from the magic bytes, inflate, hash.
+
+A layer blob is a tar stream, either plain or compressed with gzip or zstd.
+The manifest's media type says which, but registries and image builders
+get it wrong often enough that Docker and containerd both trust the first
+bytes of the blob instead. pyrun does the same and logs a warning when the
+media type disagrees.
+
+The digest of the uncompressed tar is the layer's "diff ID", which the
+image config lists under ``rootfs.diff_ids``. `LayerReader` computes it
+while the tar is read, so the blob is read only once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import zlib
+from typing import BinaryIO
+
+log = logging.getLogger(__name__)
+
+GZIP = "gzip"
+ZSTD = "zstd"
+NONE = "none"
+
+# First bytes of each format: RFC 1952 section 2.3.1 (gzip), RFC 8878
+# section 3.1.1 (zstd), and the bzip2 and xz file formats.
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+UNSUPPORTED_MAGIC = {b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
+
+# Compressed bytes read from the blob per step, and the maximum number of
+# uncompressed bytes one inflate step may produce, which bounds the memory a
+# highly compressed blob can take.
+READ_SIZE = 1 << 20
+INFLATE_MAX = 4 << 20
+
+# Media types from the OCI image spec (image-layer media types) and Docker's
+# image manifest v2 schema 2, mapped to the compression they declare.
+_MEDIA_TYPE_SUFFIXES = (
+    ("+gzip", GZIP),
+    (".tar.gzip", GZIP),
+    ("+zstd", ZSTD),
+    (".tar.zstd", ZSTD),
+    (".tar", NONE),
+)
+
+
+class CompressionError(ValueError):
+    """The blob is compressed in a format pyrun cannot read, or corrupt."""
+
+
+def detect_compression(head: bytes) -> str:
+    """Return GZIP, ZSTD or NONE for a blob that starts with `head`."""
+    if head.startswith(GZIP_MAGIC):
+        return GZIP
+    if head.startswith(ZSTD_MAGIC):
+        return ZSTD
+    for magic, name in UNSUPPORTED_MAGIC.items():
+        if head.startswith(magic):
+            raise CompressionError(
+                f"layer is compressed with {name}, which OCI images do not use: "
+                "rebuild the image with gzip or zstd layers"
+            )
+    return NONE
+
+
+def declared_compression(media_type: str) -> str | None:
+    """Return the compression a layer media type declares, or None if unknown."""
+    for suffix, compression in _MEDIA_TYPE_SUFFIXES:
+        if media_type.endswith(suffix):
+            return compression
+    return None
+
+
+def _inflate_module():
+    """Return ISA-L's zlib module when the `isal` package is installed, else zlib.
+
+    isal's igzip inflates several times faster than zlib and has the same
+    API (``decompressobj``, ``error``), so the code below works with either.
+    """
+    try:
+        from isal import isal_zlib
+    except ImportError:
+        return zlib
+    return isal_zlib
+
+
+_inflate = _inflate_module()
+
+
+def _gzip_inflater():
+    # wbits=31 selects the gzip header and trailer (see zlib.decompressobj).
+    return _inflate.decompressobj(wbits=31)
+
+
+class LayerReader:
+    """A file-like reader of a layer's uncompressed tar that hashes what it returns.
+
+    `source` yields the blob's bytes, compressed or not. After the last read,
+    `diff_id` is the ``sha256:`` digest of every uncompressed byte, and
+    `size` their count.
+    """
+
+    def __init__(self, source: BinaryIO, media_type: str = "") -> None:
+        self._source = source
+        self._pending = source.read(READ_SIZE)
+        self.compression = detect_compression(self._pending) if self._pending else NONE
+        self._warn_if_mislabelled(media_type)
+
+        self._inflater = None
+        self._zstd_reader = None
+        if self.compression == GZIP:
+            self._inflater = _gzip_inflater()
+        elif self.compression == ZSTD:
+            import zstandard
+
+            self._zstd_reader = zstandard.ZstdDecompressor().stream_reader(
+                _Prepended(self._pending, source), read_across_frames=True
+            )
+            self._pending = b""
+
+        self._sha256 = hashlib.sha256()
+        self._buffer = b""
+        self._offset = 0
+        self._done = False
+        self.position = 0
+        self.size = 0
+        self.only_zeros = True
+
+    def _warn_if_mislabelled(self, media_type: str) -> None:
+        declared = declared_compression(media_type) if media_type else None
+        if declared is not None and declared != self.compression and self._pending:
+            log.warning(
+                "layer media type %s declares %s compression but the blob is %s: "
+                "unpacking it as %s",
+                media_type,
+                declared,
+                self.compression,
+                self.compression,
+            )
+
+    @property
+    def diff_id(self) -> str:
+        return "sha256:" + self._sha256.hexdigest()
+
+    def read(self, size: int = -1) -> bytes:
+        """Return `size` uncompressed bytes, fewer only at the end of the stream.
+
+        A negative `size` returns everything that is left.
+        """
+        if size is None or size < 0:
+            size = 1 << 62
+        available = len(self._buffer) - self._offset
+        if size <= available:
+            data = self._buffer[self._offset:self._offset + size]
+            self._offset += size
+            self.position += size
+            return data
+
+        parts = [self._buffer[self._offset:]]
+        wanted = size - available
+        self._buffer, self._offset = b"", 0
+        while wanted > 0:
+            chunk = self._next_chunk()
+            if not chunk:
+                break
+            if len(chunk) > wanted:
+                parts.append(chunk[:wanted])
+                self._buffer, self._offset = chunk, wanted
+                wanted = 0
+            else:
+                parts.append(chunk)
+                wanted -= len(chunk)
+        data = b"".join(parts)
+        self.position += len(data)
+        return data
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Skip forward to `offset`; tarfile uses this to step over file data.
+
+        The stream cannot go back, so a backward seek raises
+        `io.UnsupportedOperation`.
+        """
+        if whence == io.SEEK_CUR:
+            offset += self.position
+        elif whence != io.SEEK_SET:
+            raise io.UnsupportedOperation("a layer stream can only seek from its start")
+        if offset < self.position:
+            raise io.UnsupportedOperation("a layer stream cannot seek backwards")
+        while self.position < offset:
+            skipped = self.read(min(offset - self.position, READ_SIZE))
+            if not skipped:
+                break
+        return self.position
+
+    def drain(self) -> None:
+        """Read and hash whatever follows the tar's end-of-archive blocks."""
+        self._buffer, self._offset = b"", 0
+        while self._next_chunk():
+            pass
+
+    def _next_chunk(self) -> bytes:
+        """Return the next uncompressed chunk, hashed; b"" at the end."""
+        if self._done:
+            return b""
+        if self.compression == GZIP:
+            chunk = self._next_gzip()
+        elif self.compression == ZSTD:
+            chunk = self._next_zstd()
+        else:
+            chunk = self._next_plain()
+        if not chunk:
+            self._done = True
+            return b""
+
+        self._sha256.update(chunk)
+        self.size += len(chunk)
+        if self.only_zeros and chunk.count(0) != len(chunk):
+            self.only_zeros = False
+        return chunk
+
+    def _next_plain(self) -> bytes:
+        if self._pending:
+            chunk, self._pending = self._pending, b""
+            return chunk
+        return self._source.read(READ_SIZE)
+
+    def _next_gzip(self) -> bytes:
+        # A gzip file may hold several members back to back (RFC 1952
+        # section 2.2): after one ends, its unused bytes start the next.
+        while True:
+            inflater = self._inflater
+            if inflater.unconsumed_tail:
+                data = inflater.unconsumed_tail
+            elif inflater.eof:
+                data = inflater.unused_data or self._take_source()
+                if not data:
+                    return b""
+                inflater = self._inflater = _gzip_inflater()
+            else:
+                data = self._take_source()
+                if not data:
+                    raise CompressionError("gzip stream ends before its last member is complete")
+
+            try:
+                chunk = inflater.decompress(data, INFLATE_MAX)
+            except _inflate.error as err:
+                raise CompressionError(f"invalid gzip data: {err}") from err
+            if chunk:
+                return chunk
+
+    def _next_zstd(self) -> bytes:
+        import zstandard
+
+        try:
+            return self._zstd_reader.read(INFLATE_MAX)
+        except zstandard.ZstdError as err:
+            raise CompressionError(f"invalid zstd data: {err}") from err
+
+    def _take_source(self) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending, b""
+            return data
+        return self._source.read(READ_SIZE)
+
+
+class _Prepended:
+    """A reader that returns `head` and then the rest of `source`."""
+
+    def __init__(self, head: bytes, source: BinaryIO) -> None:
+        self._head = head
+        self._source = source
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            data = self._head if size < 0 else self._head[:size]
+            self._head = self._head[len(data):]
+            return data
+        return self._source.read(size)

@@ -1,0 +1,388 @@
+"""Write the entries of one layer into its directory, and nowhere else.
+
+Safety comes from how paths are resolved, not from checking names:
+
+- A parent directory is opened with openat2(2) and RESOLVE_IN_ROOT, with
+  the layer directory as the root. ``..`` stops at the root and absolute
+  symlinks resolve from it, so a parent always lies inside the layer,
+  whatever symlinks earlier entries planted.
+- Everything else is done relative to that parent's file descriptor, on a
+  single name that is never ``.`` or ``..`` (see `entry_path`). No call
+  follows a symlink at that name. Files are created with O_EXCL and
+  O_NOFOLLOW after any old entry is removed, and chown, chmod, utime and
+  xattr calls use the no-follow forms or the new file's own descriptor.
+
+A symlink in a parent position is followed inside the layer, as
+containerd does. A symlink or directory that only a lower layer has is
+not visible here: a missing parent directory is created as a real
+directory with the attributes of the same directory below (or 0755 root
+when there is none). In the merged overlayfs tree that directory then
+replaces a lower symlink, which is the tree Docker and containerd give.
+NOTE: `umoci unpack` extracts all layers into one directory and so writes
+through such a lower symlink; the trees differ only for layers like that.
+
+Directory modes, owners, xattrs and times are applied at the end, deepest
+first, so creating children neither fails in a read-only directory nor
+changes a directory's mtime after it was set.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import stat
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from runtime import syscalls
+from runtime.layers.lowers import LowerEntry, LowerLayers, copyable_xattrs
+from runtime.layers.whiteouts import (
+    OVERLAY_OPAQUE_XATTR,
+    EntryPath,
+    InvalidEntry,
+    is_overlay_whiteout,
+)
+
+log = logging.getLogger(__name__)
+
+DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+RESOLVE_FLAGS = syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS
+NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+COPY_SIZE = 1 << 20
+# Parent directory descriptors kept open; tar entries come grouped by
+# directory, so a few dozen cover the directories in use at any time.
+PARENT_CACHE_SIZE = 32
+
+
+@dataclass
+class Attributes:
+    """File metadata from a tar header or a lower layer: mode, owner, times, xattrs."""
+
+    mode: int
+    uid: int
+    gid: int
+    mtime_ns: int | None = None
+    atime_ns: int | None = None
+    xattrs: dict[str, bytes] = field(default_factory=dict)
+
+    @classmethod
+    def from_stat(cls, st: os.stat_result, xattrs: dict[str, bytes]) -> "Attributes":
+        return cls(
+            mode=stat.S_IMODE(st.st_mode),
+            uid=st.st_uid,
+            gid=st.st_gid,
+            mtime_ns=st.st_mtime_ns,
+            atime_ns=st.st_atime_ns,
+            xattrs=xattrs,
+        )
+
+
+class LayerTree:
+    """The directory one layer is unpacked into, with confined write operations.
+
+    `same_owner` applies the owners from the tar; GNU tar does that only
+    for root, and so does pyrun by default.
+    """
+
+    def __init__(self, root: str, lowers: LowerLayers | None = None, *, same_owner: bool | None = None) -> None:
+        self.root_fd = os.open(root, DIRECTORY_FLAGS | os.O_NOFOLLOW)
+        self.lowers = lowers or LowerLayers()
+        self.same_owner = os.geteuid() == 0 if same_owner is None else same_owner
+        self._parents: collections.OrderedDict[tuple[str, ...], int] = collections.OrderedDict()
+        self._stale_fds: list[int] = []
+        self._directories: dict[tuple[str, ...], Attributes] = {}
+
+    def close(self) -> None:
+        self._forget_parents()
+        self._close_stale()
+        os.close(self.root_fd)
+
+    def begin_entry(self) -> None:
+        """Close descriptors that earlier removals made stale."""
+        self._close_stale()
+
+    # -- Resolving directories ------------------------------------------------
+
+    def directory(self, parts: tuple[str, ...]) -> int:
+        """Return a descriptor of the directory at `parts`, creating missing ones.
+
+        The descriptor stays owned by the cache: callers must not close it.
+        """
+        if not parts:
+            return self.root_fd
+        fd = self._parents.get(parts)
+        if fd is not None:
+            self._parents.move_to_end(parts)
+            return fd
+
+        fd = self._make_directories(parts)
+        self._parents[parts] = fd
+        if len(self._parents) > PARENT_CACHE_SIZE:
+            _, oldest = self._parents.popitem(last=False)
+            os.close(oldest)
+        return fd
+
+    def _open_directory(self, parts: tuple[str, ...]) -> int:
+        return syscalls.openat2(self.root_fd, "/".join(parts) or ".", DIRECTORY_FLAGS, RESOLVE_FLAGS)
+
+    def _make_directories(self, parts: tuple[str, ...]) -> int:
+        try:
+            return self._open_directory(parts)
+        except FileNotFoundError:
+            pass
+        except NotADirectoryError:
+            raise InvalidEntry(f"a parent of it in {'/'.join(parts)!r} is not a directory") from None
+
+        fd = self.root_fd
+        for depth in range(1, len(parts) + 1):
+            prefix = parts[:depth]
+            try:
+                next_fd = self._open_directory(prefix)
+            except FileNotFoundError:
+                self._create_parent(fd, prefix)
+                next_fd = self._open_directory(prefix)
+            except NotADirectoryError:
+                raise InvalidEntry(f"its parent {'/'.join(prefix)!r} is not a directory") from None
+            if fd != self.root_fd:
+                os.close(fd)
+            fd = next_fd
+        return fd
+
+    def _create_parent(self, parent_fd: int, prefix: tuple[str, ...]) -> None:
+        """Create a directory the tar never listed, like the one below it."""
+        try:
+            os.mkdir(prefix[-1], 0o700, dir_fd=parent_fd)
+        except FileExistsError:
+            raise InvalidEntry(f"its parent {'/'.join(prefix)!r} is a symlink to a missing directory") from None
+
+        lower = self.lowers.find(prefix)
+        if lower is not None and stat.S_ISDIR(lower.stat.st_mode):
+            attributes = Attributes.from_stat(lower.stat, copyable_xattrs(lower.path))
+        else:
+            attributes = Attributes(mode=0o755, uid=0, gid=0)
+        log.debug("created missing parent directory %s as %o", "/".join(prefix), attributes.mode)
+        self._directories[prefix] = attributes
+
+    def _forget_parents(self) -> None:
+        self._stale_fds.extend(self._parents.values())
+        self._parents.clear()
+
+    def _close_stale(self) -> None:
+        for fd in self._stale_fds:
+            os.close(fd)
+        self._stale_fds.clear()
+
+    # -- Replacing entries ----------------------------------------------------
+
+    def lstat(self, parent_fd: int, name: str) -> os.stat_result | None:
+        try:
+            return os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+
+    def remove(self, parent_fd: int, path: EntryPath, st: os.stat_result) -> None:
+        """Remove what is at `path` so that a later entry can take its place."""
+        if stat.S_ISDIR(st.st_mode):
+            _remove_tree(parent_fd, path.name)
+        else:
+            os.unlink(path.name, dir_fd=parent_fd)
+
+        # Cached descriptors may point into what was removed, and pending
+        # directory attributes below it no longer apply.
+        self._forget_parents()
+        prefix = path.parts
+        for parts in [p for p in self._directories if p[: len(prefix)] == prefix]:
+            del self._directories[parts]
+
+    def _clear(self, parent_fd: int, path: EntryPath) -> None:
+        st = self.lstat(parent_fd, path.name)
+        if st is not None:
+            self.remove(parent_fd, path, st)
+
+    # -- Creating entries -----------------------------------------------------
+
+    def add_directory(self, path: EntryPath, attributes: Attributes) -> None:
+        """Create a directory, or only update the attributes of an existing one."""
+        parent_fd = self.directory(path.parent)
+        st = self.lstat(parent_fd, path.name)
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            recreated = st is not None and is_overlay_whiteout(st)
+            if st is not None:
+                self.remove(parent_fd, path, st)
+            os.mkdir(path.name, 0o700, dir_fd=parent_fd)
+            if recreated:
+                # Deleted and recreated in this layer: the lower layers'
+                # contents must stay hidden under the new directory.
+                self.make_opaque(self.directory(path.parts))
+        self._directories[path.parts] = attributes
+
+    def add_file(self, path: EntryPath, attributes: Attributes, data: BinaryIO, *, sparse: bool = False) -> None:
+        parent_fd = self.directory(path.parent)
+        self._clear(parent_fd, path)
+        fd = os.open(path.name, NEW_FILE_FLAGS, 0o600, dir_fd=parent_fd)
+        try:
+            _copy_data(data, fd, sparse=sparse)
+            self._apply_to_fd(fd, attributes)
+        finally:
+            os.close(fd)
+
+    def add_symlink(self, path: EntryPath, target: str, attributes: Attributes) -> None:
+        parent_fd = self.directory(path.parent)
+        self._clear(parent_fd, path)
+        os.symlink(target, path.name, dir_fd=parent_fd)
+        self._apply_to_name(parent_fd, path.name, attributes, symlink=True)
+
+    def add_node(self, path: EntryPath, kind: int, device: int, attributes: Attributes) -> None:
+        """Create a device node or FIFO; `kind` is S_IFCHR, S_IFBLK or S_IFIFO."""
+        parent_fd = self.directory(path.parent)
+        self._clear(parent_fd, path)
+        os.mknod(path.name, kind | 0o600, device, dir_fd=parent_fd)
+        self._apply_to_name(parent_fd, path.name, attributes, symlink=False)
+
+    def add_hardlink(self, path: EntryPath, target: EntryPath) -> None:
+        """Link `path` to `target`, copying the target up from below if needed.
+
+        The link shares its inode with the target, so the entry's own
+        attributes are not applied (GNU tar and umoci do the same).
+        """
+        if target.is_root:
+            raise InvalidEntry("hard link to the layer root")
+        if target.parts == path.parts:
+            log.debug("hard link %s points to itself: nothing to do", path)
+            return
+
+        target_fd = self.directory(target.parent)
+        st = self.lstat(target_fd, target.name)
+        if st is None:
+            lower = self.lowers.find(target.parts)
+            if lower is None:
+                raise InvalidEntry(f"hard link target {str(target)!r} is in neither this layer nor a lower one")
+            self._copy_up(target_fd, target, lower)
+        elif stat.S_ISDIR(st.st_mode):
+            raise InvalidEntry(f"hard link target {str(target)!r} is a directory")
+        elif is_overlay_whiteout(st):
+            raise InvalidEntry(f"hard link target {str(target)!r} was deleted by this layer")
+
+        parent_fd = self.directory(path.parent)
+        self._clear(parent_fd, path)
+        os.link(target.name, path.name, src_dir_fd=target_fd, dst_dir_fd=parent_fd, follow_symlinks=False)
+
+    def _copy_up(self, target_fd: int, target: EntryPath, lower: LowerEntry) -> None:
+        """Copy a file or symlink from a lower layer into this one, as overlayfs would."""
+        attributes = Attributes.from_stat(lower.stat, copyable_xattrs(lower.path))
+        if stat.S_ISLNK(lower.stat.st_mode):
+            os.symlink(os.readlink(lower.path), target.name, dir_fd=target_fd)
+            self._apply_to_name(target_fd, target.name, attributes, symlink=True)
+            return
+        if not stat.S_ISREG(lower.stat.st_mode):
+            raise InvalidEntry(f"hard link target {str(target)!r} in a lower layer is not a regular file")
+
+        log.debug("copying %s up from a lower layer for a hard link", target)
+        source = os.open(lower.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            fd = os.open(target.name, NEW_FILE_FLAGS, 0o600, dir_fd=target_fd)
+            try:
+                with open(source, "rb", closefd=False) as reader:
+                    _copy_data(reader, fd)
+                self._apply_to_fd(fd, attributes)
+            finally:
+                os.close(fd)
+        finally:
+            os.close(source)
+
+    # -- Whiteouts ------------------------------------------------------------
+
+    def add_whiteout(self, target: EntryPath) -> None:
+        """Hide `target` in the lower layers, keeping what this layer put there."""
+        parent_fd = self.directory(target.parent)
+        st = self.lstat(parent_fd, target.name)
+        if st is None:
+            os.mknod(target.name, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=parent_fd)
+        elif stat.S_ISDIR(st.st_mode):
+            # This layer's own directory stays; only the lower one goes.
+            self.make_opaque(self.directory(target.parts))
+        # Any other entry of this layer already hides the lower one.
+
+    def make_opaque(self, directory_fd: int) -> None:
+        """Mark a directory so that overlayfs shows nothing of the layers below it."""
+        os.setxattr(directory_fd, OVERLAY_OPAQUE_XATTR, b"y")
+
+    # -- Attributes -----------------------------------------------------------
+
+    def _apply_to_fd(self, fd: int, attributes: Attributes) -> None:
+        # chown clears the setuid and setgid bits and security.capability,
+        # so the mode and the xattrs come after it.
+        if self.same_owner:
+            os.fchown(fd, attributes.uid, attributes.gid)
+        os.fchmod(fd, attributes.mode)
+        for name, value in attributes.xattrs.items():
+            os.setxattr(fd, name, value)
+        if attributes.mtime_ns is not None:
+            os.utime(fd, ns=_times(attributes))
+
+    def _apply_to_name(self, parent_fd: int, name: str, attributes: Attributes, *, symlink: bool) -> None:
+        if self.same_owner:
+            os.chown(name, attributes.uid, attributes.gid, dir_fd=parent_fd, follow_symlinks=False)
+        if not symlink:
+            # Linux ignores a symlink's mode and has no call to change it.
+            os.chmod(name, attributes.mode, dir_fd=parent_fd, follow_symlinks=False)
+        # setxattr has no *at form; the parent's /proc/self/fd link is
+        # resolved by the kernel and the last name is not followed.
+        for xattr, value in attributes.xattrs.items():
+            os.setxattr(f"/proc/self/fd/{parent_fd}/{name}", xattr, value, follow_symlinks=False)
+        if attributes.mtime_ns is not None:
+            os.utime(name, ns=_times(attributes), dir_fd=parent_fd, follow_symlinks=False)
+
+    def finish(self) -> None:
+        """Apply directory attributes, deepest directories first."""
+        for parts in sorted(self._directories, key=len, reverse=True):
+            try:
+                fd = self._open_directory(parts)
+            except (FileNotFoundError, NotADirectoryError):
+                log.debug("directory %s was replaced later in the layer", "/".join(parts))
+                continue
+            try:
+                self._apply_to_fd(fd, self._directories[parts])
+            finally:
+                os.close(fd)
+        self._directories.clear()
+
+
+def _times(attributes: Attributes) -> tuple[int, int]:
+    mtime = attributes.mtime_ns or 0
+    atime = attributes.atime_ns if attributes.atime_ns is not None else mtime
+    return atime, mtime
+
+
+def _copy_data(source: BinaryIO, fd: int, *, sparse: bool = False) -> None:
+    """Copy `source` into `fd`; for a sparse entry, zero blocks become holes."""
+    written = 0
+    while True:
+        chunk = source.read(COPY_SIZE)
+        if not chunk:
+            break
+        if sparse and chunk.count(0) == len(chunk):
+            os.lseek(fd, len(chunk), os.SEEK_CUR)
+        else:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
+        written += len(chunk)
+    if sparse:
+        # A hole at the end leaves the size short until the file is extended.
+        os.ftruncate(fd, written)
+
+
+def _remove_tree(parent_fd: int, name: str) -> None:
+    """Remove the directory `name` under `parent_fd` without following symlinks."""
+    for root, dirs, files, root_fd in os.fwalk(name, topdown=False, follow_symlinks=False, dir_fd=parent_fd):
+        for entry in files:
+            os.unlink(entry, dir_fd=root_fd)
+        for entry in dirs:
+            st = os.stat(entry, dir_fd=root_fd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                os.rmdir(entry, dir_fd=root_fd)
+            else:
+                os.unlink(entry, dir_fd=root_fd)
+    os.rmdir(name, dir_fd=parent_fd)
