@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 # (9223372036854771712 with 4 KiB pages); anything this large is no limit.
 UNLIMITED_THRESHOLD = 1 << 62
 
+# How long `remove` lets the freezer stop processes before it kills them.
+FREEZE_BEFORE_KILL_SECONDS = 1.0
+
 
 class V1Cgroup(Cgroup):
     """One container cgroup on a v1 or hybrid host."""
@@ -244,16 +247,26 @@ class V1Cgroup(Cgroup):
         """Let frozen processes run again."""
         self.set_freezer("THAWED")
 
-    def set_freezer(self, state: str) -> None:
+    def set_freezer(self, state: str, timeout: float | None = None) -> bool:
+        """Write freezer.state and wait up to `timeout` seconds for it to take effect.
+
+        Return False when the state was not reached in time and `timeout`
+        was given; raise CgroupError without a `timeout`.
+        """
         directory = self.require("freezer", "freezing")
         files.write_file(directory, "freezer.state", state)
         # Freezing is not instant: the state reads FREEZING until every task
-        # has stopped.
-        deadline = time.monotonic() + files.EMPTY_TIMEOUT_SECONDS
+        # has stopped, and a task waiting in the OOM handler never stops.
+        limit = files.EMPTY_TIMEOUT_SECONDS if timeout is None else timeout
+        deadline = time.monotonic() + limit
         while files.read_file(directory, "freezer.state") != state:
             if time.monotonic() > deadline:
-                raise CgroupError(f"{directory}/freezer.state did not reach {state}")
+                if timeout is not None:
+                    return False
+                raise CgroupError(f"{directory}/freezer.state did not reach {state} in {limit:.0f} s",
+                                  hint="a process waiting for memory (under_oom 1) cannot be frozen")
             time.sleep(files.POLL_SECONDS)
+        return True
 
     def remove(self) -> None:
         """Kill what is left in the cgroup, wait until it is empty, then remove it."""
@@ -264,13 +277,15 @@ class V1Cgroup(Cgroup):
         if left:
             # Freezing first stops a process from forking new children
             # between reading cgroup.procs and sending the signals.
+            # A process that waits for memory with the OOM killer turned off
+            # cannot be frozen, so removal kills even when freezing stalls.
             freezer = self.directory("freezer")
-            frozen = freezer is not None and os.path.isdir(freezer)
-            if frozen:
-                self.freeze()
+            has_freezer = freezer is not None and os.path.isdir(freezer)
+            if has_freezer and not self.set_freezer("FROZEN", timeout=FREEZE_BEFORE_KILL_SECONDS):
+                log.debug("cgroup %s did not freeze in time; killing its processes anyway", self.path)
             files.kill_all(self.pids())
-            if frozen:
-                self.thaw()
+            if has_freezer:
+                self.set_freezer("THAWED")
         files.wait_until_empty(directories)
         for directory in reversed(directories):
             files.remove_dir(directory)

@@ -51,6 +51,7 @@ class V2Cgroup(Cgroup):
         assert layout.unified is not None, "a v2 layout always has a cgroup2 mount"
         self.mount = layout.unified
         self.directory = os.path.join(self.mount, self.path)
+        self.controllers = CONTROLLERS
 
     # -- Creating and joining --------------------------------------------------
 
@@ -80,7 +81,7 @@ class V2Cgroup(Cgroup):
         """Enable, for the children of `directory`, every wanted controller it has."""
         available = files.read_file(directory, "cgroup.controllers").split()
         enabled = files.read_file(directory, "cgroup.subtree_control").split()
-        for controller in CONTROLLERS:
+        for controller in self.controllers:
             if controller not in available or controller in enabled:
                 continue
             # One controller per write, so an error names the one that failed.
