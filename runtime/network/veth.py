@@ -51,6 +51,13 @@ def create_pair(iproute: Any, container_id: str, netns_path: str, bridge_index: 
     request("RTM_NEWLINK", lambda: iproute.link("set", index=host_index, master=bridge_index, state="up"),
             ifname=host, master="pyrun0", state="up")
 
+    # Hairpin mode lets the bridge send a frame back out of the port it came
+    # in on. A container that reaches its own published port through a host
+    # address needs it when br_netfilter is loaded: the DNAT then happens as
+    # the frame is bridged, and the bridge must return the frame to its source.
+    request("RTM_NEWLINK", lambda: iproute.brport("set", index=host_index, mode=1),
+            ifname=host, kind="bridge_slave", hairpin_mode=1)
+
     netns_fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         request("RTM_NEWLINK", lambda: iproute.link("set", index=peer_index, net_ns_fd=netns_fd),
