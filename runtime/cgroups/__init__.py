@@ -1,6 +1,7 @@
 """Control groups: one interface over cgroup v1, hybrid and v2 hosts.
 
     manager = cgroups.open_cgroup("/pyrun/<container id>")
+    manager.exists()                # True once created, until removed
     manager.create()
     manager.apply(resources)        # the OCI config.json "linux.resources" dict
     manager.add_process(pid)

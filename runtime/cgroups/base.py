@@ -26,6 +26,9 @@ class Cgroup(abc.ABC):
         return f"<{type(self).__name__} {self.path} ({self.layout.kind})>"
 
     @abc.abstractmethod
+    def exists(self) -> bool: ...
+
+    @abc.abstractmethod
     def create(self) -> None: ...
 
     @abc.abstractmethod

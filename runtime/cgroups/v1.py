@@ -65,6 +65,10 @@ class V1Cgroup(Cgroup):
             directories.append(os.path.join(self.unified_mount, self.path))
         return directories
 
+    def exists(self) -> bool:
+        """Return True while the cgroup exists in at least one hierarchy."""
+        return any(os.path.isdir(directory) for directory in self.all_directories())
+
     # -- Creating and joining --------------------------------------------------
 
     def create(self) -> None:

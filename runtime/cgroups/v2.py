@@ -53,6 +53,10 @@ class V2Cgroup(Cgroup):
         self.directory = os.path.join(self.mount, self.path)
         self.controllers = CONTROLLERS
 
+    def exists(self) -> bool:
+        """Return True while the cgroup directory exists."""
+        return os.path.isdir(self.directory)
+
     # -- Creating and joining --------------------------------------------------
 
     def create(self) -> None:
