@@ -99,6 +99,9 @@ def attach_bridge(container_id: str, pid: int, plan: dict, netns_path: str) -> d
     try:
         with ipam.locked_state() as state, netlink.open_host() as iproute:
             try:
+                if container_id in state.containers:
+                    # A restart of a container whose last detach never ran.
+                    remove_from_bridge(iproute, state, container_id)
                 subnet = bridge.ensure_bridge(iproute, state)
                 address = state.allocate(container_id, plan.get("ip"))
                 state.containers[container_id] = {

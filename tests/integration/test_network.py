@@ -14,6 +14,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -379,3 +380,45 @@ def test_port_command_lists_mappings(containers, test_network, tmp_path):
     assert f"53/udp -> 0.0.0.0:{container.host_port('53/udp')}" in result.stdout
     result = test_network.pyrun("port", container.id[:12], "80", root=root)
     assert result.stdout.strip() == f"0.0.0.0:{container.host_port()}"
+
+
+def test_concurrent_attach_gets_distinct_addresses(containers, test_network):
+    results: list = []
+    lock = threading.Lock()
+
+    def attach_one() -> None:
+        container = containers(bridge_plan(publish(80)))
+        with lock:
+            results.append(container)
+
+    threads = [threading.Thread(target=attach_one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(results) == 4
+    addresses = {container.settings["IPAddress"] for container in results}
+    assert len(addresses) == 4
+    ports = {container.host_port() for container in results}
+    assert len(ports) == 4
+    assert test_network.links().count("pyrun0") == 1
+
+
+def test_attach_again_replaces_stale_record(containers, test_network, tmp_path):
+    first = containers(bridge_plan(publish(80)))
+    first.holder.kill()  # no detach: the record and the rule stay
+    first.holder.wait()
+    first.stop_process()
+    script = ("import json, sys, runtime.network as n\n"
+              "plan = {'mode': 'bridge', 'ports': [], 'exposed': []}\n"
+              "print(json.dumps(n.attach(sys.argv[1], int(sys.argv[2]), plan, sys.argv[3])))\n"
+              "n.detach(sys.argv[1])")
+    process = test_network.popen("unshare", "--net", "--", "sleep", "600")
+    try:
+        wait_for_own_netns(test_network, process.pid)
+        result = test_network.run(sys.executable, "-c", script, first.id, str(process.pid), str(tmp_path))
+    finally:
+        process.kill()
+        process.wait()
+    assert result.returncode == 0, result.stderr
+    assert_nothing_left(test_network)
