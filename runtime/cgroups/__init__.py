@@ -9,8 +9,8 @@
     manager.oom_killed()            # True after the kernel's OOM killer struck
     manager.remove()                # kill what is left, wait until empty, rmdir
 
-Only this package knows which layout the host has; the layout is detected
-once per process from /proc/self/mountinfo and /proc/filesystems. Tests pass
+Only this package deals with which layout the host has. The layout is
+detected once per process from /proc/self/mountinfo and /proc/filesystems. Tests pass
 their own `mountinfo` and `filesystems` files to point a manager at a
 temporary directory laid out like a hierarchy.
 """

@@ -11,7 +11,7 @@ There are three layouts in use (cgroups(7)):
   mount claims, such as hugetlb).
 
 The layout is read from /proc/self/mountinfo (what is mounted where) and
-/proc/filesystems (whether the kernel knows cgroup2 at all).
+/proc/filesystems (whether the kernel supports cgroup2 at all).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Docker's resource flags, turned into an OCI "linux.resources" dict.
 
 The flags are spelled as `docker run` spells them (--memory 512m, --cpus 1.5,
-...), and the result follows the OCI runtime spec (config-linux.md,
-"Control groups"): memory sizes in bytes, CPU bandwidth as a CFS quota and
-period in microseconds, and "swap" as the limit of memory plus swap.
+...). The result follows the OCI runtime spec (config-linux.md, "Control
+groups"). Memory sizes are in bytes, CPU bandwidth is a CFS quota and period
+in microseconds, and "swap" is the limit of memory plus swap.
 """
 
 from __future__ import annotations
@@ -99,9 +99,9 @@ def add_resource_flags(parser: argparse.ArgumentParser) -> None:
 def resources_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Build the OCI "linux.resources" dict from the parsed resource flags.
 
-    Raises UsageError naming the flag for a value that cannot be right on
-    any kernel; values the kernel itself rejects are reported by the
-    cgroup driver when it writes them.
+    Raises UsageError naming the flag for a value that is invalid on any
+    kernel. The cgroup driver reports values that the kernel itself rejects
+    when it writes them.
     """
     resources: dict[str, Any] = {}
     memory = _memory_from_args(args)
@@ -112,7 +112,7 @@ def resources_from_args(args: argparse.Namespace) -> dict[str, Any]:
         resources["cpu"] = cpu
     pids_limit = getattr(args, "pids_limit", None)
     if pids_limit is not None:
-        # Docker treats 0 and -1 as "no limit"; the OCI spec spells that -1.
+        # Docker treats 0 and -1 as "no limit", which the OCI spec spells -1.
         resources["pids"] = {"limit": -1 if pids_limit <= 0 else pids_limit}
     return resources
 

@@ -30,7 +30,7 @@ from runtime.cgroups.stats import CgroupStats
 log = logging.getLogger(__name__)
 
 # The kernel reports "no limit" as the largest page-aligned counter value
-# (9223372036854771712 with 4 KiB pages); anything this large is no limit.
+# (9223372036854771712 with 4 KiB pages), so anything this large is no limit.
 UNLIMITED_THRESHOLD = 1 << 62
 
 # How long `remove` lets the freezer stop processes before it kills them.
@@ -42,7 +42,7 @@ class V1Cgroup(Cgroup):
 
     def __init__(self, path: str, layout: Layout) -> None:
         super().__init__(path, layout)
-        # One directory per hierarchy, keyed by mount point; co-mounted
+        # One directory per hierarchy, keyed by mount point. Co-mounted
         # controllers (cpu,cpuacct) share a hierarchy and so a directory.
         self.mounts = sorted(set(layout.v1_mounts.values()))
         self.unified_mount = layout.unified
@@ -103,7 +103,7 @@ class V1Cgroup(Cgroup):
             if is_leaf:
                 self.created.append(current)
             # A new cpuset cgroup starts with no CPUs and no memory nodes,
-            # and the kernel refuses to add a process to it until both are
+            # and the kernel rejects adding a process to it until both are
             # set, so each level copies its parent's.
             if copy_cpuset:
                 self.copy_cpuset_from_parent(current)
@@ -233,8 +233,8 @@ class V1Cgroup(Cgroup):
     def oom_killed(self) -> bool:
         """Return True when the kernel's OOM killer killed a process in this cgroup.
 
-        NOTE: memory.oom_control gained its "oom_kill" counter in Linux 4.13;
-        on older kernels this returns False even after an OOM kill.
+        NOTE: memory.oom_control gained its "oom_kill" counter in Linux 4.13.
+        On older kernels this returns False even after an OOM kill.
         """
         memory = self.directory("memory")
         if memory is None or not os.path.isdir(memory):
@@ -255,12 +255,13 @@ class V1Cgroup(Cgroup):
         """Write freezer.state and wait up to `timeout` seconds for it to take effect.
 
         Return False when the state was not reached in time and `timeout`
-        was given; raise CgroupError without a `timeout`.
+        was given. Without a `timeout`, raise CgroupError instead.
         """
         directory = self.require("freezer", "freezing")
         files.write_file(directory, "freezer.state", state)
         # Freezing is not instant: the state reads FREEZING until every task
-        # has stopped, and a task waiting in the OOM handler never stops.
+        # has stopped, and a task waiting in the OOM handler does not stop
+        # (seen on Linux 6.18 with the OOM killer turned off).
         limit = files.EMPTY_TIMEOUT_SECONDS if timeout is None else timeout
         deadline = time.monotonic() + limit
         while files.read_file(directory, "freezer.state") != state:
@@ -286,7 +287,7 @@ class V1Cgroup(Cgroup):
             freezer = self.directory("freezer")
             has_freezer = freezer is not None and os.path.isdir(freezer)
             if has_freezer and not self.set_freezer("FROZEN", timeout=FREEZE_BEFORE_KILL_SECONDS):
-                log.debug("cgroup %s did not freeze in time; killing its processes anyway", self.path)
+                log.debug("cgroup %s did not freeze in time, so its processes are killed unfrozen", self.path)
             files.kill_all(self.pids())
             if has_freezer:
                 self.set_freezer("THAWED")

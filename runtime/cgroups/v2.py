@@ -8,7 +8,7 @@ Two rules shape how it is made (Documentation/admin-guide/cgroup-v2.rst):
   controllers for the level below.
 - No internal processes: a cgroup other than the root that enables
   controllers for its children cannot hold processes itself. The pyrun
-  parent therefore never holds a process, and only the leaf, the
+  parent therefore never contains a process, and only the leaf, the
   container's own cgroup, does.
 """
 
@@ -95,8 +95,8 @@ class V2Cgroup(Cgroup):
                 if getattr(err.__cause__, "errno", None) == errno.EBUSY:
                     raise CgroupError(
                         f"enable the {controller} controller in {directory}",
-                        hint="cgroup v2 lets a cgroup with processes in it hand no controllers to "
-                        "its children; use a --cgroup-parent that holds no processes",
+                        hint="on cgroup v2 a cgroup that contains processes cannot enable controllers "
+                        "for its children, so use a --cgroup-parent without processes",
                     ) from err.__cause__
                 raise
 
@@ -130,7 +130,7 @@ class V2Cgroup(Cgroup):
         if limit is not None:
             self.write("memory.max", "max" if limit < 0 else limit, ("memory", "limit"))
 
-        # OCI's "swap" is memory plus swap, as v1's memsw is; v2's
+        # OCI's "swap" is memory plus swap, as v1's memsw is, but v2's
         # memory.swap.max counts swap alone.
         if swap is not None:
             if not os.path.exists(os.path.join(self.directory, "memory.swap.max")):
@@ -154,7 +154,7 @@ class V2Cgroup(Cgroup):
         quota = cpu.get("quota")
         period = cpu.get("period")
         if quota or period:
-            # cpu.max holds "QUOTA PERIOD" in microseconds; "max" is no quota.
+            # cpu.max contains "QUOTA PERIOD" in microseconds, where "max" is no quota.
             quota_text = str(quota) if quota and quota > 0 else "max"
             period_text = str(period) if period else "100000"
             self.write("cpu.max", f"{quota_text} {period_text}", ("cpu", "quota"))
@@ -222,7 +222,7 @@ class V2Cgroup(Cgroup):
     def set_frozen(self, frozen: bool) -> None:
         files.write_file(self.directory, "cgroup.freeze", int(frozen))
         # The kernel reports "frozen 1" in cgroup.events once every process
-        # has stopped; until then the cgroup is still freezing.
+        # has stopped. Until then the cgroup is still freezing.
         deadline = time.monotonic() + files.EMPTY_TIMEOUT_SECONDS
         while files.read_keyed(self.directory, "cgroup.events").get("frozen", 0) != int(frozen):
             if time.monotonic() > deadline:

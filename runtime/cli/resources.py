@@ -202,7 +202,7 @@ def filter_ps_output(output: str, pids: set[int]) -> list[str]:
     """
     lines = output.splitlines()
     if not lines:
-        raise PyrunError("ps printed nothing")
+        raise PyrunError("ps produced no output")
     header = lines[0].split()
     if "PID" not in header:
         raise PyrunError(f"ps output has no PID column: {lines[0]!r}",

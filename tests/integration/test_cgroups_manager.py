@@ -39,7 +39,7 @@ while True:
     pass
 """
 
-# Starts 60 sleeping children; the pids limit makes the later forks fail.
+# Starts 60 sleeping children, and the pids limit makes the later forks fail.
 FORKER = GATE + """
 import subprocess, time
 started, failed = 0, 0
@@ -78,7 +78,7 @@ def empty_and_remove(directory: Path) -> None:
 
 @pytest.fixture
 def cgroup_parent():
-    """A parent cgroup name for one test; fails the test if anything is left in it."""
+    """Return a parent cgroup name for one test, and fail the test if anything is left in it."""
     parent = f"pyrun-test-{secrets.token_hex(4)}"
     yield parent
     leftovers = []
@@ -178,7 +178,7 @@ def test_cpus_half_caps_usage(manager):
     finally:
         manager.remove()
         process.wait(timeout=10)
-    # A busy loop would use a whole core; the quota allows half of one.
+    # A busy loop would use a whole core, but the quota allows half of one.
     assert share < 0.6
     assert share > 0.3
 
@@ -258,7 +258,7 @@ def test_remove_kills_leftover_processes(cgroup_parent):
 
 def test_failed_create_leaves_nothing(cgroup_parent):
     # The leaf exists in the last hierarchy, so create fails after making
-    # it everywhere else; it must remove what it made.
+    # it everywhere else. It must remove what it made.
     roots = hierarchy_roots()
     blocking = Path(roots[-1]) / cgroup_parent / "c1"
     blocking.mkdir(parents=True)

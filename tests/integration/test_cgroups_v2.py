@@ -1,7 +1,7 @@
 """The v2 driver on a pure cgroup v2 host: controllers, cgroup.kill, memory.events.
 
-The limits themselves are checked for every layout by
-test_cgroups_manager.py; this file covers what only v2 has. On a v1 or
+test_cgroups_manager.py checks the limits themselves on every layout, and
+this file covers what only v2 has. On a v1 or
 hybrid host every test here skips.
 """
 
@@ -77,9 +77,9 @@ class TestPureV2:
 
 
 # -- The core of v2 on the cgroup2 mount of a hybrid host -----------------------
-# A hybrid host's cgroup2 mount has no controllers that pyrun limits with,
-# but creating, joining, freezing, cgroup.kill and removal work the same as
-# on pure v2, so the v2 driver runs against it with no controllers enabled.
+# A hybrid host's cgroup2 mount has none of the controllers that pyrun sets
+# limits with. Creating, joining, freezing, cgroup.kill and removal work as
+# on pure v2, though, so the v2 driver runs there with no controllers.
 # Enabling none also leaves the host's root cgroup.subtree_control unchanged.
 
 hybrid_only = pytest.mark.skipif(

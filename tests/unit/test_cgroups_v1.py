@@ -20,7 +20,7 @@ def fakefs(request, tmp_path):
 
 @pytest.fixture
 def written():
-    """Collect (path, value) of every control file written, as the trace sees them."""
+    """Collect (path, value) of every control file written, as the trace records them."""
     writes = []
 
     def listen(call):

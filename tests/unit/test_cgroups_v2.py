@@ -21,7 +21,7 @@ def fakefs(tmp_path):
 
 @pytest.fixture
 def written():
-    """Collect (path, value) of every control file written, as the trace sees them."""
+    """Collect (path, value) of every control file written, as the trace records them."""
     writes = []
 
     def listen(call):
@@ -53,7 +53,7 @@ def test_create_enables_controllers_top_down(fakefs, written):
     expected = ["+cpuset", "+cpu", "+io", "+memory", "+pids", "+hugetlb"]
     assert enabled_at_root == expected
     assert enabled_at_parent == expected
-    # The leaf holds the container's processes, so it hands no controllers down.
+    # The leaf contains the container's processes, so it enables no controllers below it.
     assert not any(p.endswith("/c1/cgroup.subtree_control") for p, _ in written)
 
 
