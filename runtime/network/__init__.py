@@ -116,7 +116,7 @@ def attach_bridge(container_id: str, pid: int, plan: dict, netns_path: str) -> d
                 state.save()
 
                 gateway = ipam.gateway_of(subnet)
-                nat.ensure_table(subnet)
+                nat.ensure_table(subnet, bool(state.data.get("forwarding_enabled")))
                 nat.allow_bridge_in_host_firewall()
                 bridge_index = netlink.link_index(iproute, bridge.BRIDGE)
                 mtu = bridge.host_mtu(iproute)
@@ -200,6 +200,7 @@ def remove_from_bridge(iproute, state: ipam.NetworkState, container_id: str) -> 
         step(nat.remove_host_firewall_rules)
         step(nat.delete_table)
         step(bridge.delete_bridge, iproute)
+        step(bridge.restore_forwarding, state)
         state.data["subnet"] = None
     state.save()
     if errors:

@@ -91,14 +91,30 @@ def host_mtu(iproute: Any) -> int:
 def enable_forwarding(state: ipam.NetworkState) -> None:
     """Turn on IPv4 forwarding when it is off, and note that pyrun did it.
 
-    Forwarding stays on after the last container, as Docker leaves it: other
-    programs may have come to rely on it in the meantime.
+    While pyrun's table exists, it then drops forwarded packets that neither
+    enter nor leave the bridge (see nat.table_script), so the host does not
+    start routing between its other interfaces. `restore_forwarding` turns
+    forwarding off again with the last container.
     """
     if read_sysctl(IP_FORWARD) == "1":
         return
     write_sysctl(IP_FORWARD, "1")
     state.data["forwarding_enabled"] = True
-    log.warning("enabled IPv4 forwarding (net.ipv4.ip_forward=1) so containers on %s reach the network", BRIDGE)
+    log.info("enabled IPv4 forwarding (net.ipv4.ip_forward=1) so containers on %s reach the network", BRIDGE)
+
+
+def restore_forwarding(state: ipam.NetworkState) -> None:
+    """Turn IPv4 forwarding off again if pyrun turned it on.
+
+    NOTE: writing ip_forward sets the forwarding flag of every interface, so
+    an interface that forwarded on its own before pyrun started no longer
+    does after this.
+    """
+    if not state.data.get("forwarding_enabled"):
+        return
+    write_sysctl(IP_FORWARD, "0")
+    state.data["forwarding_enabled"] = False
+    log.info("disabled IPv4 forwarding again: pyrun had enabled it and no container runs")
 
 
 def read_sysctl(path: str) -> str | None:

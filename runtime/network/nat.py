@@ -14,6 +14,8 @@ deleted with the last:
                            127.0.0.1 to a container, and hairpin traffic
         chain localnet     drop packets from the bridge addressed to
                            127.0.0.0/8, which route_localnet would let in
+        chain forward      only when pyrun turned IPv4 forwarding on: drop
+                           forwarded packets that do not use the bridge
     }
 
 The host's firewall is another matter. An accept in pyrun's table does not
@@ -107,9 +109,13 @@ def table_exists() -> bool:
                for item in tables)
 
 
-def table_script(subnet: ipaddress.IPv4Network) -> str:
-    """Return the nft commands that create pyrun's table for the bridge's subnet."""
-    return f"""
+def table_script(subnet: ipaddress.IPv4Network, isolate_forwarding: bool = False) -> str:
+    """Return the nft commands that create pyrun's table for the bridge's subnet.
+
+    `isolate_forwarding` adds the forward chain, for hosts where pyrun had to
+    turn IPv4 forwarding on.
+    """
+    script = f"""
 add table {FAMILY} {TABLE}
 add chain {FAMILY} {TABLE} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
 add chain {FAMILY} {TABLE} output {{ type nat hook output priority -100; policy accept; }}
@@ -123,13 +129,18 @@ add rule {FAMILY} {TABLE} postrouting ip saddr {LOOPBACK} oifname "{BRIDGE}" mas
 add rule {FAMILY} {TABLE} postrouting ip saddr {subnet} oifname "{BRIDGE}" ct status dnat masquerade comment "hairpin: container via a host address to a container"
 add rule {FAMILY} {TABLE} localnet iifname "{BRIDGE}" ip daddr {LOOPBACK} drop comment "no container reaches the host's loopback"
 """
+    if isolate_forwarding:
+        script += f"""add chain {FAMILY} {TABLE} forward {{ type filter hook forward priority filter; policy accept; }}
+add rule {FAMILY} {TABLE} forward iifname != "{BRIDGE}" oifname != "{BRIDGE}" drop comment "pyrun enabled forwarding for its bridge only"
+"""
+    return script
 
 
-def ensure_table(subnet: ipaddress.IPv4Network) -> None:
+def ensure_table(subnet: ipaddress.IPv4Network, isolate_forwarding: bool = False) -> None:
     """Create pyrun's table when it is missing."""
     if table_exists():
         return
-    run_nft(table_script(subnet))
+    run_nft(table_script(subnet, isolate_forwarding))
     log.info("created nftables table %s %s for subnet %s", FAMILY, TABLE, subnet)
 
 

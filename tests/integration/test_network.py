@@ -189,6 +189,8 @@ def assert_nothing_left(network) -> None:
     assert "pyrun" not in network.ruleset()
     with open(os.path.join(network.state_dir, "network.json")) as stream:
         assert json.load(stream)["containers"] == {}
+    # The test namespace starts with forwarding off, so pyrun turned it on.
+    assert network.run("sysctl", "-n", "net.ipv4.ip_forward").stdout.strip() == "0"
 
 
 def test_container_reaches_outside_through_nat(containers, outside_server):

@@ -16,6 +16,13 @@ def test_table_script_masquerades_subnet():
     assert 'iifname "pyrun0" ip daddr 127.0.0.0/8 drop' in script
 
 
+def test_table_script_forward_chain_optional():
+    subnet = ipaddress.IPv4Network("172.17.0.0/16")
+    assert "hook forward" not in nat.table_script(subnet)
+    script = nat.table_script(subnet, isolate_forwarding=True)
+    assert 'iifname != "pyrun0" oifname != "pyrun0" drop' in script
+
+
 def test_dnat_rule_for_any_and_one_address():
     address = ipaddress.IPv4Address("172.17.0.2")
     rule = nat.dnat_rule(ID, address, PortMapping(80, "tcp", "0.0.0.0", 49153))
