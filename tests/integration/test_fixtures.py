@@ -27,9 +27,13 @@ EXPECTED_LAYER_COUNTS = {
 }
 
 
-def get_manifest(base_url: str, repository: str, reference: str, **kwargs) -> requests.Response:
+def get_manifest(base_url: str, repository: str, reference: str,
+                 token: str | None = None) -> requests.Response:
+    headers = {"Accept": MANIFEST_ACCEPT}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     return requests.get(f"{base_url}/v2/{repository}/manifests/{reference}",
-                        headers={"Accept": MANIFEST_ACCEPT}, timeout=10, **kwargs)
+                        headers=headers, timeout=10)
 
 
 def test_catalog_lists_repositories(registry):
@@ -131,3 +135,216 @@ def test_unknown_tag_is_manifest_unknown(registry):
     response = get_manifest(registry.url, "library/busybox", "no-such-tag")
     assert response.status_code == 404
     assert response.json()["errors"][0]["code"] == "MANIFEST_UNKNOWN"
+
+
+def test_httpd_image_config(registry):
+    image = registry.images["library/httpd:latest"]
+    config = requests.get(f"{registry.url}/v2/library/httpd/blobs/{image.config.digest}",
+                          timeout=10).json()["config"]
+    assert image.layer_count == 2
+    assert config["Cmd"] == ["httpd-foreground"]
+    assert config["WorkingDir"] == "/usr/local/apache2"
+    assert config["ExposedPorts"] == {"80/tcp": {}}
+    assert config["StopSignal"] == "SIGWINCH"
+
+
+def test_layers_carry_whiteouts(registry):
+    """The last manylayers layer and httpd's apache layer each delete files of a lower layer."""
+    import gzip
+    import io
+    import tarfile
+
+    for reference in ("library/manylayers:latest", "library/httpd:latest"):
+        image = registry.images[reference]
+        blob = requests.get(
+            f"{registry.url}/v2/{image.repository}/blobs/{image.layers[-1].digest}", timeout=60)
+        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob.content))) as tar:
+            names = tar.getnames()
+        assert any("/.wh." in name and not name.endswith(".wh..wh..opq") for name in names)
+
+
+# Token auth
+
+
+def request_token(token_registry, *scopes, auth=None) -> requests.Response:
+    return requests.get(token_registry.issuer.realm, auth=auth, timeout=10,
+                        params={"service": "pyrun-test-registry", "scope": list(scopes)})
+
+
+def test_token_registry_challenges(token_registry):
+    response = get_manifest(token_registry.url, "library/busybox", "latest")
+    challenge = response.headers["WWW-Authenticate"]
+    assert response.status_code == 401
+    assert challenge.startswith("Bearer ")
+    assert f'realm="{token_registry.issuer.realm}"' in challenge
+    assert 'service="pyrun-test-registry"' in challenge
+    assert 'scope="repository:library/busybox:pull"' in challenge
+
+
+def test_token_grants_pull(token_registry):
+    body = request_token(token_registry, "repository:library/busybox:pull").json()
+    response = get_manifest(token_registry.url, "library/busybox", "latest",
+                            token=body["token"])
+    assert body["access_token"] == body["token"]
+    assert body["expires_in"] == 300
+    assert response.status_code == 200
+    assert response.headers["Docker-Content-Digest"] == token_registry.images[
+        "library/busybox:latest"].digest
+    assert token_registry.issuer.tokens_issued == 1
+
+
+def test_token_rejected_for_other_repository(token_registry):
+    token = request_token(token_registry, "repository:library/dive:pull").json()["token"]
+    response = get_manifest(token_registry.url, "library/busybox", "latest",
+                            token=token)
+    assert response.status_code == 401
+    assert response.json()["errors"][0]["code"] == "UNAUTHORIZED"
+
+
+def test_token_denied_repository(token_registry):
+    token_registry.issuer.settings.denied_repositories = {"library/busybox"}
+    token = request_token(token_registry, "repository:library/busybox:pull").json()["token"]
+    response = get_manifest(token_registry.url, "library/busybox", "latest",
+                            token=token)
+    assert response.status_code == 401
+
+
+def test_token_basic_credentials(token_registry):
+    token_registry.issuer.settings.credentials = ("student", "secret")
+    anonymous = request_token(token_registry, "repository:library/busybox:pull")
+    wrong = request_token(token_registry, "repository:library/busybox:pull",
+                          auth=("student", "wrong"))
+    right = request_token(token_registry, "repository:library/busybox:pull",
+                          auth=("student", "secret"))
+    assert anonymous.status_code == 401
+    assert anonymous.headers["WWW-Authenticate"].startswith("Basic ")
+    assert wrong.status_code == 401
+    assert right.status_code == 200
+    assert token_registry.issuer.tokens_issued == 1
+    assert [request.basic_user for request in token_registry.issuer.requests] == [
+        None, "student", "student"]
+
+
+def test_token_without_access_token(token_registry):
+    token_registry.issuer.settings.send_access_token = False
+    body = request_token(token_registry, "repository:library/busybox:pull").json()
+    assert "token" in body
+    assert "access_token" not in body
+
+
+@pytest.mark.slow
+def test_token_expires_at_registry(token_registry):
+    import time
+
+    token_registry.issuer.settings.expires_in = 2
+    token_registry.issuer.settings.registry_lifetime = 2
+    body = request_token(token_registry, "repository:library/busybox:pull").json()
+    fresh = get_manifest(token_registry.url, "library/busybox", "latest", token=body["token"])
+    time.sleep(4)
+    expired = get_manifest(token_registry.url, "library/busybox", "latest", token=body["token"])
+    assert body["expires_in"] == 2
+    assert fresh.status_code == 200
+    assert expired.status_code == 401
+
+
+def test_token_registry_serves_same_digests(token_registry, registry):
+    assert token_registry.digests == registry.digests
+
+
+# Fault proxy
+
+
+def test_proxy_forwards_and_counts(registry, fault_proxy):
+    proxy = fault_proxy()
+    response = get_manifest(proxy.url, "library/busybox", "latest")
+    assert response.status_code == 200
+    assert response.headers["Docker-Content-Digest"] == registry.digests["library/busybox:latest"]
+    assert proxy.count("GET", "/manifests/") == 1
+    assert proxy.count("HEAD") == 0
+
+
+def test_proxy_injects_status_once(fault_proxy):
+    proxy = fault_proxy()
+    proxy.fail("/manifests/", status=503)
+    first = get_manifest(proxy.url, "library/busybox", "latest")
+    second = get_manifest(proxy.url, "library/busybox", "latest")
+    assert first.status_code == 503
+    assert second.status_code == 200
+    assert [request.fault for request in proxy.requests] == ["status", None]
+
+
+def test_proxy_rate_limit_headers(fault_proxy):
+    proxy = fault_proxy()
+    proxy.rate_limit("/manifests/", retry_after=7)
+    response = get_manifest(proxy.url, "library/busybox", "latest")
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "7"
+    assert response.headers["ratelimit-limit"] == "100;w=21600"
+    assert response.headers["ratelimit-remaining"] == "0;w=21600"
+    assert response.json()["errors"][0]["code"] == "TOOMANYREQUESTS"
+
+
+def test_proxy_hub_pull_counting(fault_proxy):
+    proxy = fault_proxy()
+    proxy.hub_rate_limit(limit=100, remaining=1)
+    head = requests.head(f"{proxy.url}/v2/library/busybox/manifests/latest",
+                         headers={"Accept": MANIFEST_ACCEPT}, timeout=10)
+    first = get_manifest(proxy.url, "library/busybox", "latest")
+    second = get_manifest(proxy.url, "library/busybox", "latest")
+    assert head.headers["ratelimit-remaining"] == "1;w=21600"
+    assert first.status_code == 200
+    assert first.headers["ratelimit-remaining"] == "0;w=21600"
+    assert second.status_code == 429
+
+
+def test_proxy_cuts_blob(registry, fault_proxy):
+    proxy = fault_proxy()
+    layer = registry.images["library/busybox:latest"].layers[0]
+    proxy.cut("/blobs/", after_bytes=1000)
+    url = f"{proxy.url}/v2/library/busybox/blobs/{layer.digest}"
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        requests.get(url, timeout=30).content
+    resumed = requests.get(url, headers={"Range": "bytes=1000-"}, timeout=30)
+    assert resumed.status_code == 206
+    assert len(resumed.content) == layer.size - 1000
+
+
+def test_proxy_tampers_blob(registry, fault_proxy):
+    proxy = fault_proxy()
+    layer = registry.images["library/busybox:latest"].layers[0]
+    proxy.tamper("/blobs/")
+    body = requests.get(f"{proxy.url}/v2/library/busybox/blobs/{layer.digest}", timeout=30).content
+    assert len(body) == layer.size
+    assert "sha256:" + hashlib.sha256(body).hexdigest() != layer.digest
+
+
+def test_proxy_redirect_drops_authorization(registry, fault_proxy):
+    proxy = fault_proxy()
+    layer = registry.images["library/busybox:latest"].layers[0]
+    proxy.redirect("/blobs/", host="localhost")
+    response = requests.get(f"{proxy.url}/v2/library/busybox/blobs/{layer.digest}",
+                            headers={"Authorization": "Bearer secret"}, timeout=30)
+    first, redirected = proxy.requests
+    assert response.history[0].status_code == 307
+    assert "sha256:" + hashlib.sha256(response.content).hexdigest() == layer.digest
+    assert first.has_authorization
+    assert redirected.headers["host"].startswith("localhost:")
+    assert not redirected.has_authorization
+
+
+# pyrun config
+
+
+def test_pyrun_env_points_at_registry(registry, pyrun_env, store_root):
+    with open(pyrun_env["PYRUN_CONFIG"]) as file:
+        config = json.load(file)
+    assert config["docker-hub-endpoint"] == registry.url
+    assert config["insecure-registries"] == [registry.host]
+    assert pyrun_env["PYRUN_ROOT"] == str(store_root)
+
+
+def test_pyrun_config_rejects_internet(tmp_path):
+    from tests.fixtures.pyrunconfig import write_pyrun_config
+
+    with pytest.raises(ValueError, match="127.0.0.1"):
+        write_pyrun_config(tmp_path / "config.json", "https://registry-1.docker.io")
