@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno as _errno
+import fcntl
 import os
 import platform
 import signal
@@ -443,6 +444,7 @@ def execve(path: str, argv: list[str], env: dict[str, str]) -> None:
         argv=argv,
     )
 
+
 # -- Cgroups: cgroups(7), mkdir(2), rmdir(2), kill(2) -------------------------------
 
 SIGNALS_BY_NUMBER = {int(sig): sig.name for sig in signal.Signals}
@@ -484,6 +486,102 @@ def kill(pid: int, sig: int) -> None:
         lambda: os.kill(pid, sig),
         pid=pid,
         signal=SIGNALS_BY_NUMBER.get(sig, str(sig)),
+    )
+
+
+# -- Containers: the calls `pyrun run` makes ------------------------------------
+# Values from <linux/prctl.h>, <asm-generic/ioctls.h> and <linux/sockios.h>.
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
+PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+PRCTL_OPTIONS = {
+    PR_SET_PDEATHSIG: "PR_SET_PDEATHSIG",
+    PR_SET_DUMPABLE: "PR_SET_DUMPABLE",
+    PR_SET_KEEPCAPS: "PR_SET_KEEPCAPS",
+    PR_CAPBSET_DROP: "PR_CAPBSET_DROP",
+    PR_SET_CHILD_SUBREAPER: "PR_SET_CHILD_SUBREAPER",
+    PR_SET_NO_NEW_PRIVS: "PR_SET_NO_NEW_PRIVS",
+    PR_CAP_AMBIENT: "PR_CAP_AMBIENT",
+}
+
+TIOCSCTTY = 0x540E
+TIOCSWINSZ = 0x5414
+TIOCSPTLCK = 0x40045431
+TIOCGPTPEER = 0x5441
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+
+IOCTL_REQUESTS = {
+    TIOCSCTTY: "TIOCSCTTY",
+    TIOCSWINSZ: "TIOCSWINSZ",
+    TIOCSPTLCK: "TIOCSPTLCK",
+    TIOCGPTPEER: "TIOCGPTPEER",
+    SIOCGIFFLAGS: "SIOCGIFFLAGS",
+    SIOCSIFFLAGS: "SIOCSIFFLAGS",
+}
+
+
+def fork() -> int:
+    """Create a child process (fork(2)); returns 0 in the child, its pid in the parent."""
+    return record("fork", "fork(2)", os.fork)
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0) -> int:
+    """Change a process attribute that python-prctl does not cover (prctl(2))."""
+
+    def action() -> int:
+        return _check(libc().prctl(option, ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), 0, 0))
+
+    return record(
+        "prctl", "prctl(2)", action, option=PRCTL_OPTIONS.get(option, str(option)), arg2=arg2, arg3=arg3
+    )
+
+
+def fchdir(fd: int, *, path: str = "") -> None:
+    """Change the working directory to the directory open as `fd` (fchdir(2))."""
+    record("fchdir", "fchdir(2)", lambda: os.fchdir(fd), fd=fd, path=path or f"fd {fd}")
+
+
+def setsid() -> None:
+    """Start a new session with no controlling terminal (setsid(2))."""
+    record("setsid", "setsid(2)", os.setsid)
+
+
+def setgroups(groups: list[int]) -> None:
+    """Set the supplementary group IDs (setgroups(2))."""
+    record("setgroups", "setgroups(2)", lambda: os.setgroups(groups), groups=groups)
+
+
+def setresgid(rgid: int, egid: int, sgid: int) -> None:
+    """Set the real, effective and saved group IDs (setresgid(2))."""
+    record("setresgid", "setresgid(2)", lambda: os.setresgid(rgid, egid, sgid), rgid=rgid, egid=egid, sgid=sgid)
+
+
+def setresuid(ruid: int, euid: int, suid: int) -> None:
+    """Set the real, effective and saved user IDs (setresuid(2))."""
+    record("setresuid", "setresuid(2)", lambda: os.setresuid(ruid, euid, suid), ruid=ruid, euid=euid, suid=suid)
+
+
+def close_range(first: int, last: int) -> None:
+    """Close every file descriptor from `first` to `last`, inclusive (close_range(2))."""
+    record("close_range", "close_range(2)", lambda: os.closerange(first, last + 1), first=first, last=last)
+
+
+def ioctl(fd: int, request: int, arg: int | bytes = 0) -> int | bytes:
+    """Send a device-specific request to the file open as `fd` (ioctl(2))."""
+    return record(
+        "ioctl",
+        "ioctl(2)",
+        lambda: fcntl.ioctl(fd, request, arg),
+        fd=fd,
+        request=IOCTL_REQUESTS.get(request, hex(request)),
     )
 
 

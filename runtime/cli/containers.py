@@ -1,0 +1,157 @@
+"""Container commands: `run`.
+
+`pyrun run IMAGE [COMMAND...]` behaves like `docker run` in the foreground:
+the image is looked up locally and pulled when missing, a container is
+created from it, and pyrun waits for it and exits with its exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run a command in a new container",
+        description="Create a container from IMAGE and run COMMAND in it, in the foreground.",
+        add_help=False,
+    )
+    # -h is Docker's --hostname, so help is only --help.
+    parser.add_argument("--help", action="help", help="show this help message and exit")
+    add_container_flags(parser)
+    parser.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    parser.add_argument(
+        "-d", "--detach", action="store_true", help="not supported yet: pyrun run stays in the foreground"
+    )
+    parser.add_argument("image", metavar="IMAGE")
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND", help="command and arguments")
+    parser.set_defaults(handler=run)
+
+
+def add_container_flags(parser: argparse.ArgumentParser) -> None:
+    """Add the flags `run` and `create` share: process, filesystem, security, network, cgroups."""
+    process = parser.add_argument_group("process")
+    process.add_argument("-i", "--interactive", action="store_true", help="keep stdin open and pass it on")
+    process.add_argument("-t", "--tty", action="store_true", help="allocate a terminal (pty) for the container")
+    process.add_argument("-e", "--env", action="append", default=[], metavar="KEY[=VALUE]",
+                         help="set an environment variable; KEY alone takes the host's value")
+    process.add_argument("--env-file", action="append", default=[], metavar="FILE",
+                         help="read KEY=VALUE lines from FILE")
+    process.add_argument("-w", "--workdir", default="", metavar="DIR", help="working directory inside the container")
+    process.add_argument("-u", "--user", default=None, metavar="USER[:GROUP]",
+                         help="user name or uid, optionally with group name or gid")
+    process.add_argument("--entrypoint", default=None, metavar="COMMAND",
+                         help="replace the image's entrypoint (an empty string removes it)")
+    process.add_argument("--init", action="store_true",
+                         help="run a small init as pid 1 that forwards signals and reaps zombies")
+    process.add_argument("--name", default="", help="name for the container (default: a generated one)")
+    process.add_argument("-h", "--hostname", default="", help="hostname inside the container (default: short ID)")
+    process.add_argument("--platform", default=None, metavar="OS/ARCH",
+                         help="platform to pull when the image is missing")
+
+    filesystem = parser.add_argument_group("filesystem")
+    filesystem.add_argument("-v", "--volume", action="append", default=[], metavar="HOST:CONTAINER[:ro]",
+                            help="bind a host directory or file into the container")
+    filesystem.add_argument("--mount", action="append", default=[], metavar="type=bind|tmpfs,...",
+                            help="add a bind or tmpfs mount (target=, source=, readonly)")
+    filesystem.add_argument("--tmpfs", action="append", default=[], metavar="DIR[:OPTIONS]",
+                            help="mount a tmpfs at DIR")
+    filesystem.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
+
+    security = parser.add_argument_group("security")
+    security.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="add a capability")
+    security.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="drop a capability")
+    security.add_argument("--privileged", action="store_true",
+                          help="give every capability and no masked paths")
+    security.add_argument("--security-opt", action="append", default=[], metavar="OPTION",
+                          help="only no-new-privileges is supported")
+
+    from runtime.cgroups import add_resource_flags
+    from runtime.network import add_network_flags
+
+    add_network_flags(parser)
+    add_resource_flags(parser)
+
+
+def run_options(args: argparse.Namespace):
+    """Collect the parsed flags into a runtime.spec.RunOptions."""
+    from runtime.spec import RunOptions
+
+    return RunOptions(
+        command=list(args.command),
+        entrypoint=args.entrypoint,
+        env=list(args.env),
+        env_files=list(args.env_file),
+        workdir=args.workdir,
+        user=args.user,
+        hostname=args.hostname,
+        tty=args.tty,
+        interactive=args.interactive,
+        read_only=args.read_only,
+        cap_add=list(args.cap_add),
+        cap_drop=list(args.cap_drop),
+        privileged=args.privileged,
+        security_opt=list(args.security_opt),
+        init=args.init,
+    )
+
+
+def user_mounts(args: argparse.Namespace) -> list[dict]:
+    from runtime import mounts
+
+    entries = [mounts.parse_volume(value) for value in args.volume]
+    entries += [mounts.parse_mount(value) for value in args.mount]
+    entries += [mounts.parse_tmpfs(value) for value in args.tmpfs]
+    return entries
+
+
+def find_or_pull_image(args: argparse.Namespace):
+    """Return the image from the store, pulling it first when it is missing."""
+    from runtime.store import ImageStore
+
+    store = ImageStore(args.root)
+    image = store.lookup(args.image)
+    if image is None:
+        from registry_client.reference import parse_reference
+
+        print(f"Unable to find image '{parse_reference(args.image).familiar()}' locally", file=sys.stderr)
+        image = store.pull(args.image, platform=args.platform)
+    return image
+
+
+def run(args: argparse.Namespace) -> int:
+    from runtime import container
+    from runtime.cgroups import resources_from_args
+    from runtime.errors import PyrunError, UsageError
+    from runtime.network import plan_from_args
+
+    if args.detach:
+        raise UsageError("pyrun run -d is not supported yet", hint="run the container in the foreground")
+    options = run_options(args)
+    mounts = user_mounts(args)
+    resources = resources_from_args(args)
+    image = find_or_pull_image(args)
+    plan = plan_from_args(args, image.config)
+
+    created = container.create(
+        args.root,
+        image,
+        options,
+        name=args.name,
+        user_mounts=mounts,
+        network_plan=plan,
+        resources=resources,
+        cgroup_parent=args.cgroup_parent,
+        ephemeral=args.rm,
+    )
+    exit_code = None
+    try:
+        exit_code = container.run(created, interactive=args.interactive, use_init=args.init)
+    except PyrunError as err:
+        exit_code = err.exit_code
+        raise
+    finally:
+        container.cleanup(created, exit_code, remove=args.rm)
+    return exit_code

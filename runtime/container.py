@@ -1,0 +1,286 @@
+"""A container's life: create the bundle, start it, wait for it, clean up.
+
+`create` turns an image and the `run` options into an OCI bundle in
+`<root>/containers/<id>/`: the overlay root filesystem at `rootfs/`, the
+generated /etc files, and `config.json`. `run` starts pid 1 from that
+bundle, with its cgroup and network, waits for it while forwarding signals
+(or relaying the terminal), and `cleanup` undoes what `create` and `run` did.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtime import etc_files, launch, overlay, rootfs, state, syscalls
+from runtime.errors import PyrunError
+from runtime.spec import RunOptions, build_spec
+from runtime.users import resolve_user
+
+log = logging.getLogger(__name__)
+
+# Signals pyrun passes on to the container, as `docker run` does (sig-proxy).
+FORWARDED_SIGNALS = [
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+]
+
+
+@dataclass
+class Container:
+    """A created container: its record and bundle, and what `run` set up."""
+
+    root: str
+    id: str
+    name: str
+    directory: str
+    spec: dict[str, Any]
+    network_plan: dict[str, Any] = field(default_factory=dict)
+    cgroup: Any = None
+    network_settings: dict[str, Any] | None = None
+    pid: int = 0
+
+    @property
+    def rootfs(self) -> str:
+        return os.path.join(self.directory, self.spec["root"]["path"])
+
+
+def create(
+    root: str,
+    image: Any,
+    options: RunOptions,
+    *,
+    name: str = "",
+    user_mounts: list[dict[str, Any]] = (),
+    network_plan: dict[str, Any] | None = None,
+    resources: dict[str, Any] | None = None,
+    cgroup_parent: str = "",
+    ephemeral: bool = False,
+) -> Container:
+    """Create the bundle and record for one container of `image` (a runtime.store Image).
+
+    `ephemeral` marks a container that `--rm` deletes when it exits. On any
+    failure, everything created so far is removed again.
+    """
+    from runtime.cgroups import cgroup_path
+
+    container_id = state.new_container_id()
+    os.makedirs(state.containers_dir(root), exist_ok=True)
+    if name:
+        state.reserve_name(root, name, container_id)
+    else:
+        name = state.reserve_generated_name(root, container_id)
+    network_plan = network_plan or {"mode": "none"}
+    directory = state.container_dir(root, container_id)
+    mounted = ""
+    try:
+        state.create_record(
+            root,
+            container_id,
+            {"name": name, "image": image.reference, "image_id": image.id, "network_plan": network_plan},
+        )
+        mounted = overlay.mount_overlay(directory, image.layer_dirs, volatile=ephemeral)
+        image_config = image.config.get("config") or {}
+
+        user_spec = options.user if options.user is not None else image_config.get("User", "")
+        user = resolve_user(
+            user_spec,
+            rootfs.read_file_in_root(mounted, "/etc/passwd"),
+            rootfs.read_file_in_root(mounted, "/etc/group"),
+        )
+        hostname = options.hostname or container_id[:12]
+        etc_files.write_etc_files(directory, hostname, network_plan)
+        spec = build_spec(
+            image_config,
+            options,
+            user,
+            bundle=directory,
+            hostname=hostname,
+            user_mounts=list(user_mounts),
+            resources=resources,
+            cgroups_path=cgroup_path(container_id, cgroup_parent),
+        )
+        _apply_network_mode(root, spec, network_plan)
+        with open(os.path.join(directory, "config.json"), "w", encoding="utf-8") as file:
+            json.dump(spec, file, indent=2)
+    except BaseException:
+        if mounted:
+            overlay.unmount_overlay(mounted)
+        state.remove_container(root, container_id)
+        state.release_name(root, name, container_id)
+        raise
+    log.debug("created container %s (%s) from %s", container_id[:12], name, image.reference)
+    return Container(root, container_id, name, directory, spec, network_plan)
+
+
+def _apply_network_mode(root: str, spec: dict[str, Any], plan: dict[str, Any]) -> None:
+    """Drop the network namespace for --network host; point it at another container's for container:NAME."""
+    mode = plan.get("mode", "none")
+    linux = spec["linux"]
+    if mode == "host":
+        linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] != "network"]
+    elif mode == "container":
+        other = state.load_record(root, state.find_container(root, plan["container"]))
+        if other.get("status") != state.STATUS_RUNNING or not other.get("pid"):
+            raise PyrunError(
+                f"cannot join the network of container {plan['container']!r}: it is not running",
+                hint="start that container first",
+            )
+        for namespace in linux["namespaces"]:
+            if namespace["type"] == "network":
+                namespace["path"] = f"/proc/{other['pid']}/ns/net"
+
+
+def run(container: Container, *, interactive: bool = False, use_init: bool = False) -> int:
+    """Start the container, wait for it to exit and return its exit code (Docker's rules)."""
+    container.cgroup = _create_cgroup(container)
+    started = launch.start(
+        container.directory,
+        container.spec,
+        interactive=interactive,
+        use_init=use_init,
+        join_cgroup=container.cgroup.add_process if container.cgroup else None,
+        before_exec=lambda pid: _attach_network(container, pid),
+    )
+    container.pid = started.pid
+    state.update_record(
+        container.root, container.id, status=state.STATUS_RUNNING, pid=started.pid, started_at=state.now()
+    )
+    log.debug("container %s runs as host pid %d", container.id[:12], started.pid)
+
+    if started.console is not None:
+        status = _wait_with_terminal(started, interactive)
+    else:
+        status = _wait_forwarding_signals(started.pid)
+    container.pid = 0
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def _create_cgroup(container: Container) -> Any:
+    from runtime import cgroups
+
+    manager = cgroups.open_cgroup(container.spec["linux"]["cgroupsPath"])
+    manager.create()
+    try:
+        manager.apply(container.spec["linux"].get("resources") or {})
+    except BaseException:
+        manager.remove()
+        raise
+    return manager
+
+
+def _attach_network(container: Container, pid: int) -> None:
+    """Connect the container's network namespace; --network none needs nothing from the host."""
+    plan = container.network_plan
+    if plan.get("mode", "none") in ("none", "host"):
+        return
+    from runtime import network
+
+    container.network_settings = network.attach(container.id, pid, plan, container.directory)
+    etc_files.rewrite_hosts(container.directory, container.spec["hostname"], plan, container.network_settings)
+    state.update_record(container.root, container.id, network_settings=container.network_settings)
+
+
+def _wait_forwarding_signals(pid: int) -> int:
+    """Wait for `pid`, passing pyrun's signals on to it; return the wait status."""
+
+    def forward(signum: int, _frame: Any) -> None:
+        try:
+            syscalls.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
+    try:
+        _, status = os.waitpid(pid, 0)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return status
+
+
+def _wait_with_terminal(started: launch.Started, interactive: bool) -> int:
+    from runtime import terminal
+
+    terminal.copy_window_size(0, started.console)
+    try:
+        with terminal.raw_mode(0) if interactive else _no_context():
+            terminal.relay(started.console, interactive)
+    finally:
+        os.close(started.console)
+    return _wait_forwarding_signals(started.pid)
+
+
+class _no_context:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def _reap_orphans() -> None:
+    """Reap processes re-parented to pyrun, the subreaper, when pid 1's namespace ended."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def cleanup(container: Container, exit_code: int | None, *, remove: bool) -> None:
+    """Undo `run` and `create`: kill leftovers, detach, unmount, record or delete.
+
+    Each step runs even when an earlier one fails; the first failure is
+    raised at the end.
+    """
+    errors: list[BaseException] = []
+
+    if container.pid:
+        try:
+            os.kill(container.pid, signal.SIGKILL)
+            os.waitpid(container.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+    _reap_orphans()
+    if container.network_settings is not None:
+        try:
+            from runtime import network
+
+            network.detach(container.id, container.network_settings)
+        except Exception as err:  # noqa: BLE001 - collected, raised below
+            errors.append(err)
+    if container.cgroup is not None:
+        try:
+            container.cgroup.remove()
+        except Exception as err:  # noqa: BLE001
+            errors.append(err)
+    try:
+        overlay.unmount_overlay(container.rootfs)
+    except OSError as err:
+        errors.append(err)
+
+    if remove:
+        state.remove_container(container.root, container.id)
+    else:
+        state.update_record(
+            container.root,
+            container.id,
+            status=state.STATUS_EXITED,
+            exit_code=exit_code,
+            finished_at=state.now(),
+            pid=0,
+        )
+    if errors:
+        raise PyrunError(f"clean up container {container.id[:12]}") from errors[0]

@@ -1,0 +1,100 @@
+"""The `--init` mini init: pid 1 that forwards signals and reaps zombies.
+
+Pid 1 in a pid namespace has two duties that most programs do not expect:
+the kernel delivers it only the signals it has handlers for, and every
+orphaned process in the namespace becomes its child, so it must wait(2) for
+them or they stay zombies. With `--init`, pyrun's own process stays pid 1
+and does both (like Docker's tini); the command runs as pid 2.
+
+The init exits as soon as the command exits, with the command's status
+(128+N when a signal N ended it). The kernel then kills whatever is left
+in the namespace.
+
+NOTE: the init keeps pyrun's Python interpreter mapped, so its
+/proc/1/exe names the host's interpreter. The process is non-dumpable,
+which keeps /proc/1/exe and /proc/1/mem closed to the container unless it
+holds CAP_SYS_PTRACE (granted only by --cap-add SYS_PTRACE or --privileged).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from runtime import syscalls
+
+FORWARDED_SIGNALS = [
+    signal.SIGHUP,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGTERM,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+    signal.SIGCONT,
+]
+
+
+def run_init(channel) -> None:
+    """Fork the command's process; return in it, and never return in the init.
+
+    `channel` is the launch channel: the command's process keeps it to
+    report a failed execve(2), and the init closes its copy.
+    """
+    command_pid = 0
+
+    def forward(signum: int, _frame) -> None:
+        if command_pid:
+            try:
+                syscalls.kill(command_pid, signum)
+            except ProcessLookupError:
+                pass
+
+    for sig in FORWARDED_SIGNALS:
+        signal.signal(sig, forward)
+
+    command_pid = syscalls.fork()
+    if command_pid == 0:
+        for sig in FORWARDED_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        os.setpgid(0, 0)
+        return
+
+    channel.close()
+    syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
+    _give_terminal_to(command_pid)
+    os._exit(reap_until_exit(command_pid))
+
+
+def _give_terminal_to(pid: int) -> None:
+    """Make the command's process group the terminal's foreground group, if there is a terminal.
+
+    Then Ctrl-C on the terminal reaches the command directly, as in tini.
+    """
+    try:
+        os.setpgid(pid, pid)
+    except OSError:
+        pass  # the child already did it, or has exited
+    if not os.isatty(0):
+        return
+    previous = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    try:
+        os.tcsetpgrp(0, pid)
+    except OSError:
+        pass
+    finally:
+        signal.signal(signal.SIGTTOU, previous)
+
+
+def reap_until_exit(command_pid: int) -> int:
+    """Wait for every child until the command exits; return its exit code."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 0
+        if pid == command_pid:
+            code = os.waitstatus_to_exitcode(status)
+            sys.stdout.flush()
+            return 128 - code if code < 0 else code

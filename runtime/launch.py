@@ -1,0 +1,252 @@
+"""Start the container's first process from a bundle, with a channel back to pyrun.
+
+Three processes take part:
+
+    pyrun (P)       sets PR_SET_CHILD_SUBREAPER, forks S, puts S in the cgroup,
+       |            attaches the network to C, then lets C run the command
+       +-- setup (S)       unshare(2)s the namespaces and forks C, then exits;
+              |            C is re-parented to P, which waits for it
+              +-- container (C)  pid 1 in the new pid namespace: mounts, pivot_root,
+                                 identity, capabilities, then execve(2)
+
+S is needed because unshare(CLONE_NEWPID) moves only the caller's future
+children into the new namespace. P and its children talk over a
+SOCK_SEQPACKET socket pair whose ends are close-on-exec: each message is one
+packet, and when C executes the command its end closes, so P reads
+end-of-file. A failed step sends an "error" packet naming the step instead,
+and the child exits without running anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from runtime import init, namespaces, process, rootfs, syscalls
+from runtime.errors import PyrunError
+
+log = logging.getLogger(__name__)
+
+EXIT_SETUP_FAILED = 125
+
+# Signals whose Python dispositions must not reach the command: Python
+# ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across
+# execve(2).
+RESET_SIGNALS = [signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT]
+
+
+class SetupError(PyrunError):
+    """A step inside the container failed before the command started."""
+
+
+@dataclass
+class Started:
+    """The container's first process, as pyrun records it."""
+
+    pid: int
+    console: int | None = None  # the pty master with `-t`
+
+
+class Channel:
+    """One end of the socket pair; each message is a kind and a payload."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def send(self, kind: str, payload: str = "", fds: list[int] = ()) -> None:
+        data = f"{kind}\0{payload}".encode()
+        if fds:
+            socket.send_fds(self.sock, [data], list(fds))
+        else:
+            self.sock.send(data)
+
+    def receive(self) -> tuple[str, str, list[int]]:
+        """Return (kind, payload, fds); kind "" means every child end is closed."""
+        data, fds, _flags, _address = socket.recv_fds(self.sock, 65536, 4)
+        if not data:
+            return "", "", []
+        kind, _, payload = data.decode().partition("\0")
+        if kind == "error":
+            step, code, message = payload.split("\0", 2)
+            raise SetupError(f"container setup failed at {step}: {message}", exit_code=int(code))
+        return kind, payload, fds
+
+    def expect(self, kind: str) -> tuple[str, list[int]]:
+        received, payload, fds = self.receive()
+        if received != kind:
+            raise SetupError(f"container setup ended early: expected {kind!r} from the child, got {received!r}")
+        return payload, fds
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def start(
+    bundle: str,
+    spec: dict[str, Any],
+    *,
+    interactive: bool = False,
+    use_init: bool = False,
+    join_cgroup: Callable[[int], None] | None = None,
+    before_exec: Callable[[int], None] | None = None,
+) -> Started:
+    """Start the container's pid 1 and return once the command runs.
+
+    `join_cgroup(pid)` runs before the namespaces exist, `before_exec(pid)`
+    (network attach) once pid 1 is in its network namespace and before the
+    command runs. Raises SetupError, with exit code 126 or 127 when the
+    command cannot be run.
+    """
+    parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    channel = Channel(parent_end)
+    syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+
+    setup_pid = syscalls.fork()
+    if setup_pid == 0:
+        parent_end.close()
+        _setup_process(Channel(child_end), bundle, spec, interactive, use_init)
+    child_end.close()
+
+    container_pid = 0
+    try:
+        if join_cgroup:
+            join_cgroup(setup_pid)
+        channel.send("go")
+        payload, _ = channel.expect("pid")
+        container_pid = int(payload)
+        _wait_for(setup_pid)
+
+        console = None
+        if spec["process"].get("terminal"):
+            _, fds = channel.expect("console")
+            console = fds[0]
+        if before_exec:
+            before_exec(container_pid)
+        channel.send("go")
+
+        # End-of-file: C executed the command and its close-on-exec end is gone.
+        kind, _, _ = channel.receive()
+        if kind:
+            raise SetupError(f"container setup sent an unexpected {kind!r} message")
+        return Started(container_pid, console)
+    except BaseException:
+        _kill_and_reap(container_pid)
+        _kill_and_reap(setup_pid)
+        raise
+    finally:
+        channel.close()
+
+
+def _wait_for(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _kill_and_reap(pid: int) -> None:
+    if pid <= 0:
+        return
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    _wait_for(pid)
+
+
+# -- In the children -----------------------------------------------------------
+
+
+def _report_and_exit(channel: Channel, step: str, err: BaseException) -> None:
+    code = getattr(err, "exit_code", EXIT_SETUP_FAILED)
+    parts = []
+    current: BaseException | None = err
+    while current is not None:
+        if isinstance(current, OSError) and current.strerror:
+            text = current.strerror  # the seam's message: the call, flags and paths
+        else:
+            text = str(current) or type(current).__name__
+        if not parts or text not in parts[-1]:
+            parts.append(text)
+        current = current.__cause__
+    try:
+        channel.send("error", f"{step}\0{code}\0{': '.join(parts)}")
+    finally:
+        os._exit(code)
+
+
+def _setup_process(channel: Channel, bundle: str, spec: dict[str, Any], interactive: bool, use_init: bool) -> None:
+    """S: wait for the cgroup, unshare the namespaces, fork pid 1, exit."""
+    step = "wait for pyrun"
+    try:
+        for sig in RESET_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        channel.expect("go")
+        step = "join namespaces"
+        namespaces.join_namespaces(spec)
+        step = "unshare namespaces"
+        namespaces.unshare_namespaces(namespaces.clone_flags(spec))
+        step = "fork pid 1"
+        pid = syscalls.fork()
+        if pid == 0:
+            _container_process(channel, bundle, spec, interactive, use_init)
+        channel.send("pid", str(pid))
+    except BaseException as err:  # noqa: BLE001 - reported to pyrun, then exit
+        _report_and_exit(channel, step, err)
+    os._exit(0)
+
+
+def _container_process(channel: Channel, bundle: str, spec: dict[str, Any], interactive: bool, use_init: bool) -> None:
+    """C: build the container's view of the system, then run the command."""
+    step = "make the process non-dumpable"
+    try:
+        # Until execve(2), this process maps pyrun's Python interpreter; a
+        # non-dumpable process's /proc/<pid>/exe and /proc/<pid>/mem cannot
+        # be opened by others (CVE-2019-5736).
+        _set_dumpable(False)
+
+        step = "set hostname"
+        if spec.get("hostname"):
+            namespaces.set_hostname(spec["hostname"])
+        if namespaces.clone_flags(spec) & syscalls.CLONE_NEWNET:
+            step = "bring up loopback"
+            namespaces.bring_up_loopback()
+
+        step = "mount filesystems"
+        rootfs_path = rootfs.mount_filesystems(spec, bundle)
+        console = None
+        if spec["process"].get("terminal"):
+            step = "open terminal"
+            master, console = process.open_console(rootfs_path)
+            rootfs.bind_console(rootfs_path, console)
+            channel.send("console", fds=[master])
+            os.close(master)
+        step = "pivot_root"
+        rootfs.finish_rootfs(spec, rootfs_path)
+
+        step = "set up stdio"
+        if console is not None:
+            process.setup_terminal(console)
+        else:
+            process.setup_plain_stdio(interactive)
+
+        step = "wait for pyrun"
+        channel.expect("go")
+
+        step = "apply user and capabilities"
+        process.finalize(spec["process"], channel.sock.fileno())
+        if use_init:
+            step = "start init"
+            init.run_init(channel)
+        step = "exec"
+        process.exec_command(spec["process"]["args"], spec["process"].get("env") or [])
+    except BaseException as err:  # noqa: BLE001 - reported to pyrun, then exit
+        _report_and_exit(channel, step, err)
+
+
+def _set_dumpable(dumpable: bool) -> None:
+    syscalls.prctl(syscalls.PR_SET_DUMPABLE, 1 if dumpable else 0)

@@ -1,0 +1,268 @@
+"""Build the container's filesystem view inside its new mount namespace.
+
+The steps, run by the container's first process before it executes the
+command (runc's libcontainer/rootfs_linux.go takes the same order):
+
+1. make every mount private, so nothing below propagates back to the host;
+2. bind the root filesystem onto itself: pivot_root(2) needs a mount point;
+3. mount each entry of the spec's "mounts": /proc, /dev, /dev/pts, /sys,
+   /dev/mqueue, /dev/shm, the generated /etc files, then -v and --tmpfs;
+4. create the device nodes and the /dev symlinks in the new /dev;
+5. pivot_root into the root filesystem and detach the old root;
+6. hide the masked paths and make the read-only paths read-only.
+
+Mount targets are resolved with openat2(2) and RESOLVE_IN_ROOT, so a
+symlink in the image (`/proc -> /host/proc`, `/etc/hosts -> ../../x`)
+cannot point a mount outside the root filesystem. Below /proc, /sys and
+/dev, symlinks are rejected outright. The resolved directory is then mounted
+through its /proc/self/fd/N path, which names exactly the opened directory.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from typing import Any
+
+from runtime import syscalls
+from runtime.errors import PyrunError
+from runtime.mounts import parse_options
+
+O_PATH = 0o10000000
+
+# Destinations below these directories may not contain symlinks at all.
+NO_SYMLINK_TREES = ("/proc", "/sys", "/dev")
+
+# The device nodes every container gets (runtime-spec config-linux.md,
+# "Default Devices"): name, major, minor.
+DEFAULT_DEVICES = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+]
+
+DEV_SYMLINKS = [
+    ("/proc/self/fd", "fd"),
+    ("/proc/self/fd/0", "stdin"),
+    ("/proc/self/fd/1", "stdout"),
+    ("/proc/self/fd/2", "stderr"),
+    ("pts/ptmx", "ptmx"),
+]
+
+# statvfs(3) f_flag bits that match the MS_* mount flags of the same name.
+KEPT_STATVFS_FLAGS = syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC
+
+
+class RootfsError(PyrunError):
+    """A mount destination in the image that cannot be used safely."""
+
+
+def make_mounts_private() -> None:
+    # Without this, mounts below would propagate into the host's shared
+    # mounts (systemd makes / shared), and the host would see them.
+    syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+
+
+def bind_rootfs(rootfs: str) -> int:
+    """Bind `rootfs` onto itself and return an O_PATH descriptor of the new mount."""
+    syscalls.mount(rootfs, rootfs, None, syscalls.MS_BIND | syscalls.MS_REC)
+    return os.open(rootfs, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def open_in_root(root_fd: int, destination: str, *, is_dir: bool = True) -> int:
+    """Open `destination` inside the root, creating what is missing; return an O_PATH fd.
+
+    Symlinks are followed inside the root (RESOLVE_IN_ROOT); under /proc,
+    /sys and /dev they are rejected (RESOLVE_NO_SYMLINKS).
+    """
+    normalized = os.path.normpath("/" + destination)
+    resolve = syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS
+    if any(normalized == tree or normalized.startswith(tree + "/") for tree in NO_SYMLINK_TREES):
+        resolve |= syscalls.RESOLVE_NO_SYMLINKS
+    components = [part for part in normalized.split("/") if part]
+    fd = os.dup(root_fd)
+    try:
+        for index, name in enumerate(components):
+            last = index == len(components) - 1
+            prefix = "/".join(components[: index + 1])
+            try:
+                new_fd = syscalls.openat2(root_fd, prefix, O_PATH | os.O_CLOEXEC, resolve)
+            except OSError as err:
+                if err.errno == errno.ELOOP:
+                    raise RootfsError(
+                        f"mount destination {destination!r}: the image has a symlink at /{prefix}",
+                        hint="images may not redirect /proc, /sys or /dev with symlinks",
+                    ) from err
+                if err.errno != errno.ENOENT:
+                    raise
+                _create(fd, name, directory=is_dir or not last)
+                new_fd = syscalls.openat2(root_fd, prefix, O_PATH | os.O_CLOEXEC, resolve)
+            os.close(fd)
+            fd = new_fd
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_file_in_root(rootfs: str, path: str) -> str:
+    """Return the text of `path` inside `rootfs`, or "" when it is missing.
+
+    Symlinks resolve inside the root, so an image's /etc/passwd that links
+    to /host/etc/passwd reads the image's file, never the host's.
+    """
+    root_fd = os.open(rootfs, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = syscalls.openat2(root_fd, path.lstrip("/"), os.O_RDONLY | os.O_CLOEXEC, syscalls.RESOLVE_IN_ROOT)
+    except FileNotFoundError:
+        return ""
+    except OSError as err:
+        if err.errno in (errno.ENOENT, errno.ENOTDIR):
+            return ""
+        raise
+    finally:
+        os.close(root_fd)
+    with open(fd, encoding="utf-8", errors="replace") as file:
+        return file.read()
+
+
+def _create(parent_fd: int, name: str, *, directory: bool) -> None:
+    if directory:
+        os.mkdir(name, 0o755, dir_fd=parent_fd)
+    else:
+        os.close(os.open(name, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644, dir_fd=parent_fd))
+
+
+def fd_path(fd: int) -> str:
+    """Return the magic link that names exactly what `fd` refers to."""
+    return f"/proc/self/fd/{fd}"
+
+
+def mount_entry(root_fd: int, entry: dict[str, Any]) -> None:
+    """Mount one OCI "mounts" entry inside the root."""
+    kind = entry.get("type") or "none"
+    options = entry.get("options") or []
+    flags, propagation, data = parse_options(options)
+    is_bind = kind == "bind" or flags & syscalls.MS_BIND
+    source = entry.get("source") or kind
+    is_dir = True
+    if is_bind:
+        try:
+            is_dir = stat.S_ISDIR(os.stat(source).st_mode)
+        except OSError as err:
+            raise PyrunError(f"bind mount source {source!r}: {err.strerror}") from err
+
+    target_fd = open_in_root(root_fd, entry["destination"], is_dir=is_dir)
+    try:
+        if is_bind:
+            syscalls.mount(source, fd_path(target_fd), None, syscalls.MS_BIND | (flags & syscalls.MS_REC))
+        else:
+            syscalls.mount(source, fd_path(target_fd), kind, flags, data or None)
+    finally:
+        os.close(target_fd)
+
+    # A bind mount takes its flags only from a second, remounting call. That
+    # call and a propagation change act on the new mount, which the old fd
+    # (the directory underneath) does not name, so the path is opened again.
+    extra = flags & ~(syscalls.MS_BIND | syscalls.MS_REC) if is_bind else 0
+    if not extra and not propagation:
+        return
+    mounted_fd = open_in_root(root_fd, entry["destination"], is_dir=is_dir)
+    try:
+        if extra:
+            syscalls.mount(None, fd_path(mounted_fd), None, syscalls.MS_BIND | syscalls.MS_REMOUNT | extra)
+        if propagation:
+            syscalls.mount(None, fd_path(mounted_fd), None, propagation)
+    finally:
+        os.close(mounted_fd)
+
+
+def create_devices(rootfs: str) -> None:
+    """Create the default device nodes and the /dev symlinks in the fresh /dev tmpfs."""
+    dev = os.path.join(rootfs, "dev")
+    for name, major, minor in DEFAULT_DEVICES:
+        path = os.path.join(dev, name)
+        syscalls.mknod(path, stat.S_IFCHR | 0o666, os.makedev(major, minor))
+        # mknod(2) applies the umask; the nodes must be usable by every user.
+        os.chmod(path, 0o666)
+    for target, name in DEV_SYMLINKS:
+        syscalls.symlink(target, os.path.join(dev, name))
+
+
+def bind_console(rootfs: str, console_fd: int) -> None:
+    """Bind the container's terminal over /dev/console, as runc does for `-t`."""
+    path = os.path.join(rootfs, "dev", "console")
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600))
+    syscalls.mount(fd_path(console_fd), path, None, syscalls.MS_BIND)
+
+
+def pivot_into(rootfs: str) -> None:
+    """Make `rootfs` the root and detach the old one (pivot_root(".", ".")).
+
+    With both arguments ".", the old root ends up stacked on top of the new
+    one at "/", and umount2(".", MNT_DETACH) removes it. No directory for
+    the old root is needed, and no path to the host remains.
+    """
+    syscalls.chdir(rootfs)
+    syscalls.pivot_root(".", ".")
+    syscalls.umount2(".", syscalls.MNT_DETACH)
+    syscalls.chdir("/")
+
+
+def mask_paths(paths: list[str]) -> None:
+    """Hide each path: /dev/null over a file, an empty read-only tmpfs over a directory."""
+    for path in paths:
+        try:
+            is_dir = stat.S_ISDIR(os.lstat(path).st_mode)
+        except FileNotFoundError:
+            continue
+        if is_dir:
+            syscalls.mount("tmpfs", path, "tmpfs", syscalls.MS_RDONLY, None)
+        else:
+            syscalls.mount("/dev/null", path, None, syscalls.MS_BIND)
+
+
+def make_readonly(paths: list[str]) -> None:
+    """Bind each path onto itself, then remount that bind read-only."""
+    for path in paths:
+        try:
+            inherited = os.statvfs(path).f_flag & KEPT_STATVFS_FLAGS
+        except FileNotFoundError:
+            continue
+        syscalls.mount(path, path, None, syscalls.MS_BIND | syscalls.MS_REC)
+        syscalls.mount(None, path, None, syscalls.MS_BIND | syscalls.MS_REMOUNT | syscalls.MS_RDONLY | inherited)
+
+
+def make_root_readonly() -> None:
+    """Remount / read-only for `--read-only`; the mounts on top stay writable."""
+    syscalls.mount(None, "/", None, syscalls.MS_BIND | syscalls.MS_REMOUNT | syscalls.MS_RDONLY)
+
+
+def mount_filesystems(spec: dict[str, Any], bundle: str) -> str:
+    """Run steps 1 to 4 above for the config.json dict `spec`; return the rootfs path."""
+    rootfs = os.path.join(bundle, spec["root"]["path"])
+    make_mounts_private()
+    root_fd = bind_rootfs(rootfs)
+    try:
+        for entry in spec.get("mounts", []):
+            mount_entry(root_fd, entry)
+        # The working directory is created when the image lacks it, as Docker does.
+        os.close(open_in_root(root_fd, spec["process"].get("cwd") or "/"))
+    finally:
+        os.close(root_fd)
+    create_devices(rootfs)
+    return rootfs
+
+
+def finish_rootfs(spec: dict[str, Any], rootfs: str) -> None:
+    """Run steps 5 and 6: pivot_root, masked and read-only paths, --read-only."""
+    pivot_into(rootfs)
+    linux = spec.get("linux", {})
+    mask_paths(linux.get("maskedPaths", []))
+    make_readonly(linux.get("readonlyPaths", []))
+    if spec["root"].get("readonly"):
+        make_root_readonly()

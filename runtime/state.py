@@ -1,0 +1,221 @@
+"""Container records: IDs, names and state.json under `<root>/containers/<id>/`.
+
+A record is a JSON object with at least: id, name, image (the reference),
+image_id, created, status, pid, exit_code, started_at, finished_at. Every
+change happens under an exclusive flock(2) on the container's `lock` file
+and lands by rename(2), so a reader never sees half a record and two
+writers never lose each other's fields.
+
+Names are reserved as symlinks `<root>/names/<name> -> <id>`: symlink(2)
+fails with EEXIST when the name is taken, so two `run --name web` at once
+cannot both succeed, and no global lock is needed.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import random
+import re
+import shutil
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from runtime.errors import NotFoundError, PyrunError, UsageError
+
+STATUS_CREATED = "created"
+STATUS_RUNNING = "running"
+STATUS_EXITED = "exited"
+
+NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+# Word lists for generated names such as "brave_turing", in Docker's style.
+ADJECTIVES = [
+    "agile", "bold", "brave", "calm", "clever", "eager", "fair", "gentle", "happy", "keen",
+    "kind", "lucid", "merry", "nimble", "proud", "quick", "quiet", "sharp", "steady", "witty",
+]
+SCIENTISTS = [
+    "babbage", "curie", "dijkstra", "euler", "hopper", "kepler", "knuth", "lamport", "liskov", "lovelace",
+    "meitner", "noether", "pascal", "ritchie", "shannon", "thompson", "torvalds", "turing", "wirth", "yonath",
+]
+
+
+def containers_dir(root: str) -> str:
+    return os.path.join(root, "containers")
+
+
+def container_dir(root: str, container_id: str) -> str:
+    return os.path.join(root, "containers", container_id)
+
+
+def new_container_id() -> str:
+    """Return a random 64-hex-digit ID, like Docker's."""
+    return os.urandom(32).hex()
+
+
+def now() -> str:
+    """The current UTC time in RFC 3339 with nanoseconds, as Docker records times."""
+    nanoseconds = time.time_ns()
+    seconds, fraction = divmod(nanoseconds, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:09d}Z"
+
+
+# -- Names ---------------------------------------------------------------------
+
+
+def reserve_name(root: str, name: str, container_id: str) -> None:
+    """Claim `name` for the container; raises UsageError if another container has it."""
+    if not NAME_PATTERN.match(name):
+        raise UsageError(
+            f"invalid container name {name!r}",
+            hint="use letters, digits, '_', '.' and '-', starting with a letter or digit",
+        )
+    names = os.path.join(root, "names")
+    os.makedirs(names, exist_ok=True)
+    try:
+        os.symlink(container_id, os.path.join(names, name))
+    except FileExistsError:
+        owner = os.readlink(os.path.join(names, name))
+        raise UsageError(
+            f"the container name {name!r} is already in use by container {owner[:12]}",
+            hint="remove that container or choose another name",
+        ) from None
+
+
+def reserve_generated_name(root: str, container_id: str) -> str:
+    """Pick a free name such as "brave_turing" and reserve it."""
+    for attempt in range(100):
+        name = f"{random.choice(ADJECTIVES)}_{random.choice(SCIENTISTS)}"
+        if attempt >= 10:
+            name += str(random.randint(1, 9999))
+        try:
+            reserve_name(root, name, container_id)
+            return name
+        except UsageError:
+            continue
+    raise PyrunError("no free container name found after 100 attempts", hint="give one with --name")
+
+
+def release_name(root: str, name: str, container_id: str) -> None:
+    """Remove the name link if it still belongs to `container_id`."""
+    link = os.path.join(root, "names", name)
+    try:
+        if os.readlink(link) == container_id:
+            os.unlink(link)
+    except OSError as err:
+        if err.errno not in (errno.ENOENT, errno.EINVAL):
+            raise
+
+
+def id_for_name(root: str, name: str) -> str | None:
+    try:
+        return os.readlink(os.path.join(root, "names", name))
+    except OSError:
+        return None
+
+
+# -- Records -------------------------------------------------------------------
+
+
+def create_record(root: str, container_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """Create the container directory and its first state.json."""
+    directory = container_dir(root, container_id)
+    os.makedirs(directory)
+    record = {
+        "id": container_id,
+        "name": "",
+        "image": "",
+        "image_id": "",
+        "created": now(),
+        "status": STATUS_CREATED,
+        "pid": 0,
+        "exit_code": None,
+        "started_at": None,
+        "finished_at": None,
+    }
+    record.update(fields)
+    with _locked(directory):
+        _write(directory, record)
+    return record
+
+
+def load_record(root: str, container_id: str) -> dict[str, Any]:
+    path = os.path.join(container_dir(root, container_id), "state.json")
+    try:
+        with open(path, encoding="utf-8") as file:
+            return json.load(file)
+    except FileNotFoundError:
+        raise NotFoundError(f"no such container: {container_id}") from None
+
+
+def update_record(root: str, container_id: str, **changes: Any) -> dict[str, Any]:
+    """Apply `changes` to the record under its lock and return the new record."""
+    directory = container_dir(root, container_id)
+    with _locked(directory):
+        record = load_record(root, container_id)
+        record.update(changes)
+        _write(directory, record)
+    return record
+
+
+def list_records(root: str) -> list[dict[str, Any]]:
+    """Every container's record, oldest first; directories without one are skipped."""
+    records = []
+    try:
+        entries = os.listdir(containers_dir(root))
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        try:
+            records.append(load_record(root, entry))
+        except (NotFoundError, ValueError):
+            continue
+    return sorted(records, key=lambda record: record.get("created", ""))
+
+
+def find_container(root: str, reference: str) -> str:
+    """Return the ID for a name, a full ID or a unique ID prefix."""
+    by_name = id_for_name(root, reference)
+    if by_name:
+        return by_name
+    try:
+        matches = [entry for entry in os.listdir(containers_dir(root)) if entry.startswith(reference)]
+    except FileNotFoundError:
+        matches = []
+    if len(matches) == 1 and reference:
+        return matches[0]
+    if len(matches) > 1:
+        raise UsageError(f"container ID prefix {reference!r} is ambiguous: it matches {len(matches)} containers")
+    raise NotFoundError(f"no such container: {reference}")
+
+
+def remove_container(root: str, container_id: str) -> None:
+    """Delete the container's directory and release its name."""
+    try:
+        name = load_record(root, container_id).get("name", "")
+    except (NotFoundError, ValueError):
+        name = ""
+    if name:
+        release_name(root, name, container_id)
+    shutil.rmtree(container_dir(root, container_id), ignore_errors=True)
+
+
+@contextmanager
+def _locked(directory: str) -> Iterator[None]:
+    fd = os.open(os.path.join(directory, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _write(directory: str, record: dict[str, Any]) -> None:
+    temporary = os.path.join(directory, "state.json.tmp")
+    with open(temporary, "w", encoding="utf-8") as file:
+        json.dump(record, file, indent=2)
+        file.write("\n")
+    os.rename(temporary, os.path.join(directory, "state.json"))

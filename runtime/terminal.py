@@ -1,0 +1,88 @@
+"""The host side of `-t`: raw mode, window size, and copying between terminal and pty.
+
+The container's pty lives in its own devpts; pyrun holds the master end.
+While the container runs, the host terminal is in raw mode so that every
+key, Ctrl-C included, goes to the container's terminal, which turns it into
+a signal for the container's foreground process. The host terminal's
+settings are restored when the container exits.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import signal
+import termios
+import tty
+from contextlib import contextmanager
+from typing import Iterator
+
+from runtime import syscalls
+
+BUFFER_SIZE = 65536
+
+
+@contextmanager
+def raw_mode(fd: int) -> Iterator[None]:
+    """Put terminal `fd` in raw mode for the block; do nothing if it is not a terminal."""
+    if not os.isatty(fd):
+        yield
+        return
+    saved = termios.tcgetattr(fd)
+    tty.setraw(fd)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def copy_window_size(source_fd: int, master_fd: int) -> None:
+    """Give the pty the host terminal's rows and columns (TIOCGWINSZ, TIOCSWINSZ)."""
+    if not os.isatty(source_fd):
+        return
+    import fcntl
+
+    size = fcntl.ioctl(source_fd, termios.TIOCGWINSZ, b"\0" * 8)
+    syscalls.ioctl(master_fd, syscalls.TIOCSWINSZ, size)
+
+
+def relay(master_fd: int, interactive: bool) -> None:
+    """Copy the pty's output to stdout and, with `-i`, stdin to the pty.
+
+    Returns when the pty is closed on the container's side (read(2) on the
+    master fails with EIO), which happens once every process in the
+    container has exited.
+    """
+    previous = signal.signal(signal.SIGWINCH, lambda *_: copy_window_size(0, master_fd))
+    poller = select.poll()
+    poller.register(master_fd, select.POLLIN)
+    if interactive:
+        poller.register(0, select.POLLIN)
+    try:
+        while True:
+            for fd, _events in poller.poll():
+                if fd == master_fd:
+                    if not _copy(master_fd, 1):
+                        return
+                elif not _copy(0, master_fd):
+                    # End of input: stop reading stdin, keep showing output.
+                    poller.unregister(0)
+    finally:
+        signal.signal(signal.SIGWINCH, previous)
+
+
+def _copy(source: int, target: int) -> bool:
+    """Copy one chunk; False at end of file or when the pty has closed."""
+    try:
+        data = os.read(source, BUFFER_SIZE)
+    except OSError as err:
+        if err.errno == errno.EIO:
+            return False
+        raise
+    if not data:
+        return False
+    while data:
+        written = os.write(target, data)
+        data = data[written:]
+    return True
