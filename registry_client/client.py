@@ -26,7 +26,7 @@ from urllib.parse import urljoin, urlsplit
 from registry_client import credentials as credential_store
 from registry_client.auth import Authenticator, Credentials, scope_for
 from registry_client.config import RegistryConfig
-from registry_client.errors import AuthError, RateLimitError, RegistryError
+from registry_client.errors import AuthError, PullStopped, RateLimitError, RegistryError
 from registry_client.reference import DOCKER_HUB, Reference
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,8 @@ class RegistryClient:
         self.session.mount("https://", adapter)
         self.authenticators: dict[str, Authenticator] = {}
         self.lock = threading.Lock()
+        # Set by the caller to stop retries early: a failed layer or Ctrl-C.
+        self.stopped = threading.Event()
 
     def close(self) -> None:
         self.session.close()
@@ -261,7 +263,8 @@ class Repository:
             wait *= random.uniform(0.8, 1.2)
         log.warning("%s; retrying in %.1f s (attempt %d of %d)", reason, wait,
                     attempt + 1, self.client.max_attempts)
-        time.sleep(wait)
+        if self.client.stopped.wait(wait):
+            raise PullStopped("the pull was stopped")
 
     def rate_limit_error(self, method: str, url: str, response) -> RateLimitError:
         summary = rate_limit_summary(response.headers)

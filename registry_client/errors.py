@@ -65,3 +65,7 @@ class ManifestError(RegistryError):
 
 class BlobError(RegistryError):
     """A blob whose download failed or whose content does not match its digest."""
+
+
+class PullStopped(Exception):
+    """Raised in a download thread when the caller stopped the pull (not a failure of its own)."""

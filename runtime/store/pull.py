@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from pathlib import Path
 from registry_client.blobs import download_blob
 from registry_client.client import Repository, RegistryClient, remaining_pulls
 from registry_client.config import RegistryConfig
-from registry_client.errors import ManifestError, RegistryError
+from registry_client.errors import ManifestError, PullStopped, RegistryError
 from registry_client.manifests import (Manifest, fetch_manifest, head_manifest,
                                        resolve_platform, sha256_digest)
 from registry_client.platform import Platform
@@ -50,10 +49,6 @@ log = logging.getLogger(__name__)
 
 # Warn before pulling from Docker Hub when fewer pulls than this remain.
 RATE_LIMIT_WARNING = 10
-
-
-class PullCancelled(Exception):
-    """Raised inside a download thread when another layer failed or Ctrl-C was pressed."""
 
 
 class LayerMismatchError(PyrunError):
@@ -91,7 +86,9 @@ class Puller:
         self.wanted = wanted
         self.platform_requested = platform_requested
         self.client = RegistryClient(config)
-        self.cancelled = threading.Event()
+        # Set when one layer failed or Ctrl-C was pressed: the other
+        # downloads stop at their next chunk or retry.
+        self.cancelled = self.client.stopped
 
     # -- Steps 1 to 3: manifests ---------------------------------------------
 
@@ -218,7 +215,7 @@ class Puller:
 
             def report(done: int) -> None:
                 if self.cancelled.is_set():
-                    raise PullCancelled(digest)
+                    raise PullStopped(digest)
                 if progress:
                     progress(done)
 
