@@ -7,7 +7,7 @@ bytes of the blob instead. pyrun does the same and logs a warning when the
 media type disagrees.
 
 The digest of the uncompressed tar is the layer's "diff ID", which the
-image config lists under ``rootfs.diff_ids``. `LayerReader` computes it
+image config lists under ``rootfs.diff_ids``. `Inflater` computes it
 while the tar is read, so the blob is read only once.
 """
 
@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import queue
+import threading
 import zlib
 from typing import BinaryIO
 
@@ -36,6 +38,9 @@ UNSUPPORTED_MAGIC = {b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
 # highly compressed blob can take.
 READ_SIZE = 1 << 20
 INFLATE_MAX = 4 << 20
+# Uncompressed chunks the prefetch thread may hold ready, at most
+# PREFETCH_CHUNKS * INFLATE_MAX bytes.
+PREFETCH_CHUNKS = 4
 
 # Media types from the OCI image spec (image-layer media types) and Docker's
 # image manifest v2 schema 2, mapped to the compression they declare.
@@ -96,12 +101,12 @@ def _gzip_inflater():
     return _inflate.decompressobj(wbits=31)
 
 
-class LayerReader:
-    """A file-like reader of a layer's uncompressed tar that hashes what it returns.
+class Inflater:
+    """The chunks of a layer's uncompressed tar, hashed as they are produced.
 
-    `source` yields the blob's bytes, compressed or not. After the last read,
-    `diff_id` is the ``sha256:`` digest of every uncompressed byte, and
-    `size` their count.
+    `source` yields the blob's bytes, compressed or not. After the last
+    chunk, `diff_id` is the ``sha256:`` digest of every uncompressed byte,
+    and `size` their count.
     """
 
     def __init__(self, source: BinaryIO, media_type: str = "") -> None:
@@ -123,10 +128,7 @@ class LayerReader:
             self._pending = b""
 
         self._sha256 = hashlib.sha256()
-        self._buffer = b""
-        self._offset = 0
         self._done = False
-        self.position = 0
         self.size = 0
         self.only_zeros = True
 
@@ -145,6 +147,149 @@ class LayerReader:
     @property
     def diff_id(self) -> str:
         return "sha256:" + self._sha256.hexdigest()
+
+    def next_chunk(self) -> bytes:
+        """Return the next uncompressed chunk, hashed; b"" at the end."""
+        if self._done:
+            return b""
+        if self.compression == GZIP:
+            chunk = self._next_gzip()
+        elif self.compression == ZSTD:
+            chunk = self._next_zstd()
+        else:
+            chunk = self._take_source()
+        if not chunk:
+            self._done = True
+            return b""
+
+        self._sha256.update(chunk)
+        self.size += len(chunk)
+        if self.only_zeros and chunk.count(0) != len(chunk):
+            self.only_zeros = False
+        return chunk
+
+    def _next_gzip(self) -> bytes:
+        # A gzip file may hold several members back to back (RFC 1952
+        # section 2.2), so the unused bytes after one member start the next.
+        while True:
+            inflater = self._inflater
+            if inflater.unconsumed_tail:
+                data = inflater.unconsumed_tail
+            elif inflater.eof:
+                data = inflater.unused_data or self._take_source()
+                if not data:
+                    return b""
+                inflater = self._inflater = _gzip_inflater()
+            else:
+                data = self._take_source()
+                if not data:
+                    raise CompressionError("gzip stream ends before its last member is complete")
+
+            try:
+                chunk = inflater.decompress(data, INFLATE_MAX)
+            except _inflate.error as err:
+                raise CompressionError(f"invalid gzip data: {err}") from err
+            if chunk:
+                return chunk
+
+    def _next_zstd(self) -> bytes:
+        import zstandard
+
+        try:
+            return self._zstd_reader.read(INFLATE_MAX)
+        except zstandard.ZstdError as err:
+            raise CompressionError(f"invalid zstd data: {err}") from err
+
+    def _take_source(self) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending, b""
+            return data
+        return self._source.read(READ_SIZE)
+
+
+class Prefetcher:
+    """Runs an `Inflater` in a second thread, a few chunks ahead of the reader.
+
+    zlib, ISA-L, zstd and hashlib release the GIL while they work, so the
+    inflating and hashing overlap with the file writes of the main thread,
+    as `tar -xz` overlaps them by running gzip in a second process.
+    """
+
+    def __init__(self, inflater: Inflater) -> None:
+        self._inflater = inflater
+        self._chunks: queue.Queue = queue.Queue(maxsize=PREFETCH_CHUNKS)
+        self._stop = threading.Event()
+        self._finished = False
+        self._thread = threading.Thread(target=self._run, name="layer-inflate", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                chunk = self._inflater.next_chunk()
+            except BaseException as err:  # handed to the reader, which raises it
+                self._put(err)
+                return
+            self._put(chunk)
+            if not chunk:
+                return
+
+    def _put(self, item) -> None:
+        while not self._stop.is_set():
+            try:
+                self._chunks.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def next_chunk(self) -> bytes:
+        if self._finished:
+            return b""
+        item = self._chunks.get()
+        if isinstance(item, BaseException):
+            self._finished = True
+            raise item
+        if not item:
+            self._finished = True
+        return item
+
+    def close(self) -> None:
+        """Stop the thread, also when the reader gave up before the end."""
+        self._stop.set()
+        self._thread.join()
+
+
+class LayerReader:
+    """A forward-only file object over a layer's uncompressed tar, for tarfile.
+
+    With `prefetch`, a `Prefetcher` thread inflates ahead; call `close()`
+    to stop it. `diff_id`, `size` and `only_zeros` describe the bytes
+    inflated so far, and the whole stream after `drain()`.
+    """
+
+    def __init__(self, source: BinaryIO, media_type: str = "", *, prefetch: bool = True) -> None:
+        self.inflater = Inflater(source, media_type)
+        self._prefetcher = Prefetcher(self.inflater) if prefetch else None
+        self._next_chunk = self._prefetcher.next_chunk if prefetch else self.inflater.next_chunk
+        self._buffer = b""
+        self._offset = 0
+        self.position = 0
+
+    @property
+    def diff_id(self) -> str:
+        return self.inflater.diff_id
+
+    @property
+    def size(self) -> int:
+        return self.inflater.size
+
+    @property
+    def only_zeros(self) -> bool:
+        return self.inflater.only_zeros
+
+    def close(self) -> None:
+        if self._prefetcher is not None:
+            self._prefetcher.close()
 
     def read(self, size: int = -1) -> bytes:
         """Return `size` uncompressed bytes, fewer only at the end of the stream.
@@ -204,70 +349,6 @@ class LayerReader:
         self._buffer, self._offset = b"", 0
         while self._next_chunk():
             pass
-
-    def _next_chunk(self) -> bytes:
-        """Return the next uncompressed chunk, hashed; b"" at the end."""
-        if self._done:
-            return b""
-        if self.compression == GZIP:
-            chunk = self._next_gzip()
-        elif self.compression == ZSTD:
-            chunk = self._next_zstd()
-        else:
-            chunk = self._next_plain()
-        if not chunk:
-            self._done = True
-            return b""
-
-        self._sha256.update(chunk)
-        self.size += len(chunk)
-        if self.only_zeros and chunk.count(0) != len(chunk):
-            self.only_zeros = False
-        return chunk
-
-    def _next_plain(self) -> bytes:
-        if self._pending:
-            chunk, self._pending = self._pending, b""
-            return chunk
-        return self._source.read(READ_SIZE)
-
-    def _next_gzip(self) -> bytes:
-        # A gzip file may hold several members back to back (RFC 1952
-        # section 2.2): after one ends, its unused bytes start the next.
-        while True:
-            inflater = self._inflater
-            if inflater.unconsumed_tail:
-                data = inflater.unconsumed_tail
-            elif inflater.eof:
-                data = inflater.unused_data or self._take_source()
-                if not data:
-                    return b""
-                inflater = self._inflater = _gzip_inflater()
-            else:
-                data = self._take_source()
-                if not data:
-                    raise CompressionError("gzip stream ends before its last member is complete")
-
-            try:
-                chunk = inflater.decompress(data, INFLATE_MAX)
-            except _inflate.error as err:
-                raise CompressionError(f"invalid gzip data: {err}") from err
-            if chunk:
-                return chunk
-
-    def _next_zstd(self) -> bytes:
-        import zstandard
-
-        try:
-            return self._zstd_reader.read(INFLATE_MAX)
-        except zstandard.ZstdError as err:
-            raise CompressionError(f"invalid zstd data: {err}") from err
-
-    def _take_source(self) -> bytes:
-        if self._pending:
-            data, self._pending = self._pending, b""
-            return data
-        return self._source.read(READ_SIZE)
 
 
 class _Prepended:

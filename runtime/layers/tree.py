@@ -33,7 +33,7 @@ import logging
 import os
 import stat
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, Callable, TypeVar
 
 from runtime import syscalls
 from runtime.layers.lowers import LowerEntry, LowerLayers, copyable_xattrs
@@ -45,6 +45,7 @@ from runtime.layers.whiteouts import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 RESOLVE_FLAGS = syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS
@@ -195,32 +196,40 @@ class LayerTree:
         for parts in [p for p in self._directories if p[: len(prefix)] == prefix]:
             del self._directories[parts]
 
-    def _clear(self, parent_fd: int, path: EntryPath) -> None:
-        st = self.lstat(parent_fd, path.name)
-        if st is not None:
-            self.remove(parent_fd, path, st)
+    def _replacing(self, parent_fd: int, path: EntryPath, create: Callable[[], T]) -> T:
+        """Run `create`; if the name is taken, remove what is there and run it again.
+
+        Trying first saves an lstat per entry, because most names are new.
+        """
+        try:
+            return create()
+        except FileExistsError:
+            st = self.lstat(parent_fd, path.name)
+            if st is not None:
+                self.remove(parent_fd, path, st)
+            return create()
 
     # -- Creating entries -----------------------------------------------------
 
     def add_directory(self, path: EntryPath, attributes: Attributes) -> None:
         """Create a directory, or only update the attributes of an existing one."""
         parent_fd = self.directory(path.parent)
-        st = self.lstat(parent_fd, path.name)
-        if st is None or not stat.S_ISDIR(st.st_mode):
-            recreated = st is not None and is_overlay_whiteout(st)
-            if st is not None:
-                self.remove(parent_fd, path, st)
+        try:
             os.mkdir(path.name, 0o700, dir_fd=parent_fd)
-            if recreated:
-                # Deleted and recreated in this layer: the lower layers'
-                # contents must stay hidden under the new directory.
-                self.make_opaque(self.directory(path.parts))
+        except FileExistsError:
+            st = self.lstat(parent_fd, path.name)
+            if not stat.S_ISDIR(st.st_mode):
+                self.remove(parent_fd, path, st)
+                os.mkdir(path.name, 0o700, dir_fd=parent_fd)
+                if is_overlay_whiteout(st):
+                    # Deleted and recreated in this layer: the lower layers'
+                    # contents must stay hidden under the new directory.
+                    self.make_opaque(self.directory(path.parts))
         self._directories[path.parts] = attributes
 
     def add_file(self, path: EntryPath, attributes: Attributes, data: BinaryIO, *, sparse: bool = False) -> None:
         parent_fd = self.directory(path.parent)
-        self._clear(parent_fd, path)
-        fd = os.open(path.name, NEW_FILE_FLAGS, 0o600, dir_fd=parent_fd)
+        fd = self._replacing(parent_fd, path, lambda: os.open(path.name, NEW_FILE_FLAGS, 0o600, dir_fd=parent_fd))
         try:
             _copy_data(data, fd, sparse=sparse)
             self._apply_to_fd(fd, attributes)
@@ -229,15 +238,13 @@ class LayerTree:
 
     def add_symlink(self, path: EntryPath, target: str, attributes: Attributes) -> None:
         parent_fd = self.directory(path.parent)
-        self._clear(parent_fd, path)
-        os.symlink(target, path.name, dir_fd=parent_fd)
+        self._replacing(parent_fd, path, lambda: os.symlink(target, path.name, dir_fd=parent_fd))
         self._apply_to_name(parent_fd, path.name, attributes, symlink=True)
 
     def add_node(self, path: EntryPath, kind: int, device: int, attributes: Attributes) -> None:
         """Create a device node or FIFO; `kind` is S_IFCHR, S_IFBLK or S_IFIFO."""
         parent_fd = self.directory(path.parent)
-        self._clear(parent_fd, path)
-        os.mknod(path.name, kind | 0o600, device, dir_fd=parent_fd)
+        self._replacing(parent_fd, path, lambda: os.mknod(path.name, kind | 0o600, device, dir_fd=parent_fd))
         self._apply_to_name(parent_fd, path.name, attributes, symlink=False)
 
     def add_hardlink(self, path: EntryPath, target: EntryPath) -> None:
@@ -265,8 +272,11 @@ class LayerTree:
             raise InvalidEntry(f"hard link target {str(target)!r} was deleted by this layer")
 
         parent_fd = self.directory(path.parent)
-        self._clear(parent_fd, path)
-        os.link(target.name, path.name, src_dir_fd=target_fd, dst_dir_fd=parent_fd, follow_symlinks=False)
+        self._replacing(
+            parent_fd,
+            path,
+            lambda: os.link(target.name, path.name, src_dir_fd=target_fd, dst_dir_fd=parent_fd, follow_symlinks=False),
+        )
 
     def _copy_up(self, target_fd: int, target: EntryPath, lower: LowerEntry) -> None:
         """Copy a file or symlink from a lower layer into this one, as overlayfs would."""
