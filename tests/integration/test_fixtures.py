@@ -348,3 +348,32 @@ def test_pyrun_config_rejects_internet(tmp_path):
 
     with pytest.raises(ValueError, match="127.0.0.1"):
         write_pyrun_config(tmp_path / "config.json", "https://registry-1.docker.io")
+
+
+# The image cache
+
+
+def test_cache_reuses_and_prunes(tmp_path, caplog):
+    import logging
+    import os
+
+    from tests.fixtures.images import STALE_AGE, ImageCache
+
+    cache = ImageCache(tmp_path)
+    first = cache.load(("busybox",))
+    stale_record = cache.records_dir / "busybox-0000000000000000.json"
+    stale_blob = cache.blobs.add_bytes(b"only the stale record lists this", "text/plain")
+    stale_record.write_text(json.dumps({"library/busybox:old": stale_blob.to_json()}))
+    long_ago = os.stat(stale_record).st_mtime - STALE_AGE - 60
+    os.utime(stale_record, (long_ago, long_ago))
+    os.utime(cache.blobs.path(stale_blob.digest), (long_ago, long_ago))
+
+    with caplog.at_level(logging.INFO, logger="tests.fixtures.images"):
+        second = ImageCache(tmp_path).load(("busybox",))
+    cache.prune()
+
+    assert second == first
+    assert "fixture images busybox: cached" in caplog.text
+    assert not stale_record.exists()
+    assert not cache.blobs.has(stale_blob.digest)
+    assert cache.blobs.has(first["library/busybox:latest"].digest)
