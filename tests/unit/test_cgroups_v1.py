@@ -217,3 +217,20 @@ def test_remove_missing_cgroup_is_noop(fakefs):
     with syscalls.recording() as recorder:
         fakefs.open("/pyrun/never-made").remove()
     assert recorder.calls == []
+
+
+def test_every_write_has_explain_step(fakefs, written):
+    from runtime.teaching import steps
+
+    manager = fakefs.open("/pyrun/c1")
+    manager.create()
+    manager.apply({
+        "memory": {"limit": 64 * MiB, "swap": 128 * MiB, "reservation": 32 * MiB},
+        "cpu": {"shares": 512, "period": 100_000, "quota": 50_000, "cpus": "1"},
+        "pids": {"limit": 10},
+    })
+    manager.add_process(4242)
+    generic = steps.find_step("write_cgroup_file", {"path": "/x/unknown.file", "value": "1"})
+    for path, value in written:
+        found = steps.find_step("write_cgroup_file", {"path": path, "value": value})
+        assert found is not generic, path

@@ -1,0 +1,146 @@
+"""Resource limits of real containers started by `pyrun run`.
+
+A limit is checked from inside the container where the container can see
+it, and otherwise in the container's cgroup on the host while it runs.
+
+Each container runs under its own --cgroup-parent (pyrun-test-<random>),
+and the fixture checks that `pyrun run --rm` left no cgroup behind.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from runtime.cgroups import detect
+from tests.conftest import PYRUN, run_pyrun
+from tests.integration.test_cgroups_manager import cgroup_parent  # noqa: F401 (fixture)
+
+pytestmark = [pytest.mark.root, pytest.mark.registry, pytest.mark.slow]
+
+# A busy loop in a child, stopped after 5 s. The shell is the container's
+# pid 1, which ignores SIGTERM without a handler, so the loop must not be
+# pid 1 itself (busybox `timeout PROG` would make it so).
+BUSY_FOR_FIVE_SECONDS = "while :; do :; done & sleep 5; kill $!"
+
+
+def run_in_container(pyrun_env, parent, *args):
+    return run_pyrun("run", "--rm", "--cgroup-parent", parent, *args, env=pyrun_env, timeout=120)
+
+
+def controller_root(controller: str) -> Path:
+    """Return where `controller` is mounted on the host (its v1 hierarchy or cgroup2)."""
+    layout = detect.detect_layout()
+    mount = layout.v1_mounts.get(controller) or layout.unified
+    return Path(mount)
+
+
+def start_container(pyrun_env, parent, *args) -> subprocess.Popen:
+    """Start `pyrun run --rm` in the background, for reading its cgroup from the host."""
+    command = [PYRUN, "run", "--rm", "--cgroup-parent", parent, *args]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **pyrun_env})
+
+
+def wait_for_cgroup(controller: str, parent: str, timeout: float = 60) -> Path:
+    """Wait until the container's cgroup appears under `parent` and return it."""
+    directory = controller_root(controller) / parent
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = [child for child in directory.glob("*") if child.is_dir()] if directory.is_dir() else []
+        if children and (children[0] / "cgroup.procs").read_text().strip():
+            return children[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no container cgroup with processes appeared under {directory}")
+
+
+def test_cpuset_seen_inside(pyrun_env, cgroup_parent):
+    result = run_in_container(pyrun_env, cgroup_parent, "--cpuset-cpus", "1",
+                              "busybox", "grep", "Cpus_allowed_list", "/proc/self/status")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["Cpus_allowed_list:", "1"]
+
+
+def test_memory_hog_oom_killed(pyrun_env, cgroup_parent):
+    # dd fills a 64 MiB buffer from /dev/zero, four times the limit.
+    result = run_in_container(pyrun_env, cgroup_parent, "--memory", "16m",
+                              "busybox", "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1")
+    assert result.returncode == 137, result.stderr
+
+
+
+def test_pids_limit_stops_fork_bomb(pyrun_env, cgroup_parent):
+    # The shell function forks two copies of itself in the background, so
+    # without a limit the number of processes doubles at each step. The
+    # main shell then replaces itself with sleep, which needs no fork.
+    bomb = "bomb() { bomb | bomb & }; bomb; exec sleep 3"
+    container = start_container(pyrun_env, cgroup_parent, "--pids-limit", "10", "busybox", "sh", "-c", bomb)
+    try:
+        cgroup = wait_for_cgroup("pids", cgroup_parent)
+        highest = 0
+        failed_forks = 0
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            try:
+                highest = max(highest, int((cgroup / "pids.current").read_text()))
+                failed_forks = int((cgroup / "pids.events").read_text().split()[1])
+            except FileNotFoundError:
+                break
+            time.sleep(0.02)
+        limit = (cgroup / "pids.max").read_text().strip()
+    finally:
+        container.communicate(timeout=60)
+    assert limit == "10"
+    assert highest <= 10
+    assert failed_forks > 0
+    assert container.returncode == 0
+
+
+def test_cpus_half_caps_usage(pyrun_env, cgroup_parent):
+    container = start_container(pyrun_env, cgroup_parent, "--cpus", "0.5",
+                                "busybox", "sh", "-c", BUSY_FOR_FIVE_SECONDS)
+    try:
+        cgroup = wait_for_cgroup("cpuacct", cgroup_parent)
+        time.sleep(0.5)
+        before, start = int((cgroup / "cpuacct.usage").read_text()), time.monotonic()
+        time.sleep(3)
+        after, end = int((cgroup / "cpuacct.usage").read_text()), time.monotonic()
+        quota = (controller_root("cpu") / cgroup.relative_to(controller_root("cpuacct")) / "cpu.cfs_quota_us")
+        quota_text = quota.read_text().strip()
+    finally:
+        container.communicate(timeout=60)
+    cores = (after - before) / 1e9 / (end - start)
+    assert quota_text == "50000"
+    # A busy loop would use one whole core, and the quota allows half.
+    assert cores < 0.6
+    assert cores > 0.3
+
+
+def test_cpu_shares_applied(pyrun_env, cgroup_parent):
+    container = start_container(pyrun_env, cgroup_parent, "--cpu-shares", "512", "busybox", "sleep", "2")
+    try:
+        cgroup = wait_for_cgroup("cpu", cgroup_parent)
+        shares = (cgroup / "cpu.shares").read_text().strip()
+    finally:
+        container.communicate(timeout=60)
+    assert shares == "512"
+
+
+def test_invalid_memory_names_flag(pyrun_env, cgroup_parent):
+    result = run_in_container(pyrun_env, cgroup_parent, "--memory", "12x", "busybox", "true")
+    assert result.returncode == 125
+    assert "--memory" in result.stderr
+    assert "12x" in result.stderr
+
+
+def test_kernel_rejected_cpuset_names_flag_and_file(pyrun_env, cgroup_parent):
+    missing_cpu = str(os.cpu_count() + 7)
+    result = run_in_container(pyrun_env, cgroup_parent, "--cpuset-cpus", missing_cpu, "busybox", "true")
+    assert result.returncode == 125
+    assert "--cpuset-cpus" in result.stderr
+    assert missing_cpu in result.stderr
+    assert "cpuset.cpus" in result.stderr
