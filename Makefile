@@ -14,7 +14,7 @@ TEST_PACKAGES := docker-registry busybox-static debootstrap umoci runc \
 	util-linux
 BENCH_PACKAGES := podman skopeo crun hyperfine
 
-.PHONY: all install apt-packages venv test unit integration demo bench vm-test clean
+.PHONY: all install apt-packages venv test unit integration demo bench vm-test vm-test-qemu clean
 
 all: install
 
@@ -54,6 +54,45 @@ demo: install
 bench: install
 	tests/fixtures/apt-install.sh $(BENCH_PACKAGES)
 	$(VPY) tests/bench.py --output docs/benchmarks.md
+
+# vm-test runs the integration tests marked cgroupv2 or vmsmoke inside a pure
+# cgroup v2 guest with systemd as init, and exits with their status.
+#   VM_BACKEND  qemu (tests/vm: a cached Debian guest, KVM or TCG), vagrant
+#               (vagrant/), or auto: vagrant when it and a provider are
+#               installed, else qemu
+#   VM_TESTS    test paths, relative to the checkout (default tests/integration)
+#   VM_TIMEOUT  seconds the guest may take to boot and run them (default 1200)
+#   VM_KEEP=1   keep the Vagrant VM afterwards (the QEMU guest never keeps state)
+VM_BACKEND ?= auto
+VM_TESTS ?= tests/integration
+VM_TIMEOUT ?= 1200
+VM_KEEP ?= 0
+VM_PACKAGES := qemu-system-x86 debootstrap e2fsprogs
+VM_PYTEST := python -m pytest -ra -m "cgroupv2 or vmsmoke"
+
+vm-test: install
+	@backend="$(VM_BACKEND)"; \
+	if [ "$$backend" = auto ]; then \
+		if vagrant/vm-test.sh --available; then backend=vagrant; else backend=qemu; fi; \
+	fi; \
+	echo "vm-test: $$backend back end"; \
+	if [ "$$backend" = vagrant ]; then \
+		VM_KEEP=$(VM_KEEP) VM_TIMEOUT=$(VM_TIMEOUT) vagrant/vm-test.sh $(VM_TESTS); \
+	elif [ "$$backend" = qemu ]; then \
+		$(MAKE) --no-print-directory vm-test-qemu; \
+	else \
+		echo "vm-test: unknown VM_BACKEND '$$backend': use qemu, vagrant or auto" >&2; exit 2; \
+	fi
+
+# The guest has no network: build the fixture images here first, into the
+# cache that the guest shares.
+vm-test-qemu:
+	@missing=""; for p in $(VM_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then tests/fixtures/apt-install.sh $$missing; fi
+	$(VPY) -c 'from tests.fixtures.images import ImageCache; ImageCache().load()'
+	$(VPY) tests/vm/run.py --timeout $(VM_TIMEOUT) -- $(VM_PYTEST) $(VM_TESTS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,62 @@
+"""Smoke tests of the cgroup v2 test VM that `make vm-test` boots.
+
+tests/vm/run.py and vagrant/vm-test.sh set PYRUN_VM_GUEST=1 in the guest.
+The checks of the guest's own set-up (cgroup2 at /sys/fs/cgroup, systemd as
+init) skip elsewhere with the reason; the others run on any root host.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import run_pyrun
+
+pytestmark = [pytest.mark.root, pytest.mark.vmsmoke]
+
+IN_TEST_VM = os.environ.get("PYRUN_VM_GUEST") == "1"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def require_test_vm() -> None:
+    if not IN_TEST_VM:
+        pytest.skip("checks the test VM's set-up: run it with `make vm-test`")
+
+
+def mounted_fs_type(mount_point: str) -> str | None:
+    """Return the file system type of the top mount at `mount_point`, if any."""
+    fs_type = None
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        fields = line.split()
+        if fields[1] == mount_point:
+            fs_type = fields[2]
+    return fs_type
+
+
+def test_cgroup_root_is_cgroup2():
+    require_test_vm()
+    assert mounted_fs_type("/sys/fs/cgroup") == "cgroup2"
+
+
+def test_init_is_systemd():
+    require_test_vm()
+    assert Path("/proc/1/comm").read_text().strip() == "systemd"
+
+
+def test_pyrun_help_runs():
+    result = run_pyrun("--help")
+    assert result.returncode == 0, result.stderr
+    assert "usage: pyrun" in result.stdout
+
+
+@pytest.mark.registry
+def test_registry_serves_fixture(registry):
+    # In the guest, this shows the host's cached fixture images reached the
+    # guest's own registry on 127.0.0.1 without any network device.
+    response = requests.get(f"{registry.url}/v2/library/busybox/manifests/latest",
+                            headers={"Accept": OCI_MANIFEST}, timeout=30)
+    assert response.status_code == 200
+    assert response.headers["Docker-Content-Digest"] == registry.digests["library/busybox:latest"]
