@@ -117,6 +117,11 @@ def unpack_stream(
             f"unpack layer {label}: invalid tar stream: {err}",
             hint="the blob is corrupt or not a layer: remove it from the store and pull again",
         ) from err
+    except OSError as err:
+        # Per-entry failures are LayerErrors already; this is the layer
+        # directory itself, or the attributes applied at the end.
+        _remove_partial(dest)
+        raise LayerError(f"unpack layer {label} into {dest}: {err}") from err
     except BaseException:
         _remove_partial(dest)
         raise

@@ -29,6 +29,7 @@ changes a directory's mtime after it was set.
 from __future__ import annotations
 
 import collections
+import errno
 import logging
 import os
 import stat
@@ -117,12 +118,29 @@ class LayerTree:
             self._parents.move_to_end(parts)
             return fd
 
-        fd = self._make_directories(parts)
+        fd = self._open_child(parts)
+        if fd is None:
+            fd = self._make_directories(parts)
         self._parents[parts] = fd
         if len(self._parents) > PARENT_CACHE_SIZE:
             _, oldest = self._parents.popitem(last=False)
             os.close(oldest)
         return fd
+
+    def _open_child(self, parts: tuple[str, ...]) -> int | None:
+        """Open `parts` from its parent's cached descriptor, or return None.
+
+        One name opened with O_NOFOLLOW from a confined directory stays
+        confined, so the common case needs no openat2 call. A symlink,
+        a missing name or an uncached parent takes the openat2 path.
+        """
+        parent_fd = self._parents.get(parts[:-1]) if len(parts) > 1 else self.root_fd
+        if parent_fd is None:
+            return None
+        try:
+            return os.open(parts[-1], DIRECTORY_FLAGS | os.O_NOFOLLOW, dir_fd=parent_fd)
+        except OSError:
+            return None
 
     def _open_directory(self, parts: tuple[str, ...]) -> int:
         return syscalls.openat2(self.root_fd, "/".join(parts) or ".", DIRECTORY_FLAGS, RESOLVE_FLAGS)
@@ -348,7 +366,7 @@ class LayerTree:
         """Apply directory attributes, deepest directories first."""
         for parts in sorted(self._directories, key=len, reverse=True):
             try:
-                fd = self._open_directory(parts)
+                fd = self._walk_to_directory(parts)
             except (FileNotFoundError, NotADirectoryError):
                 log.debug("directory %s was replaced later in the layer", "/".join(parts))
                 continue
@@ -357,6 +375,29 @@ class LayerTree:
             finally:
                 os.close(fd)
         self._directories.clear()
+
+
+    def _walk_to_directory(self, parts: tuple[str, ...]) -> int:
+        """Open a directory one name at a time without following symlinks.
+
+        This saves an openat2 call per directory. A symlink on the way
+        fails with ELOOP or ENOTDIR, and then openat2 repeats the lookup,
+        following symlinks inside the root.
+        """
+        fd = self.root_fd
+        try:
+            for part in parts:
+                next_fd = os.open(part, DIRECTORY_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+                if fd != self.root_fd:
+                    os.close(fd)
+                fd = next_fd
+        except OSError as err:
+            if fd != self.root_fd:
+                os.close(fd)
+            if err.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
+            return self._open_directory(parts)
+        return fd
 
 
 def _times(attributes: Attributes) -> tuple[int, int]:
