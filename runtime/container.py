@@ -261,8 +261,10 @@ def cleanup(container: Container, exit_code: int | None, *, remove: bool) -> Non
             network.detach(container.id, container.network_settings)
         except Exception as err:  # noqa: BLE001 - collected, raised below
             errors.append(err)
+    oom_killed = False
     if container.cgroup is not None:
         try:
+            oom_killed = container.cgroup.oom_killed()
             container.cgroup.remove()
         except Exception as err:  # noqa: BLE001
             errors.append(err)
@@ -281,6 +283,7 @@ def cleanup(container: Container, exit_code: int | None, *, remove: bool) -> Non
             exit_code=exit_code,
             finished_at=state.now(),
             pid=0,
+            oom_killed=oom_killed,
         )
     if errors:
         raise PyrunError(f"clean up container {container.id[:12]}") from errors[0]

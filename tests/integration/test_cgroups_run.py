@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from runtime import state
 from runtime.cgroups import detect
 from tests.conftest import PYRUN, run_pyrun
 from tests.integration.test_cgroups_manager import cgroup_parent  # noqa: F401 (fixture)
@@ -70,6 +71,28 @@ def test_memory_hog_oom_killed(pyrun_env, cgroup_parent):
     result = run_in_container(pyrun_env, cgroup_parent, "--memory", "16m",
                               "busybox", "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1")
     assert result.returncode == 137, result.stderr
+
+
+def test_oom_kill_recorded(pyrun_env, cgroup_parent, store_root):
+    result = run_pyrun("run", "--cgroup-parent", cgroup_parent, "--name", "hog", "--memory", "16m",
+                       "busybox", "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1",
+                       env=pyrun_env, timeout=120)
+    container_id = state.find_container(str(store_root), "hog")
+    record = state.load_record(str(store_root), container_id)
+    state.remove_container(str(store_root), container_id)
+    assert result.returncode == 137, result.stderr
+    assert record["exit_code"] == 137
+    assert record["oom_killed"] is True
+
+
+def test_no_oom_recorded_without_oom(pyrun_env, cgroup_parent, store_root):
+    result = run_pyrun("run", "--cgroup-parent", cgroup_parent, "--name", "calm", "--memory", "16m",
+                       "busybox", "true", env=pyrun_env, timeout=120)
+    container_id = state.find_container(str(store_root), "calm")
+    record = state.load_record(str(store_root), container_id)
+    state.remove_container(str(store_root), container_id)
+    assert result.returncode == 0, result.stderr
+    assert record["oom_killed"] is False
 
 
 
