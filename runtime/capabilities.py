@@ -16,7 +16,7 @@ import prctl
 from runtime import syscalls
 from runtime.errors import UsageError
 
-# Docker's default set (moby oci/caps/defaults.go, Docker 20.10 to 27).
+# Docker's default set: the 14 capabilities `docker run` grants without flags.
 DEFAULT_CAPABILITIES = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
@@ -95,24 +95,43 @@ def normalize_capability(name: str) -> str:
     return upper
 
 
-def compute_capabilities(add: list[str], drop: list[str], privileged: bool = False) -> list[str]:
+def compute_capabilities(
+    add: list[str], drop: list[str], privileged: bool = False, available: list[str] | None = None
+) -> list[str]:
     """Apply --cap-add and --cap-drop to Docker's default set, with Docker's rules.
 
-    `--privileged` grants every capability. ALL in --cap-add grants every
-    capability except those dropped; ALL in --cap-drop keeps only those
-    added. Otherwise the drops are removed from the defaults and the adds
-    appended, so a capability both added and dropped is kept.
+    `--privileged` grants every capability in `available` (by default, the
+    bounding set pyrun itself runs with, as Docker limits it to its
+    daemon's). ALL in --cap-add grants those except the ones dropped; ALL
+    in --cap-drop keeps only those added. Otherwise the drops are removed
+    from the defaults and the adds appended, so a capability both added and
+    dropped is kept.
     """
+    if available is None:
+        available = current_bounding_set()
     if privileged:
-        return list(ALL_CAPABILITIES)
+        return list(available)
     adds = _unique(normalize_capability(name) for name in add)
     drops = _unique(normalize_capability(name) for name in drop)
     if "ALL" in adds:
-        return [cap for cap in ALL_CAPABILITIES if cap not in drops]
+        return [cap for cap in available if cap not in drops]
     if "ALL" in drops:
         return [cap for cap in adds if cap != "ALL"]
-    kept = [cap for cap in DEFAULT_CAPABILITIES if cap not in drops]
-    return kept + [cap for cap in adds if cap not in kept]
+    remaining = [cap for cap in DEFAULT_CAPABILITIES if cap not in drops]
+    return remaining + [cap for cap in adds if cap not in remaining]
+
+
+def current_bounding_set() -> list[str]:
+    """Return the names in this process's bounding set (CapBnd in /proc/self/status)."""
+    try:
+        with open("/proc/self/status") as file:
+            for line in file:
+                if line.startswith("CapBnd:"):
+                    mask = int(line.split()[1], 16)
+                    return [name for number, name in enumerate(ALL_CAPABILITIES) if mask >> number & 1]
+    except OSError:
+        pass
+    return list(ALL_CAPABILITIES)
 
 
 def _unique(names) -> list[str]:
@@ -127,7 +146,7 @@ def drop_bounding_set(keep: list[str]) -> None:
     """Remove every capability not in `keep` from the bounding set (PR_CAPBSET_DROP).
 
     The bounding set limits what any later execve(2) can grant, even to a
-    setuid-root binary, so it is trimmed while the process still holds
+    setuid-root binary, so it is trimmed while the process still has
     CAP_SETPCAP. Capabilities newer than this table (numbers up to
     /proc/sys/kernel/cap_last_cap) are always dropped.
     """
@@ -169,9 +188,9 @@ def apply_capabilities(sets: dict[str, list[str]]) -> None:
         ("permitted", prctl.CAP_PERMITTED),
         ("inheritable", prctl.CAP_INHERITABLE),
     ):
-        wanted = [getattr(prctl, name) for name in known if name in sets.get(key, [])]
-        unwanted = [getattr(prctl, name) for name in known if name not in sets.get(key, [])]
-        arguments += [(wanted, flag, True), (unwanted, flag, False)]
+        raised = [getattr(prctl, name) for name in known if name in sets.get(key, [])]
+        cleared = [getattr(prctl, name) for name in known if name not in sets.get(key, [])]
+        arguments += [(raised, flag, True), (cleared, flag, False)]
     syscalls.record(
         "capset",
         "capset(2)",

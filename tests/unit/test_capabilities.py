@@ -23,7 +23,7 @@ def test_drop_all_keeps_only_added():
 
 
 def test_add_all_minus_drops():
-    caps = compute_capabilities(["ALL"], ["SYS_ADMIN"])
+    caps = compute_capabilities(["ALL"], ["SYS_ADMIN"], available=ALL_CAPABILITIES)
     assert "CAP_SYS_ADMIN" not in caps
     assert len(caps) == len(ALL_CAPABILITIES) - 1
 
@@ -32,8 +32,9 @@ def test_added_and_dropped_is_kept():
     assert "CAP_SYS_TIME" in compute_capabilities(["SYS_TIME"], ["SYS_TIME"])
 
 
-def test_privileged_gets_all():
-    assert compute_capabilities([], ["ALL"], privileged=True) == ALL_CAPABILITIES
+def test_privileged_gets_all_available():
+    assert compute_capabilities([], ["ALL"], privileged=True, available=ALL_CAPABILITIES) == ALL_CAPABILITIES
+    assert compute_capabilities([], [], privileged=True, available=["CAP_KILL"]) == ["CAP_KILL"]
 
 
 def test_unknown_capability_is_error():

@@ -1,0 +1,65 @@
+"""Shared set-up for the `pyrun run` integration tests.
+
+`run_env` is a store, per test module, with busybox and manylayers pulled
+once from the fixture registry; `pyrun_run(run_env, *args)` runs
+`pyrun run --rm --network none` there. Import both into a test module:
+
+    from tests.integration.run_support import pyrun_run, run_env  # noqa: F401
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PYRUN, run_pyrun
+from tests.fixtures.pyrunconfig import write_pyrun_config
+
+PULLED_IMAGES = ["busybox", "manylayers"]
+
+
+@dataclass
+class RunEnv:
+    root: Path
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def run_env(registry, tmp_path_factory) -> RunEnv:
+    """A store root with the run test images already pulled."""
+    base = tmp_path_factory.mktemp("run")
+    root = base / "root"
+    root.mkdir()
+    config = base / "pyrun-config.json"
+    write_pyrun_config(config, registry.url, [], [registry.host])
+    env = {"PYRUN_CONFIG": str(config), "PYRUN_ROOT": str(root)}
+    for image in PULLED_IMAGES:
+        run_pyrun("pull", "-q", image, root=root, env=env, check=True)
+    return RunEnv(root, env)
+
+
+def pyrun_run(run_env: RunEnv, *args: str, keep: bool = False, env: dict | None = None,
+              **kwargs) -> subprocess.CompletedProcess:
+    """Run `pyrun run --network none [--rm] ARGS` in the module's store; `env` adds variables."""
+    flags = ["--network", "none"] + ([] if keep else ["--rm"])
+    return run_pyrun("run", *flags, *args, root=run_env.root, env={**run_env.env, **(env or {})}, **kwargs)
+
+
+def pyrun_command(run_env: RunEnv, *args: str) -> list[str]:
+    """The argv of `pyrun --root ROOT run --rm --network none ARGS`, for Popen."""
+    return [PYRUN, "--root", str(run_env.root), "run", "--rm", "--network", "none", *args]
+
+
+def popen_env(run_env: RunEnv) -> dict[str, str]:
+    return {**os.environ, **run_env.env}
+
+
+def host_mounts_under(path: Path) -> list[str]:
+    """Mount points on the host below `path`, from /proc/self/mountinfo."""
+    with open("/proc/self/mountinfo") as file:
+        points = [line.split()[4] for line in file]
+    return [point for point in points if point.startswith(str(path))]

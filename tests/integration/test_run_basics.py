@@ -1,0 +1,202 @@
+"""`pyrun run`: pid 1, hostname, exit codes, command rules, env, workdir, users, records."""
+
+import json
+import os
+
+import pytest
+
+from tests.conftest import run_pyrun
+from tests.fixtures.pyrunconfig import write_pyrun_config
+from tests.integration.run_support import host_mounts_under, pyrun_run, run_env  # noqa: F401
+
+pytestmark = [pytest.mark.root, pytest.mark.registry]
+
+
+def test_echo_prints_output(run_env):
+    result = pyrun_run(run_env, "busybox", "echo", "hi")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "hi\n"
+
+
+def test_missing_image_is_pulled_first(registry, tmp_path, store_root):
+    config = tmp_path / "config.json"
+    write_pyrun_config(config, registry.url, [], [registry.host])
+    env = {"PYRUN_CONFIG": str(config)}
+    result = run_pyrun("run", "--rm", "--network", "none", "busybox", "echo", "hi", root=store_root, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("Unable to find image 'busybox:latest' locally\n")
+    assert result.stdout == "hi\n"
+
+
+def test_command_is_pid_1(run_env):
+    result = pyrun_run(run_env, "busybox", "sh", "-c", "echo $$")
+    assert result.stdout == "1\n"
+
+
+def test_init_makes_command_pid_2(run_env):
+    result = pyrun_run(run_env, "--init", "busybox", "sh", "-c", "echo $$")
+    assert result.stdout == "2\n"
+
+
+def test_hostname_default_and_flag(run_env):
+    default = pyrun_run(run_env, "busybox", "hostname")
+    assert len(default.stdout.strip()) == 12
+    named = pyrun_run(run_env, "--hostname", "box1", "busybox", "sh", "-c", "hostname; cat /etc/hostname")
+    assert named.stdout == "box1\nbox1\n"
+    assert os.uname().nodename != "box1"
+
+
+@pytest.mark.parametrize(
+    "command, code",
+    [
+        (["true"], 0),
+        (["false"], 1),
+        (["sh", "-c", "exit 42"], 42),
+        (["/etc/passwd"], 126),
+        (["no-such-command"], 127),
+        (["/no/such/path"], 127),
+    ],
+)
+def test_exit_codes(run_env, command, code):
+    assert pyrun_run(run_env, "busybox", *command).returncode == code
+
+
+def test_exit_code_137_on_sigkill(run_env):
+    result = pyrun_run(run_env, "--init", "busybox", "sh", "-c", "kill -9 $$")
+    assert result.returncode == 137
+
+
+def test_not_found_message_names_command(run_env):
+    result = pyrun_run(run_env, "busybox", "no-such-command")
+    assert "no-such-command" in result.stderr
+    assert "not found" in result.stderr
+    assert result.stderr.count("pyrun:") == 1
+
+
+def test_entrypoint_override(run_env):
+    result = pyrun_run(run_env, "--entrypoint", "echo", "busybox", "a", "b")
+    assert result.stdout == "a b\n"
+
+
+def test_env_flags_and_file(run_env, tmp_path):
+    env_file = tmp_path / "env"
+    env_file.write_text("FROM_FILE=file\nSHARED=file\n")
+    result = pyrun_run(
+        run_env, "--env-file", str(env_file), "-e", "SHARED=flag", "-e", "HOST_ONLY", "busybox", "env",
+        env={"HOST_ONLY": "from-host"},
+    )
+    lines = result.stdout.splitlines()
+    assert "FROM_FILE=file" in lines
+    assert "SHARED=flag" in lines
+    assert "HOST_ONLY=from-host" in lines
+    assert "HOME=/root" in lines
+    assert any(line.startswith("PATH=") for line in lines)
+    assert any(line.startswith("HOSTNAME=") for line in lines)
+
+
+def test_workdir_created_when_missing(run_env):
+    result = pyrun_run(run_env, "-w", "/made/for/test", "busybox", "pwd")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "/made/for/test\n"
+
+
+@pytest.mark.parametrize(
+    "user, expected",
+    [
+        (None, "uid=0(root) gid=0(root) groups=0(root),10(wheel)"),
+        ("tester", "uid=1000(tester) gid=1000(tester) groups=28(video),29(audio),1000(tester),2000(testers)"),
+        ("1000", "uid=1000(tester) gid=1000(tester) groups=28(video),29(audio),1000(tester),2000(testers)"),
+        ("1000:33", "uid=1000(tester) gid=33(www-data) groups=33(www-data)"),
+        ("tester:audio", "uid=1000(tester) gid=29(audio) groups=29(audio)"),
+        ("4242", "uid=4242 gid=0(root) groups=0(root)"),
+        ("4242:4343", "uid=4242 gid=4343 groups=4343"),
+    ],
+)
+def test_user_forms(run_env, user, expected):
+    args = ["-u", user] if user else []
+    result = pyrun_run(run_env, *args, "busybox", "id")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
+
+
+def test_user_home_from_passwd(run_env):
+    result = pyrun_run(run_env, "-u", "tester", "busybox", "sh", "-c", "echo $HOME")
+    assert result.stdout == "/home/tester\n"
+
+
+def test_unknown_user_is_error(run_env):
+    result = pyrun_run(run_env, "-u", "ghost", "busybox", "id")
+    assert result.returncode == 125
+    assert "'ghost'" in result.stderr
+
+
+def test_non_root_has_no_effective_caps(run_env):
+    result = pyrun_run(run_env, "-u", "tester", "busybox", "grep", "CapEff", "/proc/self/status")
+    assert result.stdout.split() == ["CapEff:", "0000000000000000"]
+
+
+def test_default_capabilities(run_env):
+    result = pyrun_run(run_env, "busybox", "grep", "-E", "Cap(Eff|Bnd|Inh|Amb)", "/proc/self/status")
+    values = dict(line.split() for line in result.stdout.splitlines())
+    assert values["CapEff:"] == "00000000a80425fb"
+    assert values["CapBnd:"] == "00000000a80425fb"
+    assert values["CapInh:"] == "0000000000000000"
+    assert values["CapAmb:"] == "0000000000000000"
+
+
+def test_cap_drop_and_add(run_env):
+    dropped = pyrun_run(run_env, "--cap-drop", "CHOWN", "busybox", "chown", "1", "/tmp")
+    assert dropped.returncode == 1
+    added = pyrun_run(run_env, "--cap-add", "NET_ADMIN", "busybox", "ip", "link", "set", "lo", "mtu", "1500")
+    assert added.returncode == 0, added.stderr
+
+
+def test_no_new_privileges(run_env):
+    result = pyrun_run(run_env, "--security-opt", "no-new-privileges", "busybox", "grep", "NoNewPrivs",
+                       "/proc/self/status")
+    assert result.stdout.split() == ["NoNewPrivs:", "1"]
+
+
+def test_record_kept_without_rm(run_env):
+    result = pyrun_run(run_env, "--name", "kept-record", "busybox", "sh", "-c", "exit 3", keep=True)
+    assert result.returncode == 3
+    container_id = os.readlink(run_env.root / "names" / "kept-record")
+    record = json.loads((run_env.root / "containers" / container_id / "state.json").read_text())
+    assert record["status"] == "exited"
+    assert record["exit_code"] == 3
+    assert record["name"] == "kept-record"
+    assert record["image"] == "docker.io/library/busybox:latest"
+    assert record["image_id"].startswith("sha256:")
+    assert record["finished_at"]
+    assert host_mounts_under(run_env.root / "containers" / container_id) == []
+
+
+def test_name_in_use_is_error(run_env):
+    pyrun_run(run_env, "--name", "taken-name", "busybox", "true", keep=True)
+    result = pyrun_run(run_env, "--name", "taken-name", "busybox", "true")
+    assert result.returncode == 125
+    assert "already in use" in result.stderr
+
+
+def test_rm_leaves_nothing(run_env):
+    before = set(os.listdir(run_env.root / "containers"))
+    result = pyrun_run(run_env, "--name", "removed-after", "busybox", "true")
+    assert result.returncode == 0
+    assert set(os.listdir(run_env.root / "containers")) == before
+    assert not (run_env.root / "names" / "removed-after").exists()
+    assert host_mounts_under(run_env.root) == []
+
+
+def test_failed_setup_leaves_nothing(run_env):
+    before = set(os.listdir(run_env.root / "containers"))
+    result = pyrun_run(run_env, "-w", "/etc/passwd", "busybox", "true")
+    assert result.returncode == 125
+    assert "working directory" in result.stderr or "Not a directory" in result.stderr
+    assert set(os.listdir(run_env.root / "containers")) == before
+    assert host_mounts_under(run_env.root) == []
+
+
+def test_many_layers_image(run_env):
+    result = pyrun_run(run_env, "manylayers", "sh", "-c", "ls /etc/deleted-by-whiteout; ls /bin | wc -l")
+    assert "No such file" in result.stderr
+    assert int(result.stdout.strip()) > 100
