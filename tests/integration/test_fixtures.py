@@ -48,9 +48,10 @@ def test_registry_listens_on_loopback(registry):
     assert registry.host == registry.url.removeprefix("http://")
 
 
-@pytest.mark.parametrize("reference", sorted(EXPECTED_LAYER_COUNTS) + ["library/multiarch:latest"])
-def test_manifest_by_tag_and_digest(registry, reference):
-    image = registry.images[reference]
+@pytest.mark.parametrize("reference", sorted(EXPECTED_LAYER_COUNTS) + [
+    "library/multiarch:latest", "library/httpd:latest"])
+def test_manifest_by_tag_and_digest(registry, require_image, reference):
+    image = require_image(reference)
     by_tag = get_manifest(registry.url, image.repository, image.tag)
     assert by_tag.status_code == 200
     assert by_tag.headers["Content-Type"] == image.manifest.media_type
@@ -137,8 +138,8 @@ def test_unknown_tag_is_manifest_unknown(registry):
     assert response.json()["errors"][0]["code"] == "MANIFEST_UNKNOWN"
 
 
-def test_httpd_image_config(registry):
-    image = registry.images["library/httpd:latest"]
+def test_httpd_image_config(registry, require_image):
+    image = require_image("library/httpd:latest")
     config = requests.get(f"{registry.url}/v2/library/httpd/blobs/{image.config.digest}",
                           timeout=10).json()["config"]
     assert image.layer_count == 2
@@ -148,14 +149,14 @@ def test_httpd_image_config(registry):
     assert config["StopSignal"] == "SIGWINCH"
 
 
-def test_layers_carry_whiteouts(registry):
+def test_layers_carry_whiteouts(registry, require_image):
     """The last manylayers layer and httpd's apache layer each delete files of a lower layer."""
     import gzip
     import io
     import tarfile
 
     for reference in ("library/manylayers:latest", "library/httpd:latest"):
-        image = registry.images[reference]
+        image = require_image(reference)
         blob = requests.get(
             f"{registry.url}/v2/{image.repository}/blobs/{image.layers[-1].digest}", timeout=60)
         with tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob.content))) as tar:
@@ -340,7 +341,20 @@ def test_pyrun_env_points_at_registry(registry, pyrun_env, store_root):
         config = json.load(file)
     assert config["docker-hub-endpoint"] == registry.url
     assert config["insecure-registries"] == [registry.host]
+    assert config["registry-mirrors"] == []
     assert pyrun_env["PYRUN_ROOT"] == str(store_root)
+
+
+def test_pyrun_env_with_mirror(registry, make_pyrun_env, fault_proxy):
+    from tests.fixtures.pyrunconfig import dead_endpoint
+
+    proxy = fault_proxy()
+    endpoint = dead_endpoint()
+    env = make_pyrun_env(docker_hub_endpoint=endpoint, mirrors=[proxy.url])
+    with open(env["PYRUN_CONFIG"]) as file:
+        config = json.load(file)
+    assert config["registry-mirrors"] == [proxy.url]
+    assert config["insecure-registries"] == [endpoint.removeprefix("http://"), proxy.host]
 
 
 def test_pyrun_config_rejects_internet(tmp_path):
@@ -377,3 +391,19 @@ def test_cache_reuses_and_prunes(tmp_path, caplog):
     assert not stale_record.exists()
     assert not cache.blobs.has(stale_blob.digest)
     assert cache.blobs.has(first["library/busybox:latest"].digest)
+
+
+def test_cache_failed_optional_build(tmp_path, monkeypatch):
+    import subprocess
+
+    from tests.fixtures import debian
+    from tests.fixtures.images import ImageCache
+
+    def unreachable_mirror(blobs):
+        raise subprocess.CalledProcessError(1, ["debootstrap"])
+
+    monkeypatch.setattr(debian, "build_httpd", unreachable_mirror)
+    cache = ImageCache(tmp_path)
+    tags = cache.load(("httpd",))
+    assert tags == {}
+    assert "debootstrap" in cache.unavailable["library/httpd:latest"]
