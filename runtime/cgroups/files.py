@@ -29,14 +29,15 @@ def write_file(directory: str, name: str, value: str | int, *, flag: str = "") -
     try:
         syscalls.write_cgroup_file(path, text)
     except OSError as err:
-        if flag:
-            message = f"invalid value for {flag}: the kernel rejected {text} in {path}"
-        else:
-            message = f"write {text} to {path}"
-        hint = ""
         if err.errno == errno.ENOENT:
-            hint = f"{name} is missing: the kernel lacks this controller or feature"
-        raise CgroupError(message, hint=hint) from err
+            purpose = flag or f"writing {text}"
+            raise CgroupError(
+                f"cannot apply {purpose}: the control file {path} is missing",
+                hint="the kernel lacks this controller or feature, or it is not enabled for this cgroup",
+            ) from err
+        if flag:
+            raise CgroupError(f"invalid value for {flag}: the kernel rejected {text} in {path}") from err
+        raise CgroupError(f"write {text} to {path}") from err
 
 
 def read_file(directory: str, name: str) -> str:

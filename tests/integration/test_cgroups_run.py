@@ -167,3 +167,13 @@ def test_kernel_rejected_cpuset_names_flag_and_file(pyrun_env, cgroup_parent):
     assert "--cpuset-cpus" in result.stderr
     assert missing_cpu in result.stderr
     assert "cpuset.cpus" in result.stderr
+
+
+def test_container_sees_own_cgroup_as_root(pyrun_env, cgroup_parent):
+    result = run_in_container(pyrun_env, cgroup_parent, "--memory", "64m", "busybox", "cat", "/proc/self/cgroup")
+    assert result.returncode == 0, result.stderr
+    for line in result.stdout.splitlines():
+        hierarchy, _, path = line.rpartition(":")
+        if "name=" in hierarchy:
+            continue  # named hierarchies such as name=systemd are not joined
+        assert path == "/", line

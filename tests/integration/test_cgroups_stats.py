@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
+import subprocess
 import time
 
 import pytest
 
 from runtime import cgroups
-from tests.conftest import run_pyrun
+from tests.conftest import PYRUN, run_pyrun
 from tests.integration.test_cgroups_manager import (  # noqa: F401 (fixtures)
     BUSY_LOOP,
     MiB,
@@ -104,3 +106,20 @@ def test_top_stopped_container(store_root, container):
     result = run_pyrun("top", container["name"], root=store_root)
     assert result.returncode == 125
     assert "is not running" in result.stderr
+
+
+def test_stats_streams_until_interrupted(store_root, container):
+    command = [PYRUN, "--root", str(store_root), "stats", container["name"]]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    headers = 0
+    try:
+        while headers < 2:
+            line = process.stdout.readline()
+            if not line:
+                break
+            headers += line.startswith("CONTAINER ID")
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=10)
+    assert headers == 2
+    assert process.returncode == 0, stderr

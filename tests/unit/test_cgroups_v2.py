@@ -199,3 +199,14 @@ def test_remove_uses_cgroup_kill(fakefs, monkeypatch):
     assert recorder.calls[0].name == "write_cgroup_file"
     assert recorder.calls[0].args["path"].endswith("/c1/cgroup.kill")
     assert recorder.calls[0].args["value"] == "1"
+
+
+def test_missing_control_file_names_flag(fakefs):
+    manager = fakefs.open("/pyrun/c1")
+    manager.create()
+    leaf(fakefs, "pids.max").unlink()
+    with pytest.raises(cgroups.CgroupError) as info:
+        manager.apply({"pids": {"limit": 5}})
+    assert "cannot apply --pids-limit" in str(info.value)
+    assert "pids.max is missing" in str(info.value)
+    assert "not enabled" in info.value.hint
