@@ -205,3 +205,19 @@ def test_whiteout_layers_match_umoci(tmp_path):
     layers = [TESTDATA / "regclient" / "layer.tar", TESTDATA / "regclient" / "layer-wh.tar"]
     layout = layout_from_layer_tars(layers, tmp_path / "layout")
     assert compare_with_umoci(layout, tmp_path) == 3
+
+
+@pytest.mark.registry
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "reference, minimum_paths",
+    [("library/httpd:latest", 5000), ("library/busybox:latest", 200), ("library/manylayers:latest", 200)],
+)
+def test_fixture_image_matches_umoci(tmp_path, registry, require_image, reference, minimum_paths):
+    require("skopeo")
+    require_image(reference)
+    layout = tmp_path / "layout"
+    source = f"docker://{registry.host}/{reference}"
+    subprocess.run(["skopeo", "copy", "--quiet", "--src-tls-verify=false", source, f"oci:{layout}:{TAG}"],
+                   check=True, capture_output=True)
+    assert compare_with_umoci(layout, tmp_path) >= minimum_paths
