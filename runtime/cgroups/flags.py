@@ -9,6 +9,7 @@ in microseconds, and "swap" is the limit of memory plus swap.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from typing import Any
 
@@ -31,8 +32,8 @@ FLAG_NAMES = {
     ("memory", "disableOOMKiller"): "--oom-kill-disable",
     ("memory", "swappiness"): "--memory-swappiness",
     ("cpu", "shares"): "--cpu-shares",
-    ("cpu", "quota"): "--cpus",
-    ("cpu", "period"): "--cpus",
+    ("cpu", "quota"): "--cpus or --cpu-quota",
+    ("cpu", "period"): "--cpus or --cpu-period",
     ("cpu", "cpus"): "--cpuset-cpus",
     ("cpu", "mems"): "--cpuset-mems",
     ("pids", "limit"): "--pids-limit",
@@ -84,6 +85,10 @@ def add_resource_flags(parser: argparse.ArgumentParser) -> None:
                        help="do not OOM-kill processes at the memory limit (cgroup v1 only)")
     group.add_argument("--cpus", metavar="NUMBER",
                        help="CPU limit in cores, e.g. 0.5 (a CFS quota per 100 ms period)")
+    group.add_argument("--cpu-period", metavar="MICROSECONDS", type=int,
+                       help="CFS period in microseconds, 1000 to 1000000 (use with --cpu-quota)")
+    group.add_argument("--cpu-quota", metavar="MICROSECONDS", type=int,
+                       help="CPU time allowed per CFS period in microseconds; -1 for no limit")
     group.add_argument("-c", "--cpu-shares", metavar="SHARES", type=int,
                        help="relative CPU weight (default 1024; cpu.weight on cgroup v2)")
     group.add_argument("--cpuset-cpus", metavar="LIST",
@@ -168,10 +173,29 @@ def _cpu_from_args(args: argparse.Namespace) -> dict[str, Any]:
             cores = float(args.cpus)
         except ValueError:
             raise UsageError(f"invalid value for --cpus: {args.cpus!r}", hint="use a number of cores, e.g. 0.5") from None
-        if cores <= 0:
-            raise UsageError(f"invalid value for --cpus: {args.cpus!r} must be above 0")
+        host_cpus = os.cpu_count() or 1
+        if not 0.01 <= cores <= host_cpus:
+            raise UsageError(
+                f"invalid value for --cpus: {args.cpus!r}",
+                hint=f"the range is 0.01 to {host_cpus}.00, as this host has {host_cpus} CPUs",
+            )
+        if getattr(args, "cpu_period", None) or getattr(args, "cpu_quota", None):
+            raise UsageError("--cpus cannot be combined with --cpu-period or --cpu-quota",
+                             hint="use either --cpus or the pair --cpu-period and --cpu-quota")
         cpu["period"] = CPU_PERIOD_US
         cpu["quota"] = round(cores * CPU_PERIOD_US)
+
+    period = getattr(args, "cpu_period", None)
+    if period:
+        if not 1000 <= period <= 1_000_000:
+            raise UsageError(f"invalid value for --cpu-period: {period} is not in 1000-1000000 microseconds")
+        cpu["period"] = period
+    quota = getattr(args, "cpu_quota", None)
+    if quota:
+        if 0 < quota < 1000 or quota < -1:
+            raise UsageError(f"invalid value for --cpu-quota: {quota} is below 1000 microseconds",
+                             hint="use at least 1000, or -1 for no limit")
+        cpu["quota"] = quota
 
     shares = getattr(args, "cpu_shares", None)
     if shares is not None:

@@ -182,16 +182,16 @@ class V1Cgroup(Cgroup):
 
     def apply_cpu(self, cpu: dict[str, Any]) -> None:
         if cpu.get("shares"):
-            directory = self.require("cpu", "--cpu-shares")
+            directory = self.require("cpu", FLAG_NAMES["cpu", "shares"])
             files.write_file(directory, "cpu.shares", cpu["shares"], flag=FLAG_NAMES["cpu", "shares"])
 
         # The quota is CPU time per period, so the period is written first:
         # the kernel checks each new quota against the current period.
         if cpu.get("period"):
-            directory = self.require("cpu", "--cpus")
+            directory = self.require("cpu", FLAG_NAMES["cpu", "period"])
             files.write_file(directory, "cpu.cfs_period_us", cpu["period"], flag=FLAG_NAMES["cpu", "period"])
         if cpu.get("quota"):
-            directory = self.require("cpu", "--cpus")
+            directory = self.require("cpu", FLAG_NAMES["cpu", "quota"])
             files.write_file(directory, "cpu.cfs_quota_us", cpu["quota"], flag=FLAG_NAMES["cpu", "quota"])
 
     # -- Reading ---------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Docker's resource flags turned into OCI linux.resources, and cgroup paths."""
 
 import argparse
+import os
 
 import pytest
 
@@ -131,3 +132,29 @@ def test_cgroup_path_custom_parent():
 def test_cgroup_parent_invalid(parent):
     with pytest.raises(UsageError, match="--cgroup-parent"):
         cgroups.cgroup_path("abc", parent)
+
+
+def test_cpus_above_host_cpus_rejected():
+    with pytest.raises(UsageError, match="--cpus") as info:
+        parse("--cpus", str(os.cpu_count() + 1))
+    assert f"as this host has {os.cpu_count()} CPUs" in info.value.hint
+
+
+def test_cpu_period_and_quota():
+    cpu = parse("--cpu-period", "50000", "--cpu-quota", "25000")["cpu"]
+    assert cpu == {"period": 50000, "quota": 25000}
+
+
+def test_cpu_quota_unlimited():
+    assert parse("--cpu-quota=-1")["cpu"] == {"quota": -1}
+
+
+@pytest.mark.parametrize("argv", [["--cpu-period", "999"], ["--cpu-period", "1000001"], ["--cpu-quota", "500"]])
+def test_cpu_period_quota_out_of_range(argv):
+    with pytest.raises(UsageError, match=argv[0]):
+        parse(*argv)
+
+
+def test_cpus_conflicts_with_quota():
+    with pytest.raises(UsageError, match="--cpus cannot be combined"):
+        parse("--cpus", "1", "--cpu-quota", "50000")
