@@ -82,7 +82,14 @@ class V2Cgroup(Cgroup):
         log.debug("created cgroup %s", self.directory)
 
     def enable_controllers(self, directory: str) -> None:
-        """Enable, for the children of `directory`, every wanted controller it has."""
+        """Enable, for the children of `directory`, every wanted controller it has.
+
+        NOTE: under systemd this writes to the root's cgroup.subtree_control,
+        which systemd also manages, as Docker's cgroupfs driver does. A
+        systemd driver (a transient scope created over D-Bus) would avoid
+        that, and pyrun has none. Inside a container whose cgroup namespace
+        root contains pyrun's own process, this write fails with EBUSY.
+        """
         available = files.read_file(directory, "cgroup.controllers").split()
         enabled = files.read_file(directory, "cgroup.subtree_control").split()
         for controller in self.controllers:
