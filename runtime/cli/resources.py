@@ -3,7 +3,8 @@
     pyrun stats [-a] [--no-stream] [--no-trunc] [CONTAINER...]
     pyrun top CONTAINER [ps OPTIONS]
 
-Both print what `docker stats` and `docker top` print. A container is named
+Both print what `docker stats` and `docker top` print, except that stats
+has no NET I/O and BLOCK I/O columns yet. A container is named
 by its name, its full ID or a unique ID prefix; its cgroup path is
 linux.cgroupsPath in <root>/containers/<id>/config.json.
 """
@@ -35,6 +36,15 @@ CLEAR_SCREEN = "\033[2J\033[H"
 def register(subparsers: argparse._SubParsersAction) -> None:
     add_stats(subparsers, "stats")
     add_top(subparsers, "top")
+
+    # `pyrun container stats|top`, when a module registered before this one
+    # has made the `container` group.
+    group = subparsers.choices.get("container")
+    if group is not None:
+        verbs = [action for action in group._actions if isinstance(action, argparse._SubParsersAction)]
+        if verbs:
+            add_stats(verbs[0], "stats")
+            add_top(verbs[0], "top")
 
 
 def add_stats(subparsers: argparse._SubParsersAction, name: str) -> None:

@@ -1,5 +1,7 @@
 """The stats and top commands' formatting: sizes, CPU %, tables, ps filtering."""
 
+import argparse
+
 import pytest
 
 from runtime.cgroups.stats import CgroupStats, cpu_percent, memory_percent
@@ -73,3 +75,25 @@ def test_filter_ps_keeps_container_pids():
 def test_filter_ps_without_pid_column():
     with pytest.raises(PyrunError, match="no PID column"):
         resources.filter_ps_output("USER COMMAND\nroot init\n", {1})
+
+
+def test_container_group_gets_stats_and_top():
+    parser = argparse.ArgumentParser(prog="pyrun")
+    subparsers = parser.add_subparsers(dest="command")
+    group = subparsers.add_parser("container")
+    group.add_subparsers(dest="container_command")
+    resources.register(subparsers)
+    args = parser.parse_args(["container", "stats", "--no-stream", "web"])
+    assert args.handler is resources.stats_command
+    assert args.containers == ["web"]
+    args = parser.parse_args(["container", "top", "web", "-o", "pid"])
+    assert args.handler is resources.top_command
+    assert args.ps_options == ["-o", "pid"]
+
+
+def test_top_passes_ps_options():
+    parser = argparse.ArgumentParser(prog="pyrun")
+    resources.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["top", "web", "aux"])
+    assert args.container == "web"
+    assert args.ps_options == ["aux"]
