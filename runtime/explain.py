@@ -10,10 +10,11 @@ Steps that are not kernel calls, such as registry requests, are reported by
 the code that makes them:
 
     from runtime import explain
-    explain.step("registry manifest", reference=ref, url=url, media_type=media_type)
+    explain.step("registry request", method="GET", url=url, status=response.status_code)
 
 `step()` does nothing until `enable()` is called, and this module imports
-only the standard library and the seam, so any module may call it.
+only the standard library, the seam and the table of explanations, so any
+module may call it.
 
 Each step prints one line saying what it is for (from
 `runtime.teaching.steps`) and one indented line naming the call and its man
@@ -25,6 +26,7 @@ page, e.g.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -42,6 +44,8 @@ RED = "\033[31m"
 RESET = "\033[0m"
 
 _output_fd: int | None = None
+# (st_dev, st_ino) of the stderr that enable() duplicated, to recognise it.
+_output_identity: tuple[int, int] | None = None
 _colour = False
 # The process that called enable(). Steps made by any other process, such as
 # the container's child after fork(2), are marked CHILD_MARK.
@@ -54,15 +58,17 @@ CHILD_MARK = "[child] "
 
 def enable(*, colour: bool | None = None) -> None:
     """Start narrating every step on stderr; `colour` None means "if a terminal"."""
-    global _output_fd, _colour, _parent_pid, _narrating_pid
+    global _output_fd, _output_identity, _colour, _parent_pid, _narrating_pid
     if _output_fd is not None:
         return
 
     # Write to a duplicate of stderr, not to fd 2 itself: the container's
-    # child may point fd 2 at the container's log before execve, and the
-    # narration of its last steps must still reach the user. os.dup() makes
-    # the copy close-on-exec, so the container's command never inherits it.
+    # child may point fd 2 at a terminal or log of the container before
+    # execve, and the narration of its last steps must still reach the
+    # user. os.dup() makes the copy close-on-exec, so the container's
+    # command never inherits it.
     _output_fd = os.dup(2)
+    _output_identity = _identity(_output_fd)
     _colour = wants_colour(_output_fd) if colour is None else colour
     _parent_pid = _narrating_pid = os.getpid()
     syscalls.add_listener(narrate)
@@ -74,12 +80,27 @@ def disable() -> None:
     if _output_fd is None:
         return
     syscalls.remove_listener(narrate)
-    os.close(_output_fd)
-    _output_fd = None
+    fd, _output_fd = _output_fd, None
+
+    # Close the copy only while it is still ours: after close_range(2) its
+    # number may belong to another file.
+    if _identity(fd) == _output_identity:
+        os.close(fd)
 
 
 def is_enabled() -> bool:
     return _output_fd is not None
+
+
+def output_fd() -> int | None:
+    """Return the descriptor the narration writes to, or None when it is off.
+
+    Code that closes every descriptor before execve (close_range(2)) should
+    keep this one open: it is close-on-exec, so the command never gets it,
+    and without it the last steps are narrated only while fd 2 is still the
+    original stderr.
+    """
+    return _output_fd
 
 
 def wants_colour(fd: int) -> bool:
@@ -92,10 +113,10 @@ def wants_colour(fd: int) -> bool:
 
 
 def step(key: str, **details: Any) -> None:
-    """Narrate a step that is not a kernel call, e.g. ``step("registry blob", digest=...)``.
+    """Narrate a step that is not a kernel call, e.g. ``step("registry token", url=..., scope=...)``.
 
-    Call it after the step happened, with what it used (URL, digest, media
-    type). `key` chooses the explanation in `runtime.teaching.steps`.
+    Call it after the step happened, with what it used (method, URL,
+    status). `key` chooses the explanation in `runtime.teaching.steps`.
     """
     if _output_fd is None:
         return
@@ -129,9 +150,12 @@ def narrate(call: syscalls.Call) -> None:
 
 def format_step(call: syscalls.Call, *, colour: bool = False, child: bool = False) -> str:
     """Return the narration of one call as lines of text, ending in a newline."""
-    purpose = steps.explain(call.name, call.args)
+    args, fd_notes = resolve_fd_paths(call.args)
+    purpose = steps.explain(call.name, args)
     if call.error is not None:
-        purpose = steps.FAILED_STEP.format(step=purpose)
+        code = errno.errorcode.get(call.error.errno or 0, str(call.error.errno))
+        outcome = steps.FAILURE_OUTCOMES.get(code, steps.FAILURE_OUTCOME)
+        purpose = steps.FAILED_STEP.format(outcome=outcome, step=purpose, error=code)
     if child:
         purpose = CHILD_MARK + purpose
     lines = [_paint(purpose, BOLD if call.error is None else BOLD + RED, colour)]
@@ -139,6 +163,9 @@ def format_step(call: syscalls.Call, *, colour: bool = False, child: bool = Fals
     if call.name in ("unshare", "clone"):
         for line in steps.namespace_lines(str(call.args.get("flags", ""))):
             lines.append(f"  - {line}")
+
+    for note in fd_notes:
+        lines.append(f"  - {note}")
 
     commands = call.args.get("commands")
     if isinstance(commands, list):
@@ -149,6 +176,29 @@ def format_step(call: syscalls.Call, *, colour: bool = False, child: bool = Fals
     rendered = format_call(call)
     lines.append("    " + _paint(rendered, CYAN if call.error is None else RED, colour))
     return "\n".join(lines) + "\n"
+
+
+def resolve_fd_paths(args: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Replace ``/proc/self/fd/N`` arguments by the path that descriptor has now.
+
+    pyrun mounts onto directories it opened with openat2(2), through their
+    descriptors. The narration runs in the same process right after the
+    call, so readlink(2) on the descriptor names the directory the step
+    acted on. Returns the arguments for the explanation and one note per
+    resolved descriptor.
+    """
+    resolved = dict(args)
+    notes = []
+    for key, value in args.items():
+        if not isinstance(value, str) or not value.startswith("/proc/self/fd/"):
+            continue
+        try:
+            path = os.readlink(value)
+        except OSError:
+            continue
+        resolved[key] = path
+        notes.append(steps.FD_PATH_NOTE.format(fd_path=value, path=path))
+    return resolved, notes
 
 
 def format_call(call: syscalls.Call) -> str:
@@ -188,14 +238,40 @@ def _paint(text: str, style: str, colour: bool) -> str:
     return f"{style}{text}{RESET}" if colour else text
 
 
+def _identity(fd: int) -> tuple[int, int] | None:
+    try:
+        status = os.fstat(fd)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def _writable_fd() -> int | None:
+    """Return a descriptor that is still the stderr pyrun started with, or None.
+
+    The container's child closes its descriptors before execve, so the
+    duplicate may be gone, or its number reused for another file. Writing
+    there could corrupt that file, so the narration goes on through fd 2
+    only while fd 2 is the original stderr, and stops otherwise.
+    """
+    for fd in (_output_fd, 2):
+        if fd is not None and _identity(fd) == _output_identity:
+            return fd
+    return None
+
+
 def _write(text: str) -> None:
     # One write per step: a pipe write of at most PIPE_BUF (4096) bytes is
     # atomic, so the lines of the parent and of the container's child do
     # not interleave inside one step.
+    fd = _writable_fd()
+    if fd is None:
+        log.debug("narration stopped: stderr of pyrun is no longer open in process %d", os.getpid())
+        return
     data = text.encode("utf-8", errors="replace")
     try:
         while data:
-            written = os.write(_output_fd, data)
+            written = os.write(fd, data)
             data = data[written:]
     except OSError as err:
         # The reader went away (e.g. `pyrun --explain ... 2>&1 | head`);

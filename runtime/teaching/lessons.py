@@ -8,12 +8,11 @@ to read is skipped with a note.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from runtime.teaching.steps import NAMESPACES
 
@@ -358,80 +357,55 @@ def image_lesson(store_root: str, name: str | None) -> str:
         "An index (multi-platform image) lists one manifest per platform.",
         "",
     ]
-    images = _read_image_names(store_root)
+    from runtime.store import ImageStore
+
+    store = ImageStore(store_root)
     if name is None:
-        if not images:
+        references = sorted(tag for image in store.list_images() for tag in image.repo_tags)
+        if not references:
             lines.append(f"No image in {store_root} yet. Try: sudo pyrun pull busybox")
         else:
             lines.append(f"Images in {store_root}; `pyrun explain image NAME` shows one:")
-            lines += [f"  {reference}" for reference in sorted(images)]
+            lines += [f"  {reference}" for reference in references]
         return "\n".join(lines) + "\n"
-    lines += describe_image(store_root, name)
+
+    image = store.lookup(name)
+    if image is None:
+        lines.append(f"Image {name!r} is not in {store_root}. Try: sudo pyrun pull {name}")
+    else:
+        lines += describe_image(image)
     return "\n".join(lines) + "\n"
 
 
-def _read_image_names(store_root: str) -> list[str]:
-    try:
-        with open(os.path.join(store_root, "images.json")) as file:
-            data = json.load(file)
-    except (OSError, ValueError):
-        return []
-    if isinstance(data, dict):
-        names = data.get("images", data) if isinstance(data.get("images"), dict) else data
-        return [str(key) for key in names]
-    return []
-
-
-def describe_image(store_root: str, name: str) -> list[str]:
-    """Return lines describing one image of the store: manifest, config, layers."""
-    try:
-        from runtime.store import ImageStore
-    except ImportError:
-        return ["The image store (runtime.store) is not part of this pyrun yet."]
-    image = ImageStore(store_root).lookup(name)
-    if image is None:
-        return [f"Image {name!r} is not in {store_root}. Try: sudo pyrun pull {name}"]
-
+def describe_image(image: Any) -> list[str]:
+    """Return lines describing a stored image (a runtime.store Image): manifest, config, layers."""
+    record = image.record
     config = image.config
     run_config = config.get("config") or {}
     command = (run_config.get("Entrypoint") or []) + (run_config.get("Cmd") or [])
     diff_ids = (config.get("rootfs") or {}).get("diff_ids", [])
-    lines = [f"{image.reference}", f"  image ID (the config's digest): {image.id}"]
-    manifest = find_manifest(store_root, image.id)
-    if manifest is not None:
-        digest, body = manifest
-        lines.append(f"  manifest {digest} ({body.get('mediaType', 'no media type')})")
-        for layer in body.get("layers", []):
-            lines.append(f"    layer {layer.get('digest')}  {layer.get('size')} bytes  {layer.get('mediaType')}")
-    lines += [
-        f"  config: {config.get('os')}/{config.get('architecture')}, command {command}, "
-        f"working directory {run_config.get('WorkingDir') or '/'}, {len(run_config.get('Env') or [])} variables",
-        f"  layers, lowest first ({len(image.layer_dirs)}; diff_id, then the unpacked directory):",
-    ]
-    for index, directory in enumerate(image.layer_dirs):
-        diff_id = diff_ids[index] if index < len(diff_ids) else "?"
+    layers = record.get("layers") or []
+
+    lines = [image.reference]
+    if record.get("from_index"):
+        index_digest = image.repo_digests[0].partition("@")[2] if image.repo_digests else "?"
+        lines.append(f"  index     {index_digest}")
+        lines.append(f"            one manifest per platform; pyrun chose {record.get('platform', '?')}")
+    lines.append(f"  manifest  {record.get('manifest_digest', '?')}")
+    lines.append(f"  config    {image.id} (the image ID is the config's digest)")
+    lines.append(f"            {config.get('os')}/{config.get('architecture')}, command {command}, "
+                 f"working directory {run_config.get('WorkingDir') or '/'}, "
+                 f"{len(run_config.get('Env') or [])} environment variables")
+    lines.append(f"  layers, lowest first: {len(image.layer_dirs)}")
+    for number, directory in enumerate(image.layer_dirs, start=1):
+        layer = layers[number - 1] if number <= len(layers) else {}
+        diff_id = layer.get("diff_id") or (diff_ids[number - 1] if number <= len(diff_ids) else "?")
         files, size = _count_files(directory)
-        lines.append(f"    {diff_id}")
-        lines.append(f"      {directory}: {files} files, {size} bytes")
+        lines.append(f"  {number:>3}. {layer.get('digest', '?')}")
+        lines.append(f"       {layer.get('media_type', '?')}, {layer.get('size', '?')} bytes as stored")
+        lines.append(f"       diff_id {diff_id} (the digest of the uncompressed tar)")
+        lines.append(f"       unpacked in {directory}: {files} files, {size} bytes")
     return lines
-
-
-def find_manifest(store_root: str, image_id: str) -> tuple[str, dict] | None:
-    """Return the digest and body of the stored manifest whose config is `image_id`."""
-    blobs = Path(store_root) / "blobs" / "sha256"
-    if not blobs.is_dir():
-        return None
-    for blob in blobs.iterdir():
-        # Manifests are small JSON files; skip the layers without reading them.
-        try:
-            if blob.stat().st_size > 1 << 20:
-                continue
-            body = json.loads(blob.read_bytes())
-        except (OSError, ValueError):
-            continue
-        if isinstance(body, dict) and (body.get("config") or {}).get("digest") == image_id:
-            return f"sha256:{blob.name}", body
-    return None
 
 
 def _count_files(directory: str) -> tuple[int, int]:

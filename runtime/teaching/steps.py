@@ -16,8 +16,8 @@ STEPS that matches it:
 
 So the more specific entries of a call come before its general one. A call
 that no entry matches is still narrated, with UNKNOWN_STEP. To translate the
-narration, translate the `text` column, NAMESPACES, REFERENCES and the two
-fallback texts; leave `call` and `when` as they are, because they must match
+narration, translate the `text` column, NAMESPACES, NFT_COMMANDS, REFERENCES
+and the texts at the end of this file; leave `call` and `when` as they are, because they must match
 what the code records.
 """
 
@@ -141,17 +141,27 @@ STEPS = [
         "mount",
         "Bind-mount the new root {source} onto itself, so it is a mount point, as pivot_root requires.",
         flags="MS_BIND",
-        source="{target}",
+        source="*/rootfs",
+        target="{source}",
     ),
-    # -- Mounts: files pyrun writes for each container ---------------------
-    step("mount", "Bind-mount the container's own hosts file over {target}, so localhost and its hostname resolve.",
-         flags="MS_BIND", target="*/etc/hosts"),
-    step("mount", "Bind-mount the container's own resolv.conf over {target}, so DNS lookups use its name servers.",
-         flags="MS_BIND", target="*/etc/resolv.conf"),
-    step("mount", "Bind-mount the container's own hostname file over {target}.",
-         flags="MS_BIND", target="*/etc/hostname"),
-    step("mount", "Bind-mount the host's device node {source} at {target}, so programs in the container can use it.",
-         flags="MS_BIND", source="/dev/*"),
+    step("mount", "Bind-mount {target} onto itself, so it becomes a mount point of its own whose flags can "
+         "then be changed.", flags="MS_BIND", target="{source}"),
+    # -- Mounts: files pyrun writes for each container ------------------------
+    step("mount", "Bind-mount the container's own hosts file over {target}, so localhost and its hostname "
+         "resolve.", flags="MS_BIND", source="*/hosts"),
+    step("mount", "Bind-mount the container's own resolv.conf over {target}, so DNS lookups use its name "
+         "servers.", flags="MS_BIND", source="*/resolv.conf"),
+    step("mount", "Bind-mount the container's own hostname file over {target}.", flags="MS_BIND",
+         source="*/hostname"),
+    # -- Mounts: hiding what the host's kernel shows ---------------------------
+    step("mount", "Hide {target} by bind-mounting /dev/null over it, so the container cannot read what the "
+         "host's kernel shows there.", flags="MS_BIND", source="/dev/null", target="/proc/*"),
+    step("mount", "Hide {target} under an empty tmpfs, so the container cannot read what the host's kernel "
+         "shows there.", fstype="tmpfs", target="/proc/*"),
+    step("mount", "Hide {target} under an empty tmpfs, so the container cannot read what the host's kernel "
+         "shows there.", fstype="tmpfs", target="/sys/*"),
+    step("mount", "Bind-mount the host's device node {source} at {target}, so programs in the container can "
+         "use it.", flags="MS_BIND", source="/dev/*"),
     step("mount", "Bind-mount {source} at {target}: the same files appear in a second place.", flags="MS_BIND"),
     step("mount", "Move the mount at {source} to {target}.", flags="MS_MOVE"),
     # -- Mounts: the kernel's virtual filesystems --------------------------
@@ -172,9 +182,18 @@ STEPS = [
          fstype="cgroup"),
     step("mount", "Mount an empty in-memory filesystem (tmpfs) at {target}.", fstype="tmpfs"),
     step("mount", "Mount a {fstype} filesystem from {source} at {target}."),
-    step("umount2", "Detach the old root, the host's filesystem, so nothing of the host is reachable from inside.",
-         target="*old*"),
+    step("umount2", "Detach the old root, the host's filesystem, so nothing of the host is reachable from "
+         "inside.", target="*old*"),
+    step("umount2", "Detach the old root, which pivot_root stacked on top of the new one, so nothing of the "
+         "host's filesystem is reachable from inside.", target=".", flags="MNT_DETACH"),
     step("umount2", "Detach the mount at {target}."),
+    step(
+        "pivot_root",
+        "Swap the root of this mount namespace: the current directory, the container's root filesystem, "
+        "becomes /, and the host's old root is stacked on top of it until it is detached.",
+        new_root=".",
+        put_old=".",
+    ),
     step(
         "pivot_root",
         "Swap the root of this mount namespace: {new_root} becomes /, and the old root moves to {put_old}.",
@@ -241,9 +260,13 @@ STEPS = [
     step("netlink RTM_NEWLINK", "Switch the loopback interface up: a new network namespace starts with it down.",
          ifname="lo", state="up"),
     step("netlink RTM_NEWLINK", "Switch {ifname} {state}, so it can carry packets.", state="up"),
+    step("netlink RTM_NEWLINK", "Turn on hairpin mode on {ifname}, so a container can reach itself through a "
+         "port published on the host.", kind="bridge_slave", hairpin_mode="1"),
     step("netlink RTM_NEWLINK", "Create or change the network link {ifname}."),
     step("netlink RTM_SETLINK", "Change the settings of the link {ifname}."),
-    step("netlink RTM_DELLINK", "Delete the link {ifname}; deleting one end of a veth pair deletes both."),
+    step("netlink RTM_DELLINK", "Delete the link {ifname}; deleting one end of a veth pair deletes both.",
+         ifname="veth*"),
+    step("netlink RTM_DELLINK", "Delete the link {ifname}."),
     step("netlink RTM_GETLINK", "Look up the link {ifname} to learn its index.", ifname="*"),
     step("netlink RTM_GETLINK", "Read the settings of link {index}, e.g. its MTU."),
     step("netlink RTM_NEWADDR", "Give {ifname} the address {address}, so it can send and receive IP packets."),
@@ -266,6 +289,8 @@ STEPS = [
     step("nft list *", "Read the nftables rules now in place ({call}), to decide what to change."),
     step("write", "Turn IPv4 forwarding on, so the host passes packets between the bridge and its other "
          "interfaces.", path="*/ip_forward", value="1"),
+    step("write", "Turn IPv4 forwarding off again, as it was before pyrun turned it on.",
+         path="*/ip_forward", value="0"),
     step("write", "Let {path} be {value}: packets from 127.0.0.1 may then leave through the bridge, so a "
          "published port answers on localhost.", path="*/route_localnet"),
     step("write", "Set the kernel setting {path} to {value}.", path="/proc/sys/*"),
@@ -301,8 +326,8 @@ STEPS = [
     step("setsid", "Start a new session, so the container's process leads its own process group."),
     step("close_range", "Close the file descriptors {first} to {last}, so the container inherits none of "
          "pyrun's open files."),
-    step("openat2", "Open {path} inside the new root, resolved as if it were / ({resolve}), so a symlink in "
-         "the image cannot lead outside it.", resolve="*RESOLVE_IN_ROOT*"),
+    step("openat2", "Open {path} inside the new root ({resolve}), so a symlink in the image cannot lead "
+         "outside it.", resolve="*RESOLVE_IN_ROOT*"),
     step("openat2", "Open {path} under the resolution limits {resolve}."),
     step("fchdir", "Change the working directory to {path}."),
     step("ioctl", "Make this terminal the controlling terminal of the container's session.",
@@ -317,31 +342,39 @@ STEPS = [
          "container's program, in everything set up above."),
     step("kill", "Send {signal} to process {pid}."),
     # -- The registry: pulling an image ------------------------------------
-    step("registry token", "Ask the token service for a pull token for {scope}; the registry requires one even "
-         "for a public image."),
-    step("registry manifest", "Download the manifest of {reference}: the list of the image's config and layers, "
-         "each named by its digest.", media_type="*manifest*"),
-    step("registry manifest", "Download the index of {reference}: one manifest per platform, and pyrun picks the "
-         "one for this machine.", media_type="*index*"),
-    step("registry manifest", "Download the manifest of {reference}."),
-    step("registry config", "Download the image config {digest}: the command, environment and working directory "
-         "the container starts with, and the layer list."),
-    step("registry blob", "Download the layer {digest}: a tar archive of the files this layer adds or changes."),
+    step("registry token", "Get a pull token for {scope} from the token service {url}; the registry asks for "
+         "one even for a public image."),
+    step("registry request", "The registry wants a token first (401 Unauthorized); its WWW-Authenticate "
+         "header says where to get one.", status="401"),
+    step("registry request", "Ask for the digest of {url} without downloading it (HEAD).", method="HEAD"),
+    step("registry request", "Download the manifest or index at {url}: it names the image's config and "
+         "layers by digest.", url="*/manifests/*"),
+    step("registry request", "Download the blob at {url}: the image config or a layer, checked against its "
+         "digest.", url="*/blobs/*"),
+    step("registry request", "Check that {url} speaks the registry API.", url="*/v2/"),
+    step("registry request", "Send {method} {url} to the registry."),
     step("unpack layer", "Unpack the layer {digest} into its own directory, turning deletions into overlay "
          "whiteouts."),
 ]
 
 # The specification to read for each step that is not a kernel call, so has no man page.
 REFERENCES = {
-    "registry token": "OCI distribution spec, token authentication",
-    "registry manifest": "OCI distribution spec, pulling manifests",
-    "registry config": "OCI image spec, image configuration",
-    "registry blob": "OCI distribution spec, pulling blobs",
+    "registry token": "distribution token authentication spec",
+    "registry request": "OCI distribution spec",
     "unpack layer": "OCI image spec, image layer filesystem changeset",
 }
 
 UNKNOWN_STEP = "Call {call} (runtime/teaching/steps.py has no explanation for it yet)."
-FAILED_STEP = "Failed: {step}"
+FAILED_STEP = "{outcome} ({error}): {step}"
+# How a failed step starts, by errno; pyrun expects some failures, e.g.
+# EEXIST for a cgroup directory that an earlier container created.
+FAILURE_OUTCOMES = {
+    "EEXIST": "Exists already",
+    "ENOENT": "Not found",
+}
+FAILURE_OUTCOME = "Failed"
+FD_PATH_NOTE = ("{fd_path} is {path}, opened inside the new root first: going through the file "
+                "descriptor means a symlink in the image cannot redirect the step to the host.")
 
 
 def find_step(name: str, args: dict[str, Any]) -> Step | None:

@@ -64,7 +64,11 @@ def test_unshare_lists_each_namespace(capfd):
         ("proc", "/r/proc", "proc", syscalls.MS_NOSUID, "Mount a new proc filesystem at /r/proc"),
         ("/c/hosts", "/r/etc/hosts", None, syscalls.MS_BIND, "Bind-mount the container's own hosts file"),
         (None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE, "Make every mount under / private"),
-        ("/r", "/r", None, syscalls.MS_BIND | syscalls.MS_REC, "Bind-mount the new root /r onto itself"),
+        ("/c/rootfs", "/c/rootfs", None, syscalls.MS_BIND | syscalls.MS_REC,
+         "Bind-mount the new root /c/rootfs onto itself"),
+        ("/r/proc/sys", "/r/proc/sys", None, syscalls.MS_BIND, "Bind-mount /r/proc/sys onto itself, so it"),
+        ("/dev/null", "/proc/keys", None, syscalls.MS_BIND, "Hide /proc/keys by bind-mounting /dev/null"),
+        ("tmpfs", "/proc/acpi", "tmpfs", syscalls.MS_RDONLY, "Hide /proc/acpi under an empty tmpfs"),
         ("/data", "/r/data", None, syscalls.MS_BIND, "Bind-mount /data at /r/data"),
         ("overlay", "/r", "overlay", 0, "Stack the image's layers into one root filesystem at /r"),
         ("tmpfs", "/r/dev", "tmpfs", syscalls.MS_NOSUID, "Mount an empty tmpfs at /r/dev, so"),
@@ -120,7 +124,7 @@ def test_failed_call_narrated_with_error(capfd):
         with pytest.raises(OSError):
             syscalls.mount("overlay", "/r", "overlay", 0, "lowerdir=/a")
     err = capfd.readouterr().err
-    assert err.startswith("Failed: Stack the image's layers")
+    assert err.startswith("Failed (EINVAL): Stack the image's layers")
     assert "= -1 EINVAL (Invalid argument)" in err
 
 
@@ -139,16 +143,22 @@ def test_execve_narrated_before_it_runs(capfd):
 def test_disabled_prints_nothing(capfd):
     with syscalls.recording():
         syscalls.sethostname("box")
-    explain.step("registry blob", digest="sha256:00")
+    explain.step("registry request", method="GET", url="http://127.0.0.1/v2/", status=200)
     assert capfd.readouterr().err == ""
 
 
 def test_registry_step_narrated(capfd):
     explain.enable(colour=False)
-    explain.step("registry blob", digest="sha256:0a1b", size=42)
+    url = "http://127.0.0.1:5000/v2/library/busybox/blobs/sha256:0a1b"
+    explain.step("registry request", method="GET", url=url, status=200)
     lines = capfd.readouterr().err.splitlines()
-    assert lines[0] == "Download the layer sha256:0a1b: a tar archive of the files this layer adds or changes."
-    assert lines[1] == "    registry blob: digest=sha256:0a1b, size=42    [OCI distribution spec, pulling blobs]"
+    assert lines[0] == f"Download the blob at {url}: the image config or a layer, checked against its digest."
+    assert lines[1] == f"    registry request: method=GET, url={url}, status=200    [OCI distribution spec]"
+
+
+def test_registry_challenge_explained():
+    text = steps.explain("registry request", {"method": "GET", "url": "http://h/v2/", "status": 401})
+    assert text.startswith("The registry wants a token first (401 Unauthorized)")
 
 
 def test_plain_text_when_not_terminal(capfd):
@@ -292,3 +302,57 @@ def test_fork_narrated_once_child_marked(capfd):
 def test_call_name_pattern_fills_call_field():
     text = steps.explain("nft list chain ip pyrun published", {})
     assert text == "Read the nftables rules now in place (nft list chain ip pyrun published), to decide what to change."
+
+
+def test_narration_moves_to_stderr_when_copy_closed(capfd):
+    explain.enable(colour=False)
+    os.close(explain._output_fd)
+    with syscalls.recording():
+        syscalls.sethostname("after-close")
+    assert "its own hostname, after-close" in capfd.readouterr().err
+
+
+def test_narration_never_writes_to_reused_fd(capfd, tmp_path):
+    # After close_range(2) in the child, the number of the copy may belong
+    # to another file; the narration must not write into it.
+    explain.enable(colour=False)
+    fd = explain._output_fd
+    os.close(fd)
+    other = tmp_path / "other-file"
+    reused = os.open(other, os.O_WRONLY | os.O_CREAT)
+    try:
+        assert reused == fd
+        with syscalls.recording():
+            syscalls.sethostname("box")
+    finally:
+        os.close(reused)
+    assert other.read_text() == ""
+    assert "its own hostname, box" in capfd.readouterr().err
+
+
+def test_fd_path_target_resolved(capfd, tmp_path):
+    # pyrun mounts onto /proc/self/fd/N; the narration names the directory.
+    dev = tmp_path / "rootfs" / "dev"
+    dev.mkdir(parents=True)
+    fd = os.open(dev, os.O_PATH)
+    explain.enable(colour=False)
+    try:
+        with syscalls.recording():
+            syscalls.mount("tmpfs", f"/proc/self/fd/{fd}", "tmpfs", syscalls.MS_NOSUID)
+    finally:
+        os.close(fd)
+    lines = capfd.readouterr().err.splitlines()
+    assert lines[0].startswith(f"Mount an empty tmpfs at {dev}, so the container gets only the device nodes")
+    assert lines[1] == (f"  - /proc/self/fd/{fd} is {dev}, opened inside the new root first: going through the "
+                        "file descriptor means a symlink in the image cannot redirect the step to the host.")
+    assert lines[2].startswith(f"    mount(source='tmpfs', target='/proc/self/fd/{fd}'")
+
+
+def test_expected_failure_named_by_errno(capfd):
+    explain.enable(colour=False)
+    with syscalls.recording() as recorder:
+        recorder.fail["mkdir"] = errno.EEXIST
+        with pytest.raises(OSError):
+            syscalls.mkdir("/sys/fs/cgroup/memory/pyrun")
+    err = capfd.readouterr().err
+    assert err.startswith("Exists already (EEXIST): Create the cgroup /sys/fs/cgroup/memory/pyrun")

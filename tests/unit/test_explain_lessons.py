@@ -1,6 +1,5 @@
 """`pyrun explain TOPIC`: the lessons, checked against the live host."""
 
-import json
 import os
 from pathlib import Path
 
@@ -96,16 +95,26 @@ def test_image_lesson_empty_store(tmp_path):
     assert f"No image in {tmp_path} yet. Try: sudo pyrun pull busybox" in text
 
 
-def test_find_manifest_by_config_digest(tmp_path):
-    blobs = tmp_path / "blobs" / "sha256"
-    blobs.mkdir(parents=True)
-    manifest = {"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": {"digest": "sha256:" + "c" * 64}, "layers": []}
-    (blobs / ("a" * 64)).write_text(json.dumps(manifest))
-    (blobs / ("b" * 64)).write_bytes(b"\x1f\x8b not json")
-    found = lessons.find_manifest(str(tmp_path), "sha256:" + "c" * 64)
-    assert found == ("sha256:" + "a" * 64, manifest)
-    assert lessons.find_manifest(str(tmp_path), "sha256:" + "d" * 64) is None
+def test_describe_image_lists_layers(tmp_path):
+    from runtime.store.images import Image
+
+    layer_dir = tmp_path / "layer"
+    (layer_dir / "bin").mkdir(parents=True)
+    (layer_dir / "bin" / "busybox").write_bytes(b"x" * 10)
+    config = {"os": "linux", "architecture": "amd64", "config": {"Cmd": ["sh"], "Env": ["PATH=/bin"]},
+              "rootfs": {"diff_ids": ["sha256:" + "d" * 64]}}
+    record = {"manifest_digest": "sha256:" + "m" * 64, "from_index": True, "platform": "linux/amd64",
+              "layers": [{"digest": "sha256:" + "l" * 64, "media_type": "application/vnd.oci.image.layer.v1.tar+gzip",
+                          "size": 7, "diff_id": "sha256:" + "d" * 64}]}
+    image = Image("sha256:" + "c" * 64, "docker.io/library/busybox:latest", config, [str(layer_dir)], record,
+                  ["docker.io/library/busybox:latest"])
+    lines = lessons.describe_image(image)
+    assert lines[0] == "docker.io/library/busybox:latest"
+    assert "  manifest  sha256:" + "m" * 64 in lines
+    assert "            one manifest per platform; pyrun chose linux/amd64" in lines
+    assert "            linux/amd64, command ['sh'], working directory /, 1 environment variables" in lines
+    assert "    1. sha256:" + "l" * 64 in lines
+    assert f"       unpacked in {layer_dir}: 1 files, 10 bytes" in lines
 
 
 def test_cli_lists_topics(capsys):
