@@ -177,3 +177,10 @@ def test_container_sees_own_cgroup_as_root(pyrun_env, cgroup_parent):
         if "name=" in hierarchy:
             continue  # named hierarchies such as name=systemd are not joined
         assert path == "/", line
+
+
+def test_failed_start_leaves_no_cgroup(pyrun_env, cgroup_parent):
+    # The fixture fails the test if the container's cgroup is left behind.
+    result = run_in_container(pyrun_env, cgroup_parent, "--memory", "16m", "--pids-limit", "5",
+                              "busybox", "/no/such/command")
+    assert result.returncode == 127, result.stderr
