@@ -31,6 +31,7 @@ import logging
 import os
 import re
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from runtime import syscalls
 from runtime.teaching import steps
@@ -120,7 +121,18 @@ def step(key: str, **details: Any) -> None:
     """
     if _output_fd is None:
         return
-    narrate(syscalls.Call(key, steps.REFERENCES.get(key, ""), dict(details)))
+    safe_details = {name: redact_url(value) if name == "url" else value for name, value in details.items()}
+    narrate(syscalls.Call(key, steps.REFERENCES.get(key, ""), safe_details))
+
+
+def redact_url(url: str) -> str:
+    """Drop the user info and the query of a URL: a CDN's signed query is a credential."""
+    parts = urlsplit(str(url))
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    query = "?..." if parts.query else ""
+    return urlunsplit((parts.scheme, host, parts.path, "", "")) + query
 
 
 def narrate(call: syscalls.Call) -> None:

@@ -356,3 +356,13 @@ def test_expected_failure_named_by_errno(capfd):
             syscalls.mkdir("/sys/fs/cgroup/memory/pyrun")
     err = capfd.readouterr().err
     assert err.startswith("Exists already (EEXIST): Create the cgroup /sys/fs/cgroup/memory/pyrun")
+
+
+def test_registry_url_redacted(capfd):
+    explain.enable(colour=False)
+    url = "https://user:secret@cdn.example/blobs/ab?X-Amz-Signature=deadbeef&expires=1"
+    explain.step("registry request", method="GET", url=url, status=200)
+    err = capfd.readouterr().err
+    assert "secret" not in err
+    assert "deadbeef" not in err
+    assert "url=https://cdn.example/blobs/ab?..." in err
