@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 
 from registry_client.errors import AuthError
+from runtime import explain
 
 log = logging.getLogger(__name__)
 
@@ -234,4 +235,5 @@ class Authenticator:
         lifetime = body.get("expires_in") or DEFAULT_TOKEN_LIFETIME
         token = Token(value, time.monotonic() + float(lifetime))
         self.tokens[scope] = token
+        explain.step("registry token", url=realm, scope=scope)
         return token

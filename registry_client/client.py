@@ -28,6 +28,7 @@ from registry_client.auth import Authenticator, Credentials, scope_for
 from registry_client.config import RegistryConfig
 from registry_client.errors import AuthError, PullStopped, RateLimitError, RegistryError
 from registry_client.reference import DOCKER_HUB, Reference
+from runtime import explain
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +245,7 @@ class Repository:
                 method, url, headers=headers, stream=stream, allow_redirects=False,
                 timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
             if response.status_code not in REDIRECT_STATUSES:
+                explain.step("registry request", method=method, url=url, status=response.status_code)
                 return response
             location = response.headers.get("Location")
             response.close()
