@@ -407,3 +407,94 @@ def test_cache_failed_optional_build(tmp_path, monkeypatch):
     tags = cache.load(("httpd",))
     assert tags == {}
     assert "debootstrap" in cache.unavailable["library/httpd:latest"]
+
+
+# The image builder
+
+
+def layer_names(blobs, layer) -> dict[str, "tarfile.TarInfo"]:
+    import tarfile
+
+    with tarfile.open(blobs.path(layer.descriptor.digest)) as tar:
+        return {member.name: member for member in tar.getmembers()}
+
+
+def test_builder_is_deterministic(tmp_path):
+    from tests.fixtures.busybox import build_busybox_images
+    from tests.fixtures.oci import BlobStore
+
+    first = build_busybox_images(BlobStore(tmp_path / "first"))
+    second = build_busybox_images(BlobStore(tmp_path / "second"))
+    assert first == second
+
+
+def test_busybox_rootfs_contents(registry):
+    import gzip
+    import io
+    import tarfile
+
+    image = registry.images["library/busybox:latest"]
+    blob = requests.get(f"{registry.url}/v2/library/busybox/blobs/{image.layers[0].digest}",
+                        timeout=30).content
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob))) as tar:
+        members = {member.name: member for member in tar.getmembers()}
+        passwd = tar.extractfile("etc/passwd").read().decode()
+        group = tar.extractfile("etc/group").read().decode()
+    assert members["bin/sh"].issym()
+    assert members["bin/sh"].linkname == "busybox"
+    assert members["bin/busybox"].mode == 0o755
+    assert members["tmp"].mode == 0o1777
+    assert members["home/tester"].uid == 1000
+    assert passwd.startswith("root:x:0:0:")
+    assert "tester:x:1000:1000:" in passwd
+    assert "nobody:x:65534:65534:" in passwd
+    assert "audio:x:29:tester" in group
+    assert "testers:x:2000:tester" in group
+
+
+def test_overlay_upper_to_layer(tmp_path):
+    """Overlay whiteouts become `.wh.` files, and only opaque directories hiding a lower one get a marker."""
+    import os
+    import stat
+
+    from tests.fixtures.oci import BlobStore
+
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    (lower / "etc" / "old").mkdir(parents=True)
+    (upper / "etc" / "old").mkdir(parents=True)
+    (upper / "etc" / "new").mkdir(parents=True)
+    (upper / "etc" / "kept.conf").write_text("kept\n")
+    os.mknod(upper / "etc" / "deleted.conf", stat.S_IFCHR | 0o000, os.makedev(0, 0))
+    for directory in (upper / "etc" / "old", upper / "etc" / "new"):
+        os.setxattr(directory, "trusted.overlay.opaque", b"y")
+
+    blobs = BlobStore(tmp_path / "blobs")
+    layer = blobs.add_layer_from_dir(upper, compression="none", overlay_upper=True,
+                                     overlay_lower=lower)
+    names = layer_names(blobs, layer)
+    assert names["etc/.wh.deleted.conf"].isreg()
+    assert names["etc/.wh.deleted.conf"].size == 0
+    assert "etc/deleted.conf" not in names
+    assert "etc/old/.wh..wh..opq" in names
+    assert "etc/new/.wh..wh..opq" not in names
+    assert names["etc/kept.conf"].isreg()
+
+
+def test_layer_excludes_contents_only(tmp_path):
+    from tests.fixtures.oci import BlobStore
+
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "dev").mkdir(parents=True)
+    (rootfs / "dev" / "null-copy").write_text("")
+    (rootfs / "usr" / "share" / "doc" / "pkg").mkdir(parents=True)
+    (rootfs / "usr" / "bin").mkdir(parents=True)
+    (rootfs / "usr" / "bin" / "tool").write_text("#!/bin/sh\n")
+
+    blobs = BlobStore(tmp_path / "blobs")
+    layer = blobs.add_layer_from_dir(rootfs, compression="none", exclude=("dev", "usr/share/doc"))
+    names = layer_names(blobs, layer)
+    assert names["dev"].isdir()
+    assert "dev/null-copy" not in names
+    assert names["usr/share/doc"].isdir()
+    assert "usr/share/doc/pkg" not in names
+    assert "usr/bin/tool" in names
