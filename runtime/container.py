@@ -9,6 +9,7 @@ bundle, with its cgroup and network, waits for it while forwarding signals
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -142,24 +143,36 @@ def _apply_network_mode(root: str, spec: dict[str, Any], plan: dict[str, Any]) -
 def run(container: Container, *, interactive: bool = False, use_init: bool = False) -> int:
     """Start the container, wait for it to exit and return its exit code (Docker's rules)."""
     container.cgroup = _create_cgroup(container)
-    started = launch.start(
-        container.directory,
-        container.spec,
-        interactive=interactive,
-        use_init=use_init,
-        join_cgroup=container.cgroup.add_process if container.cgroup else None,
-        before_exec=lambda pid: _attach_network(container, pid),
-    )
-    container.pid = started.pid
-    state.update_record(
-        container.root, container.id, status=state.STATUS_RUNNING, pid=started.pid, started_at=state.now()
-    )
-    log.debug("container %s runs as host pid %d", container.id[:12], started.pid)
 
-    if started.console is not None:
-        status = _wait_with_terminal(started, interactive)
-    else:
-        status = _wait_forwarding_signals(started.pid)
+    # A signal that arrives while the container starts stays pending until
+    # the handlers that forward it are in place, so it neither kills pyrun
+    # nor gets lost. The children unblock the signals before they run anything.
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
+    try:
+        started = launch.start(
+            container.directory,
+            container.spec,
+            interactive=interactive,
+            use_init=use_init,
+            join_cgroup=container.cgroup.add_process if container.cgroup else None,
+            before_exec=lambda pid: _attach_network(container, pid),
+        )
+        container.pid = started.pid
+        previous_handlers = _forward_signals(started.pid)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+
+    try:
+        state.update_record(
+            container.root, container.id, status=state.STATUS_RUNNING, pid=started.pid, started_at=state.now()
+        )
+        log.debug("container %s runs as host pid %d", container.id[:12], started.pid)
+        if started.console is not None:
+            _relay_terminal(started.console, interactive)
+        _, status = os.waitpid(started.pid, 0)
+    finally:
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
     container.pid = 0
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
@@ -190,8 +203,8 @@ def _attach_network(container: Container, pid: int) -> None:
     state.update_record(container.root, container.id, network_settings=container.network_settings)
 
 
-def _wait_forwarding_signals(pid: int) -> int:
-    """Wait for `pid`, passing pyrun's signals on to it; return the wait status."""
+def _forward_signals(pid: int) -> dict[int, Any]:
+    """Pass pyrun's signals on to `pid`; return the handlers they replace."""
 
     def forward(signum: int, _frame: Any) -> None:
         try:
@@ -199,33 +212,18 @@ def _wait_forwarding_signals(pid: int) -> int:
         except ProcessLookupError:
             pass
 
-    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
-    try:
-        _, status = os.waitpid(pid, 0)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return status
+    return {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
 
 
-def _wait_with_terminal(started: launch.Started, interactive: bool) -> int:
+def _relay_terminal(console: int, interactive: bool) -> None:
+    """Copy between the host terminal and the container's pty until the pty closes."""
     from runtime import terminal
 
-    terminal.copy_window_size(0, started.console)
     try:
-        with terminal.raw_mode(0) if interactive else _no_context():
-            terminal.relay(started.console, interactive)
+        with terminal.raw_mode(0) if interactive else contextlib.nullcontext():
+            terminal.relay(console, interactive)
     finally:
-        os.close(started.console)
-    return _wait_forwarding_signals(started.pid)
-
-
-class _no_context:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
+        os.close(console)
 
 
 def _reap_orphans() -> None:

@@ -122,8 +122,12 @@ def start(
 
         console = None
         if spec["process"].get("terminal"):
+            from runtime import terminal
+
             _, fds = channel.expect("console")
             console = fds[0]
+            # Set before the command starts, which may read the size at once.
+            terminal.copy_window_size(0, console)
         if before_exec:
             before_exec(container_pid)
         channel.send("go")
@@ -185,6 +189,9 @@ def _setup_process(channel: Channel, bundle: str, spec: dict[str, Any], interact
     try:
         for sig in RESET_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
+        # pyrun blocks the signals it forwards while the container starts.
+        # The mask survives execve(2), so the children clear it.
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
         channel.expect("go")
         step = "join namespaces"
         namespaces.join_namespaces(spec)
@@ -204,9 +211,9 @@ def _container_process(channel: Channel, bundle: str, spec: dict[str, Any], inte
     """C: build the container's view of the system, then run the command."""
     step = "make the process non-dumpable"
     try:
-        # Until execve(2), this process maps pyrun's Python interpreter; a
-        # non-dumpable process's /proc/<pid>/exe and /proc/<pid>/mem cannot
-        # be opened by others (CVE-2019-5736).
+        # Until execve(2), this process maps pyrun's Python interpreter. The
+        # /proc/<pid>/exe and /proc/<pid>/mem of a non-dumpable process cannot
+        # be opened by other processes (CVE-2019-5736).
         _set_dumpable(False)
 
         step = "set hostname"
@@ -236,6 +243,9 @@ def _container_process(channel: Channel, bundle: str, spec: dict[str, Any], inte
 
         step = "wait for pyrun"
         channel.expect("go")
+        # pyrun has reaped S by now, so pyrun is the parent: if pyrun dies,
+        # the kernel kills the container instead of leaving it unsupervised.
+        syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
 
         step = "apply user and capabilities"
         process.finalize(spec["process"], channel.sock.fileno())

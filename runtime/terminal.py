@@ -1,6 +1,6 @@
 """The host side of `-t`: raw mode, window size, and copying between terminal and pty.
 
-The container's pty lives in its own devpts; pyrun holds the master end.
+The container's pty lives in its own devpts, and pyrun keeps the master end.
 While the container runs, the host terminal is in raw mode so that every
 key, Ctrl-C included, goes to the container's terminal, which turns it into
 a signal for the container's foreground process. The host terminal's
@@ -52,37 +52,53 @@ def relay(master_fd: int, interactive: bool) -> None:
 
     Returns when the pty is closed on the container's side (read(2) on the
     master fails with EIO), which happens once every process in the
-    container has exited.
+    container has exited. Output that stdout no longer accepts (a closed
+    pipe) is read and dropped, so a full pty buffer cannot stall the container.
     """
     previous = signal.signal(signal.SIGWINCH, lambda *_: copy_window_size(0, master_fd))
     poller = select.poll()
     poller.register(master_fd, select.POLLIN)
     if interactive:
         poller.register(0, select.POLLIN)
+    output: int | None = 1
     try:
         while True:
             for fd, _events in poller.poll():
                 if fd == master_fd:
-                    if not _copy(master_fd, 1):
+                    data = _read(master_fd)
+                    if data is None:
                         return
-                elif not _copy(0, master_fd):
-                    # End of input: stop reading stdin, keep showing output.
-                    poller.unregister(0)
+                    output = _write(output, data)
+                else:
+                    data = _read(0)
+                    if not data:
+                        # End of input: stop reading stdin, keep showing output.
+                        poller.unregister(0)
+                    else:
+                        _write(master_fd, data)
     finally:
         signal.signal(signal.SIGWINCH, previous)
 
 
-def _copy(source: int, target: int) -> bool:
-    """Copy one chunk; False at end of file or when the pty has closed."""
+def _read(fd: int) -> bytes | None:
+    """Read one chunk; None when the pty has closed (EIO) or at end of file."""
     try:
-        data = os.read(source, BUFFER_SIZE)
+        data = os.read(fd, BUFFER_SIZE)
     except OSError as err:
         if err.errno == errno.EIO:
-            return False
+            return None
         raise
-    if not data:
-        return False
-    while data:
-        written = os.write(target, data)
-        data = data[written:]
-    return True
+    return data or None
+
+
+def _write(fd: int | None, data: bytes) -> int | None:
+    """Write all of `data` to `fd`; return None once `fd` is a closed pipe, and drop data then."""
+    if fd is None:
+        return None
+    try:
+        while data:
+            written = os.write(fd, data)
+            data = data[written:]
+    except BrokenPipeError:
+        return None
+    return fd

@@ -1,0 +1,151 @@
+"""`pyrun run`: terminals, stdin, signals, zombies, leaked descriptors, /proc/<pid>/exe."""
+
+import fcntl
+import os
+import select
+import signal
+import struct
+import subprocess
+import termios
+import time
+
+import pytest
+
+from tests.integration.run_support import popen_env, pyrun_command, pyrun_run, run_env  # noqa: F401
+
+pytestmark = [pytest.mark.root, pytest.mark.registry]
+
+
+def run_in_pty(run_env, *args, rows=33, columns=101, timeout=30):
+    """Run pyrun with a new pty as its terminal; return (exit code, output, terminal settings after)."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    before = termios.tcgetattr(slave)
+    process = subprocess.Popen(pyrun_command(run_env, *args), stdin=slave, stdout=slave, stderr=slave,
+                               env=popen_env(run_env), start_new_session=True)
+    output = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                output += os.read(master, 4096)
+            except OSError:
+                break
+        elif process.poll() is not None:
+            break
+    code = process.wait(timeout=timeout)
+    after = termios.tcgetattr(slave)
+    os.close(master)
+    os.close(slave)
+    assert after == before, "pyrun left the host terminal in another mode"
+    return code, output.decode(errors="replace")
+
+
+def test_tty_allocates_container_pty(run_env):
+    code, output = run_in_pty(run_env, "-t", "busybox", "tty")
+    assert code == 0
+    assert output.strip() == "/dev/pts/0"
+
+
+def test_tty_passes_window_size(run_env):
+    code, output = run_in_pty(run_env, "-it", "busybox", "stty", "size")
+    assert code == 0
+    assert output.strip() == "33 101"
+
+
+def test_without_tty_no_terminal(run_env):
+    result = pyrun_run(run_env, "busybox", "tty")
+    assert result.returncode == 1
+    assert "not a tty" in result.stdout
+
+
+def test_interactive_forwards_stdin(run_env):
+    result = pyrun_run(run_env, "-i", "busybox", "cat", input="through stdin\n")
+    assert result.stdout == "through stdin\n"
+
+
+def test_stdin_closed_without_interactive(run_env):
+    result = pyrun_run(run_env, "busybox", "cat", input="not passed\n")
+    assert result.returncode == 0
+    assert result.stdout == ""
+
+
+def start_and_wait_ready(run_env, *args):
+    process = subprocess.Popen(pyrun_command(run_env, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=popen_env(run_env), text=True)
+    assert process.stdout.readline() == "ready\n"
+    return process
+
+
+def test_sigterm_reaches_container(run_env):
+    script = 'trap "echo got-term; exit 7" TERM; echo ready; while true; do sleep 0.1; done'
+    process = start_and_wait_ready(run_env, "busybox", "sh", "-c", script)
+    process.send_signal(signal.SIGTERM)
+    stdout, _ = process.communicate(timeout=30)
+    assert stdout == "got-term\n"
+    assert process.returncode == 7
+
+
+def test_sigint_under_init_ends_command(run_env):
+    process = start_and_wait_ready(run_env, "--init", "busybox", "sh", "-c", "echo ready; exec sleep 60")
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=30)
+    assert process.returncode == 128 + signal.SIGINT
+
+
+def test_sigkill_of_container_gives_137(run_env):
+    process = start_and_wait_ready(run_env, "busybox", "sh", "-c", "echo ready; exec sleep 60")
+    children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+    assert len(children) == 1
+    os.kill(int(children[0]), signal.SIGKILL)
+    process.communicate(timeout=30)
+    assert process.returncode == 137
+
+
+def test_init_reaps_orphaned_zombies(run_env):
+    # The inner sh exits at once, so its child `sleep` is orphaned to pid 1
+    # and stays a zombie after it ends unless pid 1 waits for it.
+    script = "sh -c 'sleep 0.2 &'; sleep 1; grep -l 'State:.*Z' /proc/[0-9]*/status | wc -l"
+    result = pyrun_run(run_env, "--init", "busybox", "sh", "-c", script)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0"
+
+
+def test_no_pyrun_descriptor_leaks(run_env, tmp_path):
+    # An inheritable descriptor that pyrun was started with must not reach the container.
+    leaked = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        result = pyrun_run(run_env, "busybox", "sh", "-c", "ls /proc/$$/fd; true", pass_fds=(leaked,))
+    finally:
+        os.close(leaked)
+    assert sorted(result.stdout.split()) == ["0", "1", "2"]
+
+
+def test_init_command_has_only_stdio(run_env):
+    result = pyrun_run(run_env, "--init", "busybox", "sh", "-c", "ls /proc/$$/fd; true")
+    assert sorted(result.stdout.split()) == ["0", "1", "2"]
+
+
+def test_proc_self_exe_is_container_binary(run_env):
+    result = pyrun_run(run_env, "busybox", "sh", "-c", "readlink /proc/self/exe; readlink /proc/1/exe")
+    assert result.stdout.split() == ["/bin/busybox", "/bin/busybox"]
+
+
+def test_init_exe_not_reachable(run_env):
+    # pid 1 is pyrun's init, a Python process: the container must not open
+    # its /proc/1/exe (the host's interpreter) or its memory.
+    script = "readlink /proc/1/exe || echo denied-exe; cat /proc/1/mem 2>/dev/null || echo denied-mem"
+    result = pyrun_run(run_env, "--init", "busybox", "sh", "-c", script)
+    assert result.stdout.split() == ["denied-exe", "denied-mem"]
+
+
+def test_cwd_is_inside_container(run_env):
+    result = pyrun_run(run_env, "busybox", "sh", "-c", "readlink /proc/self/cwd; ls /proc/self/cwd/bin/busybox")
+    assert result.stdout.split() == ["/", "/proc/self/cwd/bin/busybox"]
+
+
+def test_no_ignored_signals_in_container(run_env):
+    # Python ignores SIGPIPE; the ignored set must not survive into the command.
+    result = pyrun_run(run_env, "busybox", "grep", "SigIgn", "/proc/self/status")
+    assert result.stdout.split() == ["SigIgn:", "0000000000000000"]
