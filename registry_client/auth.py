@@ -7,7 +7,7 @@ The token flow of the distribution spec (and Docker Hub):
    scope="repository:library/httpd:pull"`.
 2. The client asks the realm for a token:
    `GET realm?service=...&scope=...`, anonymously or with Basic credentials.
-3. The answer is JSON with `token` and/or `access_token`, and `expires_in`
+3. The response is JSON with `token` and/or `access_token`, and `expires_in`
    (60 seconds when missing). The client retries with
    `Authorization: Bearer <token>`, and asks again when the token expires
    or the registry rejects it during a long pull.
@@ -31,7 +31,7 @@ from runtime import explain
 
 log = logging.getLogger(__name__)
 
-# The token spec's default lifetime when the answer has no `expires_in`.
+# The token spec's default lifetime when the response has no `expires_in`.
 DEFAULT_TOKEN_LIFETIME = 60
 # Ask for a new token this many seconds before the old one expires.
 EXPIRY_MARGIN = 5
@@ -112,7 +112,7 @@ def parse_challenges(header: str) -> list[Challenge]:
 
 
 def scope_for(repository: str, actions: str = "pull") -> str:
-    """The token scope for one repository: `repository:library/httpd:pull`."""
+    """Return the token scope for pulling one repository: `repository:library/httpd:pull`."""
     return f"repository:{repository}:{actions}"
 
 
@@ -226,11 +226,11 @@ class Authenticator:
         try:
             body = response.json()
         except ValueError as err:
-            raise AuthError("the token service answered with invalid JSON",
+            raise AuthError("the token service returned invalid JSON",
                             method=method, url=realm) from err
         value = body.get("token") or body.get("access_token")
         if not value:
-            raise AuthError("the token service answered without a token",
+            raise AuthError("the token service returned no token",
                             method=method, url=realm)
         lifetime = body.get("expires_in") or DEFAULT_TOKEN_LIFETIME
         token = Token(value, time.monotonic() + float(lifetime))

@@ -6,7 +6,7 @@ download at once and a wrong digest is known the moment the last byte
 arrives. Only a verified blob is renamed to its final path.
 
 The partial file outlives the process (a dropped connection, a Ctrl-C, a
-kill), so the next attempt hashes the bytes it already has and asks for
+kill), so the next attempt hashes the bytes it already has and requests
 the rest with `Range: bytes=N-`. A registry that ignores the range answers
 200 with the whole blob; the partial file then starts over.
 """
@@ -114,8 +114,8 @@ def fetch_range(repository: Repository, url: str, digest: str, size: int, partia
                                    BlobError)
         if status == 206 and not response.headers.get("Content-Range", "") \
                 .startswith(f"bytes {have}-"):
-            raise BlobError(f"the registry answered the range request for blob {digest} "
-                            f"with Content-Range {response.headers.get('Content-Range')!r}",
+            raise BlobError(f"invalid response to the range request for blob {digest}: "
+                            f"Content-Range {response.headers.get('Content-Range')!r}",
                             method="GET", url=url)
 
         with open(partial, "ab") as file:

@@ -70,7 +70,7 @@ def rate_limit_summary(headers) -> str:
 
 
 def remaining_pulls(headers) -> int | None:
-    """The count in `ratelimit-remaining: 76;w=21600`; None when absent."""
+    """Return the count in `ratelimit-remaining: 76;w=21600`, or None when it is missing."""
     value = headers.get("ratelimit-remaining")
     if not value:
         return None
@@ -96,7 +96,7 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 
 def registry_error_code(response) -> str:
-    """The first `errors[].code` in a registry's JSON error body, e.g. MANIFEST_UNKNOWN."""
+    """Return the first `errors[].code` of a registry's JSON error body, e.g. MANIFEST_UNKNOWN."""
     try:
         errors = response.json().get("errors") or []
         return str(errors[0].get("code", ""))
@@ -128,7 +128,7 @@ class RegistryClient:
         self.session.close()
 
     def endpoints(self, reference: Reference) -> list[Endpoint]:
-        """The endpoints to try for `reference`, in order."""
+        """Return the endpoints to try for `reference`, in order."""
         if reference.registry == DOCKER_HUB:
             mirrors = [Endpoint(url, DOCKER_HUB, True) for url in self.config.registry_mirrors]
             return mirrors + [Endpoint(self.config.docker_hub_endpoint, DOCKER_HUB)]
@@ -190,7 +190,7 @@ class Repository:
         """Send a request and return the final response (any status).
 
         Retries connection errors, 5xx and 429 up to the client's attempt
-        limit, answers up to two auth challenges, and follows redirects.
+        limit, handles up to two auth challenges, and follows redirects.
         Raises `RegistryError` when retries run out.
         """
         url = path_or_url if "://" in path_or_url else self.endpoint.url + path_or_url

@@ -47,7 +47,7 @@ class CredentialsError(PyrunError):
 
 
 def server_key(registry: str) -> str:
-    """The key Docker uses for `registry` in `auths` and with helpers."""
+    """Return the key Docker uses for `registry` in `auths` and with helpers."""
     return DOCKER_HUB_AUTH_KEY if normalize_registry_host(registry) == DOCKER_HUB else registry
 
 
@@ -62,7 +62,7 @@ def host_of_key(key: str) -> str:
 
 
 def config_files() -> list[str]:
-    """The Docker config files to read, first match wins."""
+    """Return the Docker config files to read, in order: the first match wins."""
     if os.environ.get("DOCKER_CONFIG"):
         return [os.path.join(os.environ["DOCKER_CONFIG"], "config.json")]
     files = [os.path.join(os.path.expanduser("~"), ".docker", "config.json")]

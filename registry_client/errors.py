@@ -31,7 +31,7 @@ class InvalidReferenceError(PyrunError):
 
 
 class RegistryError(PyrunError):
-    """A registry answered with an error, or could not be reached."""
+    """A registry returned an error, or could not be reached."""
 
     def __init__(self, message: str, *, method: str = "", url: str = "",
                  status: int | None = None, code: str = "", hint: str = "") -> None:
@@ -56,7 +56,7 @@ class AuthError(RegistryError):
 
 
 class RateLimitError(RegistryError):
-    """The registry answered 429 Too Many Requests more often than we retry."""
+    """The registry returned 429 Too Many Requests after the last retry."""
 
 
 class ManifestError(RegistryError):

@@ -2,7 +2,7 @@
 
 A tag points at either an image manifest (config + layers) or an index
 (Docker calls it a manifest list) of manifests, one per platform. The
-registry tells which by `Content-Type`; the JSON's own `mediaType`, when
+registry names the type in `Content-Type`; the JSON's own `mediaType`, when
 present, must agree. Old or unusual registries send `application/json`,
 so a body without `mediaType` is identified by its shape.
 
@@ -34,7 +34,7 @@ DOCKER_SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyj
 INDEX_TYPES = {OCI_INDEX, DOCKER_MANIFEST_LIST}
 MANIFEST_TYPES = {OCI_MANIFEST, DOCKER_MANIFEST}
 # Sent with every manifest request. Without the OCI index type, Docker Hub
-# answers MANIFEST_UNKNOWN for images whose tag points at an OCI index.
+# returns MANIFEST_UNKNOWN for images whose tag points at an OCI index.
 ACCEPT = ", ".join([OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCKER_MANIFEST])
 
 CONFIG_TYPES = {
@@ -162,7 +162,7 @@ def identify(data: dict, content_type: str, url: str) -> str:
         return OCI_INDEX
     if isinstance(data.get("config"), dict) and isinstance(data.get("layers"), list):
         return OCI_MANIFEST
-    raise ManifestError("the registry's answer is neither an image manifest nor an index",
+    raise ManifestError("the registry's response is neither an image manifest nor an index",
                         url=url)
 
 

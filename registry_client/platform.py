@@ -4,8 +4,8 @@ OCI names architectures as Go does (`amd64`, `arm64`, `arm`), not as
 `uname -m` prints them (`x86_64`, `aarch64`, `armv7l`), so the host's
 machine name is mapped first. Matching follows containerd's platform
 matcher: `os` and `architecture` must be equal, and the variant must be
-compatible (an arm64 image without a variant is `v8`; a `v7` host also
-runs `v6` and `v5` images, preferring the newest).
+compatible. An arm64 image without a variant is `v8`, and a `v7` host
+also runs `v6` and `v5` images, preferring the newest.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ UNAME_MACHINES = {
     "loongarch64": ("loong64", ""),
 }
 
-# What users type after --platform, and the OCI name it means.
+# Architecture names accepted after --platform, mapped to their OCI names.
 ARCHITECTURE_ALIASES = {
     "x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64",
     "armhf": "arm", "armel": "arm", "i386": "386", "i686": "386",
@@ -68,7 +68,7 @@ class Platform:
 
 
 def host_platform() -> Platform:
-    """The platform of the machine pyrun runs on, from `uname -m`."""
+    """Return the platform of the machine pyrun runs on, from `uname -m`."""
     machine = os.uname().machine
     architecture, variant = UNAME_MACHINES.get(machine, (machine, ""))
     return Platform("linux", architecture, variant)
@@ -86,7 +86,7 @@ def parse_platform(text: str) -> Platform:
 
 
 def platform_of(descriptor: dict) -> Platform | None:
-    """The platform of an index entry; None for entries that are not runnable images.
+    """Return the platform of an index entry, or None for an entry that is not a runnable image.
 
     Attestation manifests (build provenance, SBOMs) sit in the same index as
     `unknown/unknown` entries with a `vnd.docker.reference.type` annotation.
@@ -102,32 +102,32 @@ def platform_of(descriptor: dict) -> Platform | None:
     return Platform(os_name, architecture, platform.get("variant", ""))
 
 
-def compatible_variants(wanted: Platform) -> list[str]:
-    """The variants a machine of `wanted` can run, best first."""
-    wanted = wanted.normalized()
-    if wanted.architecture == "arm" and wanted.variant.startswith("v"):
+def compatible_variants(requested: Platform) -> list[str]:
+    """Return the variants a machine of `requested` can run, best first."""
+    requested = requested.normalized()
+    if requested.architecture == "arm" and requested.variant.startswith("v"):
         try:
-            level = int(wanted.variant[1:])
+            level = int(requested.variant[1:])
         except ValueError:
-            return [wanted.variant]
+            return [requested.variant]
         return [f"v{n}" for n in range(level, 4, -1)]
-    return [wanted.variant]
+    return [requested.variant]
 
 
-def choose_manifest(manifests: list[dict], wanted: Platform) -> dict | None:
-    """Pick the index entry for `wanted`; None when no entry matches.
+def choose_manifest(manifests: list[dict], requested: Platform) -> dict | None:
+    """Pick the index entry for `requested`; None when no entry matches.
 
     Among compatible entries, the one with the best variant wins; among
     equals, the first in the index, as Docker does.
     """
-    variants = compatible_variants(wanted)
+    variants = compatible_variants(requested)
     best: tuple[int, dict] | None = None
     for descriptor in manifests:
         platform = platform_of(descriptor)
         if platform is None:
             continue
         platform = platform.normalized()
-        if platform.os != wanted.os or platform.architecture != wanted.normalized().architecture:
+        if platform.os != requested.os or platform.architecture != requested.normalized().architecture:
             continue
         if platform.variant not in variants:
             continue
@@ -138,5 +138,5 @@ def choose_manifest(manifests: list[dict], wanted: Platform) -> dict | None:
 
 
 def available_platforms(manifests: list[dict]) -> list[str]:
-    """The runnable platforms an index offers, as `os/arch[/variant]` strings."""
+    """Return the runnable platforms an index offers, as `os/arch[/variant]` strings."""
     return [str(platform) for platform in map(platform_of, manifests) if platform]

@@ -11,9 +11,9 @@ The grammar is the one of the distribution project's `reference` package
     tag       := [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}
     digest    := "sha256:" 64 lowercase hex digits
 
-Docker's normalisation then fills in what the user left out: the first path
+Docker's normalisation then fills in what the user left out. The first path
 component is a registry host only when it contains "." or ":", is
-`localhost`, or has uppercase letters; otherwise the registry is Docker Hub
+`localhost`, or has uppercase letters. Otherwise the registry is Docker Hub
 (`docker.io`). A single-component name on Docker Hub lives under `library/`,
 and a reference with neither tag nor digest means the tag `latest`.
 """
@@ -68,21 +68,14 @@ class Reference:
         return self.registry == DOCKER_HUB
 
     def manifest_reference(self) -> str:
-        """The tag or digest used in `/v2/<name>/manifests/<reference>`; digest first."""
+        """Return the digest, else the tag, for `/v2/<name>/manifests/<reference>`."""
         return self.digest or self.tag or DEFAULT_TAG
-
-    def with_digest(self, digest: str) -> "Reference":
-        """The same repository pinned to `digest`, without a tag."""
-        return Reference(self.registry, self.repository, None, digest)
-
-    def with_tag(self, tag: str) -> "Reference":
-        return Reference(self.registry, self.repository, tag, None)
 
     def __str__(self) -> str:
         return self._render(self.name)
 
     def familiar(self) -> str:
-        """The short form Docker prints: `httpd:latest`, `user/app@sha256:...`."""
+        """Render the short form Docker prints: `httpd:latest`, `user/app@sha256:...`."""
         return self._render(self.familiar_name)
 
     def _render(self, name: str) -> str:

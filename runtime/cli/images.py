@@ -87,17 +87,17 @@ def list_images(args) -> int:
     from runtime.store import ImageStore
 
     rows = []
-    wanted_name = wanted_tag = None
+    filter_name = filter_tag = None
     if args.repository:
-        wanted = parse_reference(args.repository, default_tag=False)
-        wanted_name, wanted_tag = wanted.familiar_name, wanted.tag
+        pattern = parse_reference(args.repository, default_tag=False)
+        filter_name, filter_tag = pattern.familiar_name, pattern.tag
     for image in ImageStore(args.root).list_images():
         names = [parse_reference(tag) for tag in image.repo_tags] or [None]
         for reference in names:
             repository = reference.familiar_name if reference else "<none>"
             tag = reference.tag if reference else "<none>"
-            if wanted_name and (repository != wanted_name
-                                or (wanted_tag and tag != wanted_tag)):
+            if filter_name and (repository != filter_name
+                                or (filter_tag and tag != filter_tag)):
                 continue
             digest = _digest_for(image, reference)
             image_id = image.id if args.no_trunc else image.id.removeprefix("sha256:")[:12]
@@ -257,7 +257,7 @@ def inspect_images(args) -> int:
 
 
 def inspect_document(store, image) -> dict:
-    """The JSON Docker's `image inspect` prints, from the store's record and config."""
+    """Build the JSON that Docker's `image inspect` prints, from the store's record and config."""
     from registry_client.reference import parse_reference
 
     config = image.config

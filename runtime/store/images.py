@@ -72,7 +72,7 @@ class ImageStore:
         return image
 
     def list_images(self, *, all_images: bool = True) -> list[Image]:
-        """Every image in the store, newest pull first."""
+        """Return every image in the store, newest pull first."""
         data = self.index.read()
         images = [self._load(data, image_id, image_id) for image_id in data["images"]]
         images.sort(key=lambda image: image.record.get("pulled", ""), reverse=True)
@@ -306,8 +306,10 @@ def _short(image_id: str) -> str:
 
 
 def _canonical(reference: str, tags: list[str], image_id: str) -> str:
-    """The name to report for an image found by ID or digest: the lookup text
-    if it is a reference, else its first tag, else its ID."""
+    """Return the name to report for an image found by ID or digest.
+
+    That is the lookup text if it is a reference, else the first tag, else the ID.
+    """
     if IMAGE_ID_PREFIX_RE.match(reference):
         return tags[0] if tags else image_id
     from registry_client.reference import parse_reference

@@ -1,4 +1,4 @@
-"""Where the image store keeps things, and how it writes them safely.
+"""The image store's directory layout, and how it writes files safely.
 
     <root>/blobs/sha256/<hex>      manifests, configs, compressed layers
     <root>/layers/<chain-id hex>/  one unpacked layer, shared by images
@@ -55,7 +55,7 @@ class StoreLayout:
 
 
 def hex_of(digest: str) -> str:
-    """The hex part of `sha256:<hex>`, checked, so it is safe as a file name."""
+    """Return the hex part of `sha256:<hex>`, checked so that it is safe as a file name."""
     algorithm, _, value = digest.partition(":")
     if algorithm != "sha256" or len(value) != 64 or not all(c in "0123456789abcdef"
                                                             for c in value):

@@ -8,7 +8,7 @@ The steps, in the order of `Puller.pull`:
    against the limit) and the digest the tag points at.
 2. If an image pulled from that digest is already stored, stop: the image
    is up to date.
-3. From an index, fetch the manifest for the wanted platform.
+3. From an index, fetch the manifest for the requested platform.
 4. Download the config blob; its digest is the image ID, and its
    `rootfs.diff_ids` name the uncompressed layers.
 5. Download the missing layers in parallel, and unpack each one as soon as
@@ -79,11 +79,11 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
 
 class Puller:
     def __init__(self, layout: StoreLayout, config: RegistryConfig, reporter: PullReporter,
-                 wanted: Platform, platform_requested: bool) -> None:
+                 requested: Platform, platform_requested: bool) -> None:
         self.layout = layout
         self.config = config
         self.reporter = reporter
-        self.wanted = wanted
+        self.requested = requested
         self.platform_requested = platform_requested
         self.client = RegistryClient(config)
         # Set when one layer failed or Ctrl-C was pressed: the other
@@ -98,21 +98,23 @@ class Puller:
 
         Returns (repository, manifest, image ID). When the stored images
         already contain the digest the registry reports, the image ID is
-        set and the manifest may be None (Docker Hub's HEAD answered).
+        set and the manifest may be None (Docker Hub's HEAD response was enough).
         """
         endpoints = self.client.endpoints(reference)
         for position, endpoint in enumerate(endpoints):
             repository = self.client.repository(endpoint, reference.repository)
+            log.debug("resolving %s at %s", reference, endpoint.describe())
             try:
                 if reference.is_docker_hub and not endpoint.is_mirror:
                     digest = self.check_rate_limit(repository, reference)
-                    image_id = find_pulled(index_data, reference, digest, self.wanted)
+                    image_id = find_pulled(index_data, reference, digest, self.requested)
                     if image_id:
                         return repository, None, image_id
                 manifest = fetch_manifest(repository, reference.manifest_reference(),
                                           expected_digest=reference.digest)
+                log.debug("%s is %s, type %s", reference, manifest.digest, manifest.media_type)
                 return repository, manifest, find_pulled(index_data, reference,
-                                                         manifest.digest, self.wanted)
+                                                         manifest.digest, self.requested)
             except RegistryError as err:
                 if position == len(endpoints) - 1:
                     raise
@@ -153,11 +155,11 @@ class Puller:
         if self.platform_requested:
             actual = Platform(config.get("os", ""), config.get("architecture", ""),
                               config.get("variant", "")).normalized()
-            if (actual.os, actual.architecture) != (self.wanted.os,
-                                                   self.wanted.architecture):
+            if (actual.os, actual.architecture) != (self.requested.os,
+                                                   self.requested.architecture):
                 raise ManifestError(
                     f"the image's platform ({actual}) does not match the requested "
-                    f"platform ({self.wanted})")
+                    f"platform ({self.requested})")
         return config
 
     # -- Step 5: layers ----------------------------------------------------------
@@ -176,6 +178,7 @@ class Puller:
             else:
                 self.reporter.layer_waiting(layer.digest, layer.size)
                 missing.append(layer)
+        log.debug("%d of %d layers to download", len(missing), len(layers))
         if not missing:
             return
 
@@ -250,15 +253,15 @@ class Puller:
 
 
 def find_pulled(index_data: dict, reference: Reference, digest: str | None,
-                wanted: Platform) -> str | None:
-    """The stored image pulled from `digest` of this repository for `wanted`, if any."""
+                requested: Platform) -> str | None:
+    """Return the ID of the stored image pulled from `digest` for `requested`, or None."""
     if not digest:
         return None
     pinned = f"{reference.name}@{digest}"
     for image_id, record in index_data["images"].items():
         if pinned not in record.get("repo_digests", []):
             continue
-        if not record.get("from_index") or record.get("platform") == str(wanted):
+        if not record.get("from_index") or record.get("platform") == str(requested):
             return image_id
     return None
 
@@ -319,23 +322,23 @@ def pull_image(layout: StoreLayout, index, name: str, *, reporter: PullReporter,
     reference = parse_reference(name)
     if parse_reference(name, default_tag=False).tag is None and not reference.digest:
         reporter.using_default_tag(reference.tag)
-    wanted = parse_platform(platform) if platform else host_platform()
+    requested = parse_platform(platform) if platform else host_platform()
     config = load_config()
     for mirror in mirrors:
         config.add_mirror(mirror)
 
     layout.create()
     clean_stale_work(layout)
-    puller = Puller(layout, config, reporter, wanted, platform_requested=bool(platform))
+    puller = Puller(layout, config, reporter, requested, platform_requested=bool(platform))
     try:
         with locked(layout.lock_file("gc"), shared=True):
-            return _pull(puller, layout, index, reference, wanted)
+            return _pull(puller, layout, index, reference, requested)
     finally:
         puller.client.close()
 
 
 def _pull(puller: Puller, layout: StoreLayout, index, reference: Reference,
-          wanted: Platform) -> str:
+          requested: Platform) -> str:
     puller.reporter.pulling_from(reference.tag or reference.digest, reference.repository)
     repository, top, image_id = puller.open_manifest(reference, index.read())
     if image_id:
@@ -346,7 +349,7 @@ def _pull(puller: Puller, layout: StoreLayout, index, reference: Reference,
 
     manifest = top
     if top.is_index:
-        manifest = resolve_platform(repository, top, wanted, reference.familiar())
+        manifest = resolve_platform(repository, top, requested, reference.familiar())
     config = puller.fetch_config(repository, manifest)
     image_id = manifest.config["digest"]
     diff_ids = config["rootfs"]["diff_ids"]

@@ -1,4 +1,4 @@
-"""The events of a pull, for whoever shows progress.
+"""The events of a pull, for the code that shows progress.
 
 The store never prints: it calls these methods, and the command line's
 implementation (`runtime.cli.progress`) turns them into Docker's lines or

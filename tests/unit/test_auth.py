@@ -58,7 +58,7 @@ class FakeResponse:
 
 
 class TokenService:
-    """An in-memory token endpoint that records what it was asked."""
+    """An in-memory token endpoint that records the requests it receives."""
 
     def __init__(self, answers):
         self.answers = list(answers)
@@ -93,7 +93,7 @@ def test_token_reused_until_expiry():
 
 
 def test_expired_token_fetched_again():
-    # expires_in 1 is inside the renewal margin, so every use asks again.
+    # expires_in 1 is inside the renewal margin, so every use fetches a new token.
     service = TokenService([FakeResponse(200, {"token": "t1", "expires_in": 1}),
                             FakeResponse(200, {"token": "t2", "expires_in": 1})])
     auth = Authenticator(service)
@@ -140,11 +140,11 @@ def test_refused_token_error_hides_secrets():
     assert "rejected the credentials" in str(caught.value)
 
 
-def test_answer_without_token_is_an_error():
+def test_response_without_token_is_an_error():
     service = TokenService([FakeResponse(200, {"expires_in": 60})])
     auth = Authenticator(service)
     auth.handle_challenge(HUB_CHALLENGE, "s", None)
-    with pytest.raises(AuthError, match="without a token"):
+    with pytest.raises(AuthError, match="returned no token"):
         auth.header("s")
 
 
