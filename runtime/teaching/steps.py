@@ -338,8 +338,8 @@ STEPS = [
     step("ioctl", "Read the interface flags.", request="SIOCGIFFLAGS"),
     step("ioctl", "Set the interface flags, e.g. to switch it up.", request="SIOCSIFFLAGS"),
     step("ioctl", "Send the request {request} to file descriptor {fd}."),
-    step("execve", "Run the container's command {path}: this process stops being pyrun and becomes the "
-         "container's program, in everything set up above."),
+    step("execve", "Run the container's command {path}: unless execve fails, this process stops being pyrun "
+         "and becomes the container's program, in everything set up above."),
     step("kill", "Send {signal} to process {pid}."),
     # -- The registry: pulling an image ------------------------------------
     step("registry token", "Get a pull token for {scope} from the token service {url}; the registry asks for "
