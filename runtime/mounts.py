@@ -159,5 +159,5 @@ def _check_destination(destination: str, value: str) -> None:
         raise UsageError(
             f"invalid mount destination {destination!r} in {value!r}: it must be an absolute path"
         )
-    if os.path.normpath(destination) == "/":
+    if os.path.normpath("/" + destination.lstrip("/")) == "/":
         raise UsageError(f"invalid mount destination in {value!r}: cannot mount over /")

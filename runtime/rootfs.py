@@ -79,7 +79,8 @@ def open_in_root(root_fd: int, destination: str, *, is_dir: bool = True) -> int:
     Symlinks are followed inside the root (RESOLVE_IN_ROOT); under /proc,
     /sys and /dev they are rejected (RESOLVE_NO_SYMLINKS).
     """
-    normalized = os.path.normpath("/" + destination)
+    # normpath keeps a leading "//" (POSIX allows it a meaning), so strip first.
+    normalized = os.path.normpath("/" + destination.lstrip("/"))
     resolve = syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS
     if any(normalized == tree or normalized.startswith(tree + "/") for tree in NO_SYMLINK_TREES):
         resolve |= syscalls.RESOLVE_NO_SYMLINKS
