@@ -1,9 +1,9 @@
 """Unpack one image layer into a directory that overlayfs can stack.
 
-    diff_id = unpack_layer(blob_path, dest, media_type=..., digest=...)
+    diff_id = unpack_layer(blob_path, dest, media_type=..., digest=..., lowers=[...])
 
-The blob is decompressed by its magic bytes (runtime.layers.compression),
-each tar entry is written inside `dest` and nowhere else
+The blob is decompressed by its magic bytes (runtime.layers.compression).
+Each tar entry is written inside `dest` and nowhere else
 (runtime.layers.tree), and OCI whiteouts become overlayfs whiteouts
 (runtime.layers.whiteouts). The return value is the ``sha256:`` digest of
 the uncompressed tar, which the caller compares with the image config's
@@ -75,6 +75,10 @@ def unpack_layer(
 
     On failure, including KeyboardInterrupt, `dest` is deleted before the
     error propagates, so the caller has nothing to clean up.
+
+    The root entry of the tar is skipped, so `dest` keeps its own mode.
+    Create it with mode 0700 (tempfile.mkdtemp does), so that users of the
+    host cannot reach the layer's setuid files and device nodes.
     """
     with open(blob_path, "rb") as blob:
         return unpack_stream(blob, dest, media_type=media_type, digest=digest, lowers=lowers)
@@ -118,8 +122,8 @@ def unpack_stream(
             hint="the blob is corrupt or not a layer: remove it from the store and pull again",
         ) from err
     except OSError as err:
-        # Per-entry failures are LayerErrors already; this is the layer
-        # directory itself, or the attributes applied at the end.
+        # Per-entry failures are LayerErrors already, so this one comes from
+        # the layer directory itself or the attributes applied at the end.
         _remove_partial(dest)
         raise LayerError(f"unpack layer {label} into {dest}: {err}") from err
     except BaseException:
@@ -151,6 +155,10 @@ def _extract(reader: LayerReader, tree: LayerTree, label: str) -> None:
             ) from None
         except OSError as err:
             raise LayerError(f"unpack layer {label}: entry {member.name!r}: {err}") from err
+        except (OverflowError, ValueError) as err:
+            # A header value the system cannot represent, such as an mtime
+            # beyond the range of a 64-bit time_t.
+            raise LayerError(f"unpack layer {label}: entry {member.name!r}: invalid header value: {err}") from err
         # tarfile keeps every member in archive.members, which nothing here
         # reads again, so the list is emptied to keep memory flat.
         archive.members.clear()
@@ -161,7 +169,7 @@ def _apply(tree: LayerTree, archive: tarfile.TarFile, member: tarfile.TarInfo) -
     path = entry_path(member.name)
     if path.is_root:
         if not member.isdir():
-            raise InvalidEntry("it would replace the layer root")
+            raise InvalidEntry("a non-directory entry would replace the layer root")
         # containerd skips the root entry too: the merged root's attributes
         # come from the container's own upper directory.
         log.debug("skipping the layer root entry %r", member.name)
@@ -179,7 +187,11 @@ def _apply(tree: LayerTree, archive: tarfile.TarFile, member: tarfile.TarInfo) -
         return
 
     if member.islnk():
-        tree.add_hardlink(path, entry_path(member.linkname))
+        try:
+            target = entry_path(member.linkname)
+        except InvalidEntry as err:
+            raise InvalidEntry(f"hard link target {member.linkname!r}: {err}") from None
+        tree.add_hardlink(path, target)
         return
 
     attributes = _attributes(member)
@@ -201,9 +213,9 @@ def _apply(tree: LayerTree, archive: tarfile.TarFile, member: tarfile.TarInfo) -
 class _MemberData:
     """The data of one regular tar member, read straight from the layer stream.
 
-    tarfile's extractfile() wraps each member in two more file objects;
-    reading directly saves that work for the thousands of small files of
-    a typical layer. Sparse members still go through extractfile().
+    tarfile's extractfile() wraps each member in two more file objects.
+    Reading directly saves that work for the thousands of small files of a
+    typical layer. Sparse members still go through extractfile().
     """
 
     def __init__(self, stream: LayerReader, member: tarfile.TarInfo) -> None:

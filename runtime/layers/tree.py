@@ -52,8 +52,8 @@ DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 RESOLVE_FLAGS = syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS
 NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 COPY_SIZE = 1 << 20
-# Parent directory descriptors kept open; tar entries come grouped by
-# directory, so a few dozen cover the directories in use at any time.
+# Parent directory descriptors kept open. Image builders write entries
+# grouped by directory, so a few dozen cover the directories in use.
 PARENT_CACHE_SIZE = 32
 
 
@@ -83,8 +83,8 @@ class Attributes:
 class LayerTree:
     """The directory one layer is unpacked into, with confined write operations.
 
-    `same_owner` applies the owners from the tar; GNU tar does that only
-    for root, and so does pyrun by default.
+    `same_owner` applies the owners from the tar. By default it is on for
+    root only, as GNU tar's --same-owner is.
     """
 
     def __init__(self, root: str, lowers: LowerLayers | None = None, *, same_owner: bool | None = None) -> None:
@@ -151,7 +151,7 @@ class LayerTree:
         except FileNotFoundError:
             pass
         except NotADirectoryError:
-            raise InvalidEntry(f"a parent of it in {'/'.join(parts)!r} is not a directory") from None
+            raise InvalidEntry(f"{'/'.join(parts)!r} or one of its parents is not a directory") from None
 
         fd = self.root_fd
         for depth in range(1, len(parts) + 1):
@@ -162,7 +162,7 @@ class LayerTree:
                 self._create_parent(fd, prefix)
                 next_fd = self._open_directory(prefix)
             except NotADirectoryError:
-                raise InvalidEntry(f"its parent {'/'.join(prefix)!r} is not a directory") from None
+                raise InvalidEntry(f"parent {'/'.join(prefix)!r} is not a directory") from None
             if fd != self.root_fd:
                 os.close(fd)
             fd = next_fd
@@ -173,7 +173,7 @@ class LayerTree:
         try:
             os.mkdir(prefix[-1], 0o700, dir_fd=parent_fd)
         except FileExistsError:
-            raise InvalidEntry(f"its parent {'/'.join(prefix)!r} is a symlink to a missing directory") from None
+            raise InvalidEntry(f"parent {'/'.join(prefix)!r} is a symlink to a missing directory") from None
 
         lower = self.lowers.find(prefix)
         if lower is not None and stat.S_ISDIR(lower.stat.st_mode):
@@ -215,7 +215,7 @@ class LayerTree:
             del self._directories[parts]
 
     def _replacing(self, parent_fd: int, path: EntryPath, create: Callable[[], T]) -> T:
-        """Run `create`; if the name is taken, remove what is there and run it again.
+        """Run `create`, and if the name is taken, remove what is there and run it again.
 
         Trying first saves an lstat per entry, because most names are new.
         """
@@ -268,8 +268,8 @@ class LayerTree:
     def add_hardlink(self, path: EntryPath, target: EntryPath) -> None:
         """Link `path` to `target`, copying the target up from below if needed.
 
-        The link shares its inode with the target, so the entry's own
-        attributes are not applied (GNU tar and umoci do the same).
+        The link shares its inode with the target, whose own entry already
+        set the attributes, so the link entry's attributes are not applied.
         """
         if target.is_root:
             raise InvalidEntry("hard link to the layer root")
@@ -328,7 +328,7 @@ class LayerTree:
         if st is None:
             os.mknod(target.name, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=parent_fd)
         elif stat.S_ISDIR(st.st_mode):
-            # This layer's own directory stays; only the lower one goes.
+            # This layer's own directory stays, and only the lower one goes.
             self.make_opaque(self.directory(target.parts))
         # Any other entry of this layer already hides the lower one.
 
@@ -355,8 +355,8 @@ class LayerTree:
         if not symlink:
             # Linux ignores a symlink's mode and has no call to change it.
             os.chmod(name, attributes.mode, dir_fd=parent_fd, follow_symlinks=False)
-        # setxattr has no *at form; the parent's /proc/self/fd link is
-        # resolved by the kernel and the last name is not followed.
+        # setxattr has no *at form. The kernel resolves the parent's
+        # /proc/self/fd link, and lsetxattr does not follow the last name.
         for xattr, value in attributes.xattrs.items():
             os.setxattr(f"/proc/self/fd/{parent_fd}/{name}", xattr, value, follow_symlinks=False)
         if attributes.mtime_ns is not None:
@@ -407,7 +407,7 @@ def _times(attributes: Attributes) -> tuple[int, int]:
 
 
 def _copy_data(source: BinaryIO, fd: int, *, sparse: bool = False) -> None:
-    """Copy `source` into `fd`; for a sparse entry, zero blocks become holes."""
+    """Copy `source` into `fd`. For a sparse entry, zero blocks become holes."""
     written = 0
     while True:
         chunk = source.read(COPY_SIZE)

@@ -9,8 +9,9 @@ with empty files whose names carry a prefix:
   nothing this layer puts there. overlayfs spells it as the extended
   attribute ``trusted.overlay.opaque=y`` on DIR (an "opaque directory").
 
-Other names starting with ``.wh..wh.`` are AUFS bookkeeping (such as the
-``.wh..wh.plnk`` hard-link directory) that Docker and containerd skip.
+Other names starting with ``.wh..wh.`` are AUFS bookkeeping, such as the
+``.wh..wh.plnk`` hard-link directory. Docker's archive package treats them
+as metadata rather than deletions, and pyrun skips them.
 """
 
 from __future__ import annotations

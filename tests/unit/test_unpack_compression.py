@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import io
 import logging
+import threading
 
 import pytest
 import zstandard
@@ -167,3 +168,27 @@ def test_stream_unpacks_while_reading(tmp_path):
     assert diff_id == sha256(data)
     assert (dest / "big").read_bytes() == bytes(range(256)) * 4000
     assert source.total == len(blob)
+
+
+class InterruptedReader(TrickleReader):
+    """A source that raises KeyboardInterrupt part way, as Ctrl-C during a download would."""
+
+    def __init__(self, data: bytes, interrupt_at: int) -> None:
+        super().__init__(data)
+        self._interrupt_at = interrupt_at
+
+    def read(self, size: int = -1) -> bytes:
+        if self.total >= self._interrupt_at:
+            raise KeyboardInterrupt
+        return super().read(size)
+
+
+def test_interrupted_stream_leaves_nothing(tmp_path):
+    files = [entry(f"dir/file{number}", data=bytes(range(256)) * 40) for number in range(50)]
+    blob = gzip.compress(tar_bytes([directory("dir/")] + files), compresslevel=0)
+    dest = tmp_path / "layer"
+    dest.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        unpack_stream(InterruptedReader(blob, len(blob) // 2), dest, media_type=GZIP_TYPE, digest=DIGEST)
+    assert not dest.exists()
+    assert [thread.name for thread in threading.enumerate() if thread.name == "layer-inflate"] == []

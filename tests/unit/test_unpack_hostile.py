@@ -244,3 +244,8 @@ def test_truncated_layer_rejected_and_removed(tmp_path):
         unpack_layer(blob, dest, digest=DIGEST)
     assert DIGEST in str(failure.value)
     assert not dest.exists()
+
+
+@pytest.mark.parametrize("mtime", ["1e30", "-1e30", "nan"])
+def test_unrepresentable_mtime_rejected(tmp_path, mtime):
+    assert_rejected(tmp_path, [entry("f", data=b"x", pax={"mtime": mtime})], "f")
