@@ -497,3 +497,24 @@ def test_layer_excludes_contents_only(tmp_path):
     assert names["usr/share/doc"].isdir()
     assert "usr/share/doc/pkg" not in names
     assert "usr/bin/tool" in names
+
+
+# The demo
+
+
+def test_demo_config_written_once(tmp_path, capsys):
+    from tests.fixtures.demo import DEAD_HUB_ENDPOINT, write_demo_config
+
+    path = tmp_path / "pyrun" / "config.json"
+    wrote_first = write_demo_config("http://127.0.0.1:5000", path)
+    written = json.loads(path.read_text())
+    path.write_text('{"registry-mirrors": ["http://127.0.0.1:6000"]}')
+    wrote_second = write_demo_config("http://127.0.0.1:5000", path)
+
+    assert wrote_first
+    assert written["registry-mirrors"] == ["http://127.0.0.1:5000"]
+    assert written["insecure-registries"] == ["127.0.0.1:5000"]
+    assert written["docker-hub-endpoint"] == DEAD_HUB_ENDPOINT
+    assert not wrote_second
+    assert json.loads(path.read_text()) == {"registry-mirrors": ["http://127.0.0.1:6000"]}
+    assert "leaves it as it is" in capsys.readouterr().out
