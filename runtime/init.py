@@ -22,7 +22,13 @@ import os
 import signal
 import sys
 
+import prctl
+
 from runtime import syscalls
+
+# What `ps` in the container shows for pid 1, instead of the host's
+# interpreter path and pyrun's command line.
+PROCESS_TITLE = "pyrun-init"
 
 FORWARDED_SIGNALS = [
     signal.SIGHUP,
@@ -63,6 +69,12 @@ def run_init(channel) -> None:
 
     channel.close()
     syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
+    syscalls.record(
+        "set_proctitle",
+        "prctl(2) PR_SET_NAME",
+        lambda: (prctl.set_name(PROCESS_TITLE), prctl.set_proctitle(PROCESS_TITLE)),
+        title=PROCESS_TITLE,
+    )
     _give_terminal_to(command_pid)
     os._exit(reap_until_exit(command_pid))
 

@@ -17,9 +17,6 @@ import errno
 import fcntl
 import json
 import os
-import random
-import re
-import shutil
 import time
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -30,7 +27,9 @@ STATUS_CREATED = "created"
 STATUS_RUNNING = "running"
 STATUS_EXITED = "exited"
 
-NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+# Docker's rule for names: [a-zA-Z0-9][a-zA-Z0-9_.-]* (ASCII only).
+NAME_FIRST_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+NAME_CHARACTERS = NAME_FIRST_CHARACTERS | frozenset("_.-")
 
 # Word lists for generated names such as "brave_turing", in Docker's style.
 ADJECTIVES = [
@@ -68,7 +67,7 @@ def now() -> str:
 
 def reserve_name(root: str, name: str, container_id: str) -> None:
     """Claim `name` for the container; raises UsageError if another container has it."""
-    if not NAME_PATTERN.match(name):
+    if not name or name[0] not in NAME_FIRST_CHARACTERS or not set(name) <= NAME_CHARACTERS:
         raise UsageError(
             f"invalid container name {name!r}",
             hint="use letters, digits, '_', '.' and '-', starting with a letter or digit",
@@ -88,9 +87,12 @@ def reserve_name(root: str, name: str, container_id: str) -> None:
 def reserve_generated_name(root: str, container_id: str) -> str:
     """Pick a free name such as "brave_turing" and reserve it."""
     for attempt in range(100):
-        name = f"{random.choice(ADJECTIVES)}_{random.choice(SCIENTISTS)}"
+        # os.urandom avoids importing `random` on every `run`; the slight
+        # modulo bias does not matter for names.
+        first, second, suffix = os.urandom(3)
+        name = f"{ADJECTIVES[first % len(ADJECTIVES)]}_{SCIENTISTS[second % len(SCIENTISTS)]}"
         if attempt >= 10:
-            name += str(random.randint(1, 9999))
+            name += str(suffix + 256 * attempt)
         try:
             reserve_name(root, name, container_id)
             return name
@@ -200,6 +202,8 @@ def remove_container(root: str, container_id: str) -> None:
         name = ""
     if name:
         release_name(root, name, container_id)
+    import shutil
+
     shutil.rmtree(container_dir(root, container_id), ignore_errors=True)
 
 

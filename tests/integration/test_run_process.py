@@ -149,3 +149,8 @@ def test_no_ignored_signals_in_container(run_env):
     # Python ignores SIGPIPE; the ignored set must not survive into the command.
     result = pyrun_run(run_env, "busybox", "grep", "SigIgn", "/proc/self/status")
     assert result.stdout.split() == ["SigIgn:", "0000000000000000"]
+
+
+def test_init_hides_host_command_line(run_env):
+    result = pyrun_run(run_env, "--init", "busybox", "cat", "/proc/1/cmdline")
+    assert result.stdout.rstrip("\0") == "pyrun-init"

@@ -1,0 +1,78 @@
+"""Container records: IDs, name reservation, state.json updates and lookup."""
+
+import json
+
+import pytest
+
+from runtime import state
+from runtime.errors import NotFoundError, UsageError
+
+
+def test_container_id_is_64_hex():
+    container_id = state.new_container_id()
+    assert len(container_id) == 64
+    assert int(container_id, 16) >= 0
+    assert container_id != state.new_container_id()
+
+
+def test_record_fields_and_update(tmp_path):
+    root = str(tmp_path)
+    state.create_record(root, "a" * 64, {"name": "web", "image": "docker.io/library/busybox:latest"})
+    record = state.update_record(root, "a" * 64, status=state.STATUS_EXITED, exit_code=3)
+    on_disk = json.loads((tmp_path / "containers" / ("a" * 64) / "state.json").read_text())
+    assert on_disk == record
+    for key in ("id", "name", "image", "image_id", "created", "status", "pid", "exit_code", "started_at",
+                "finished_at"):
+        assert key in record
+    assert record["status"] == "exited"
+    assert record["exit_code"] == 3
+    assert record["created"].endswith("Z")
+
+
+def test_name_reserved_once(tmp_path):
+    state.reserve_name(str(tmp_path), "web", "a" * 64)
+    with pytest.raises(UsageError, match="already in use by container aaaaaaaaaaaa"):
+        state.reserve_name(str(tmp_path), "web", "b" * 64)
+
+
+@pytest.mark.parametrize("name", ["", "-x", "a/b", "a b", "../x"])
+def test_invalid_names_rejected(tmp_path, name):
+    with pytest.raises(UsageError, match="invalid container name"):
+        state.reserve_name(str(tmp_path), name, "a" * 64)
+
+
+def test_generated_name_is_reserved(tmp_path):
+    name = state.reserve_generated_name(str(tmp_path), "c" * 64)
+    assert "_" in name
+    assert state.id_for_name(str(tmp_path), name) == "c" * 64
+
+
+def test_release_name_only_by_owner(tmp_path):
+    state.reserve_name(str(tmp_path), "web", "a" * 64)
+    state.release_name(str(tmp_path), "web", "b" * 64)
+    assert state.id_for_name(str(tmp_path), "web") == "a" * 64
+    state.release_name(str(tmp_path), "web", "a" * 64)
+    assert state.id_for_name(str(tmp_path), "web") is None
+
+
+def test_find_by_name_id_and_prefix(tmp_path):
+    root = str(tmp_path)
+    state.create_record(root, "ab" + "0" * 62, {"name": "first"})
+    state.create_record(root, "ac" + "0" * 62, {"name": "second"})
+    state.reserve_name(root, "first", "ab" + "0" * 62)
+    assert state.find_container(root, "first") == "ab" + "0" * 62
+    assert state.find_container(root, "ac") == "ac" + "0" * 62
+    with pytest.raises(UsageError, match="ambiguous"):
+        state.find_container(root, "a")
+    with pytest.raises(NotFoundError):
+        state.find_container(root, "ff")
+
+
+def test_remove_container_releases_name(tmp_path):
+    root = str(tmp_path)
+    state.create_record(root, "d" * 64, {"name": "gone"})
+    state.reserve_name(root, "gone", "d" * 64)
+    state.remove_container(root, "d" * 64)
+    assert not (tmp_path / "containers" / ("d" * 64)).exists()
+    assert state.id_for_name(root, "gone") is None
+    assert state.list_records(root) == []
