@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Callable
 
+from runtime.cgroups.detect import parse_mountinfo
 from runtime.teaching.steps import NAMESPACES
 
 PROC = Path("/proc")
@@ -32,28 +33,6 @@ NAMESPACE_FILES = {
     "time": "CLONE_NEWTIME",
 }
 
-# Capability numbers from <linux/capability.h> (Linux 6.x), by bit position.
-CAPABILITY_NAMES = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
-    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-]
-
-# The 14 capabilities a Docker container keeps by default, as Docker's
-# security documentation lists them.
-DOCKER_DEFAULT_CAPABILITIES = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
-]
-
-
 # -- Reading the live host -----------------------------------------------------
 
 
@@ -68,48 +47,14 @@ def read_namespaces(pid: str = "self") -> dict[str, str]:
     return found
 
 
-def parse_mountinfo(text: str) -> list[dict[str, str]]:
-    """Parse /proc/<pid>/mountinfo (proc(5)) into mount point, fstype, source, options."""
-    mounts = []
-    for line in text.splitlines():
-        fields = line.split()
-        if " - " not in line or len(fields) < 10:
-            continue
-        separator = fields.index("-")
-        mounts.append({
-            "root": fields[3],
-            "mount_point": fields[4],
-            "fstype": fields[separator + 1],
-            "source": fields[separator + 2],
-            "options": fields[separator + 3] if len(fields) > separator + 3 else "",
-        })
-    return mounts
-
-
-def detect_cgroup_layout(mounts: list[dict[str, str]]) -> str:
-    """Return "v2", "hybrid", "v1" or "none", from where cgroup filesystems are mounted.
-
-    v2: cgroup2 is mounted at /sys/fs/cgroup itself. hybrid: v1 controllers
-    under /sys/fs/cgroup/<controller>, plus cgroup2 elsewhere (usually at
-    /sys/fs/cgroup/unified). v1: only v1 hierarchies.
-    """
-    has_v1 = any(m["fstype"] == "cgroup" for m in mounts)
-    v2_points = [m["mount_point"] for m in mounts if m["fstype"] == "cgroup2"]
-    if "/sys/fs/cgroup" in v2_points:
-        return "v2"
-    if has_v1 and v2_points:
-        return "hybrid"
-    if has_v1:
-        return "v1"
-    return "v2" if v2_points else "none"
-
-
 def decode_capabilities(mask: int) -> list[str]:
     """Return the capability names whose bits are set in `mask`."""
+    from runtime.capabilities import ALL_CAPABILITIES
+
     names = []
     for bit in range(mask.bit_length()):
         if mask & (1 << bit):
-            names.append(CAPABILITY_NAMES[bit] if bit < len(CAPABILITY_NAMES) else f"CAP_{bit}")
+            names.append(ALL_CAPABILITIES[bit] if bit < len(ALL_CAPABILITIES) else f"CAP_{bit}")
     return names
 
 
@@ -121,6 +66,16 @@ def read_capability_sets(status_text: str) -> dict[str, int]:
         if key.startswith("Cap"):
             sets[key] = int(value.strip(), 16)
     return sets
+
+
+def cgroup_layout() -> str:
+    """Return "v1", "hybrid" or "v2" as runtime.cgroups detects it, or "none"."""
+    from runtime.cgroups.detect import CgroupError, detect_layout
+
+    try:
+        return detect_layout().kind
+    except CgroupError:
+        return "none"
 
 
 def _read(path: Path) -> str:
@@ -179,7 +134,7 @@ def namespaces_lesson() -> str:
 
 def overlay_lesson(store_root: str) -> str:
     mounts = parse_mountinfo(_read(PROC / "self" / "mountinfo"))
-    overlays = [m for m in mounts if m["fstype"] == "overlay"]
+    overlays = [m for m in mounts if m.fstype == "overlay"]
     supported = "overlay" in _read(PROC / "filesystems").split()
     lines = [
         "overlayfs stacks directories into one filesystem. An image's layers are the",
@@ -195,18 +150,16 @@ def overlay_lesson(store_root: str) -> str:
         f"Overlay mounts visible now: {len(overlays)}",
     ]
     for mount in overlays:
-        options = dict(
-            option.partition("=")[::2] for option in mount["options"].split(",") if "=" in option
-        )
+        options = dict(option.partition("=")[::2] for option in mount.super_options if "=" in option)
         lowers = [d for d in options.get("lowerdir", "").split(":") if d]
-        lines.append(f"  {mount['mount_point']}")
+        lines.append(f"  {mount.mount_point}")
         lines.append(f"    {len(lowers)} lower layer(s), upperdir={options.get('upperdir', '(none: read-only)')}")
     lines += [
         "",
         f"pyrun keeps one directory per layer in {store_root}/layers/ and one",
         f"upper/ and work/ per container in {store_root}/containers/<ID>/.",
         "",
-        "Try: sudo pyrun run -d --name lab busybox sleep 600, then",
+        "Try: sudo pyrun run --name lab busybox sh -c 'echo hi > /new-file', then",
         f"  sudo ls {store_root}/containers/*/upper",
     ]
     return "\n".join(lines) + "\n"
@@ -214,7 +167,7 @@ def overlay_lesson(store_root: str) -> str:
 
 def cgroups_lesson() -> str:
     mounts = parse_mountinfo(_read(PROC / "self" / "mountinfo"))
-    layout = detect_cgroup_layout(mounts)
+    layout = cgroup_layout()
     lines = [
         "A control group (cgroup) puts processes under limits and accounting: memory,",
         "CPU time, number of processes, I/O. A cgroup is a directory in the cgroup",
@@ -231,9 +184,9 @@ def cgroups_lesson() -> str:
     elif layout == "v1":
         lines.append("  cgroup v1: a separate tree per controller under /sys/fs/cgroup/<controller>.")
     for mount in mounts:
-        if mount["fstype"] in ("cgroup", "cgroup2"):
-            controllers = [o for o in mount["options"].split(",") if o not in ("rw", "ro")]
-            lines.append(f"  {mount['mount_point']:<32} {mount['fstype']:<8} {','.join(controllers)}")
+        if mount.fstype in ("cgroup", "cgroup2"):
+            controllers = [o for o in mount.super_options if o not in ("rw", "ro")]
+            lines.append(f"  {mount.mount_point:<32} {mount.fstype:<8} {','.join(controllers)}")
     lines += [
         "",
         "The cgroups of this shell, from /proc/self/cgroup (hierarchy:controllers:path):",
@@ -318,26 +271,30 @@ def capabilities_lesson() -> str:
         "",
         "The sets of this shell, from /proc/self/status:",
     ]
-    total = len(CAPABILITY_NAMES)
+    from runtime.capabilities import ALL_CAPABILITIES, DEFAULT_CAPABILITIES
+
+    total = len(ALL_CAPABILITIES)
     for key, label in (("CapEff", "effective"), ("CapPrm", "permitted"), ("CapBnd", "bounding"),
                        ("CapAmb", "ambient")):
         if key not in sets:
             continue
         names = decode_capabilities(sets[key])
         summary = f"{len(names)} of {total}"
-        missing = [n for n in CAPABILITY_NAMES if n not in names]
+        missing = [n for n in ALL_CAPABILITIES if n not in names]
         if names and len(missing) <= 4:
             summary += ", without " + ", ".join(missing)
         lines.append(f"  {label:<10} {sets[key]:016x}  {summary}")
     lines += [
         "",
-        f"A Docker container keeps only these {len(DOCKER_DEFAULT_CAPABILITIES)} by default:",
+        f"A container keeps only these {len(DEFAULT_CAPABILITIES)}, Docker's default set, unless",
+        "--cap-add or --cap-drop changes it:",
     ]
-    for start in range(0, len(DOCKER_DEFAULT_CAPABILITIES), 5):
-        lines.append("  " + " ".join(DOCKER_DEFAULT_CAPABILITIES[start:start + 5]))
+    for start in range(0, len(DEFAULT_CAPABILITIES), 5):
+        lines.append("  " + " ".join(DEFAULT_CAPABILITIES[start:start + 5]))
     lines += [
-        "Without the others, root in the container cannot, for example, load a kernel",
-        "module (CAP_SYS_MODULE) or set the host's clock (CAP_SYS_TIME).",
+        "pyrun drops the others from the bounding set before execve, so root in the",
+        "container cannot, for example, load a kernel module (CAP_SYS_MODULE) or set",
+        "the host's clock (CAP_SYS_TIME).",
         "",
         "Try:",
         "  sudo pyrun run --rm busybox grep Cap /proc/self/status",

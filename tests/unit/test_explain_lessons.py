@@ -3,40 +3,8 @@
 import os
 from pathlib import Path
 
-import pytest
-
 from runtime.cli import main
 from runtime.teaching import lessons
-
-HYBRID_MOUNTINFO = """\
-31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
-35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
-39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
-41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
-"""
-
-V2_MOUNTINFO = "30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n"
-
-V1_MOUNTINFO = "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
-
-
-def test_parse_mountinfo_fields():
-    mounts = lessons.parse_mountinfo(V2_MOUNTINFO)
-    assert mounts == [{
-        "root": "/",
-        "mount_point": "/sys/fs/cgroup",
-        "fstype": "cgroup2",
-        "source": "cgroup2",
-        "options": "rw,nsdelegate",
-    }]
-
-
-@pytest.mark.parametrize(
-    "text, layout",
-    [(HYBRID_MOUNTINFO, "hybrid"), (V2_MOUNTINFO, "v2"), (V1_MOUNTINFO, "v1"), ("", "none")],
-)
-def test_cgroup_layout_detected(text, layout):
-    assert lessons.detect_cgroup_layout(lessons.parse_mountinfo(text)) == layout
 
 
 def host_cgroup_layout() -> str:
@@ -83,8 +51,7 @@ def test_network_lesson_lists_each_interface():
 
 
 def test_overlay_lesson_counts_overlay_mounts():
-    count = sum(1 for m in lessons.parse_mountinfo(Path("/proc/self/mountinfo").read_text())
-                if m["fstype"] == "overlay")
+    count = sum(1 for line in Path("/proc/self/mountinfo").read_text().splitlines() if " - overlay " in line)
     text = lessons.overlay_lesson("/srv/store")
     assert f"Overlay mounts visible now: {count}\n" in text
     assert "/srv/store/layers/" in text
