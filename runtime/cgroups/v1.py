@@ -47,14 +47,14 @@ class V1Cgroup(Cgroup):
         self.mounts = sorted(set(layout.v1_mounts.values()))
         self.unified_mount = layout.unified
 
-    def directory(self, controller: str) -> str | None:
+    def controller_directory(self, controller: str) -> str | None:
         """Return this cgroup's directory in the hierarchy of `controller`."""
         mount = self.layout.v1_mounts.get(controller)
         return os.path.join(mount, self.path) if mount else None
 
     def require(self, controller: str, purpose: str) -> str:
         """Return the directory of `controller`, or raise naming the flag or purpose."""
-        directory = self.directory(controller)
+        directory = self.controller_directory(controller)
         if directory is None:
             raise CgroupError(f"{purpose} needs the {controller} cgroup controller, which is not mounted")
         return directory
@@ -206,12 +206,12 @@ class V1Cgroup(Cgroup):
     def stats(self) -> CgroupStats:
         """Read CPU time, memory use and limit, and process count and limit."""
         cpu_usage = 0
-        cpuacct = self.directory("cpuacct")
+        cpuacct = self.controller_directory("cpuacct")
         if cpuacct:
             cpu_usage = files.read_int(cpuacct, "cpuacct.usage")
 
         memory_usage, memory_limit, oom_kills = 0, None, 0
-        memory = self.directory("memory")
+        memory = self.controller_directory("memory")
         if memory:
             # Like `docker stats`, leave out page cache the kernel can drop
             # at once (total_inactive_file).
@@ -222,7 +222,7 @@ class V1Cgroup(Cgroup):
             oom_kills = files.read_keyed(memory, "memory.oom_control").get("oom_kill", 0)
 
         pids_current, pids_limit = 0, None
-        pids = self.directory("pids")
+        pids = self.controller_directory("pids")
         if pids:
             pids_current = files.read_int(pids, "pids.current")
             text = files.read_file(pids, "pids.max")
@@ -236,7 +236,7 @@ class V1Cgroup(Cgroup):
         NOTE: memory.oom_control gained its "oom_kill" counter in Linux 4.13.
         On older kernels this returns False even after an OOM kill.
         """
-        memory = self.directory("memory")
+        memory = self.controller_directory("memory")
         if memory is None or not os.path.isdir(memory):
             return False
         return files.read_keyed(memory, "memory.oom_control").get("oom_kill", 0) > 0
@@ -284,7 +284,7 @@ class V1Cgroup(Cgroup):
             # between reading cgroup.procs and sending the signals.
             # A process that waits for memory with the OOM killer turned off
             # cannot be frozen, so removal kills even when freezing stalls.
-            freezer = self.directory("freezer")
+            freezer = self.controller_directory("freezer")
             has_freezer = freezer is not None and os.path.isdir(freezer)
             if has_freezer and not self.set_freezer("FROZEN", timeout=FREEZE_BEFORE_KILL_SECONDS):
                 log.debug("cgroup %s did not freeze in time, so its processes are killed unfrozen", self.path)

@@ -112,6 +112,13 @@ def start_in(manager, script: str) -> subprocess.Popen:
     return process
 
 
+def wait_for(condition, timeout: float = 20) -> None:
+    """Poll `condition` until it is true or `timeout` seconds pass (slow VMs need the time)."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_process_lands_in_cgroup(manager):
     process = start_in(manager, GATE + "import time; time.sleep(30)")
     try:
@@ -248,7 +255,7 @@ def test_remove_kills_leftover_processes(cgroup_parent):
     manager = cgroups.open_cgroup(f"/{cgroup_parent}/c1")
     manager.create()
     process = start_in(manager, GATE + "import os, time\nos.fork(); os.fork()\ntime.sleep(60)")
-    time.sleep(0.3)
+    wait_for(lambda: len(manager.pids()) == 4)
     assert len(manager.pids()) == 4
     manager.remove()
     assert process.wait(timeout=10) == -9
@@ -271,9 +278,10 @@ def test_failed_create_leaves_nothing(cgroup_parent):
 
 def test_stats_read_live_values(manager):
     manager.apply({"memory": {"limit": 64 * MiB}, "pids": {"limit": 20}})
-    process = start_in(manager, GATE + "data = b'x' * (8 << 20)\nimport time; time.sleep(30)")
+    script = GATE + "data = b'x' * (8 << 20)\nprint('ready', flush=True)\nimport time; time.sleep(30)"
+    process = start_in(manager, script)
     try:
-        time.sleep(0.5)
+        assert process.stdout.readline() == "ready\n"
         stats = manager.stats()
     finally:
         manager.remove()
@@ -286,9 +294,9 @@ def test_stats_read_live_values(manager):
 
 
 def test_oom_kill_disable_pauses_hog(manager):
-    memory_dir = manager.directory("memory")
-    if memory_dir is None or manager.layout.kind == "v2":
+    if manager.layout.kind == "v2" or manager.controller_directory("memory") is None:
         pytest.skip("--oom-kill-disable needs the cgroup v1 memory controller")
+    memory_dir = manager.controller_directory("memory")
     manager.apply({"memory": {"limit": 32 * MiB, "swap": 32 * MiB, "disableOOMKiller": True}})
     process = start_in(manager, MEMORY_HOG)
     try:

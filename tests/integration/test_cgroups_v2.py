@@ -22,6 +22,7 @@ from tests.integration.test_cgroups_manager import (  # noqa: F401 (fixtures)
     cgroup_parent,
     manager,
     start_in,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.root]
@@ -127,7 +128,7 @@ def test_core_v2_remove_kills_subtree(cgroup_parent):
     manager.controllers = ()
     manager.create()
     process = start_in(manager, GATE + "import os, time\nos.fork()\ntime.sleep(60)")
-    time.sleep(0.3)
+    wait_for(lambda: len(manager.pids()) == 2)
     assert len(manager.pids()) == 2
     manager.remove()
     assert process.wait(timeout=10) == -9
