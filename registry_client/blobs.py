@@ -7,8 +7,8 @@ arrives. Only a verified blob is renamed to its final path.
 
 The partial file outlives the process (a dropped connection, a Ctrl-C, a
 kill), so the next attempt hashes the bytes it already has and requests
-the rest with `Range: bytes=N-`. A registry that ignores the range answers
-200 with the whole blob; the partial file then starts over.
+the rest with `Range: bytes=N-`. A registry that ignores the range sends
+200 and the whole blob, so the partial file starts over.
 """
 
 from __future__ import annotations
@@ -52,7 +52,10 @@ def download_blob(repository: Repository, digest: str, size: int, dest: str,
         if have == size:
             break
         try:
-            if fetch_range(repository, url, digest, size, partial, hasher, have, progress):
+            complete = fetch_range(repository, url, digest, size, partial, hasher, have,
+                                   progress)
+            if complete is not None:
+                hasher = complete
                 break
         except OSError as err:
             if attempt >= MAX_ATTEMPTS:
@@ -90,12 +93,13 @@ def hash_partial(partial: str, size: int):
 
 
 def fetch_range(repository: Repository, url: str, digest: str, size: int, partial: str,
-                hasher, have: int, progress: Progress) -> bool:
+                hasher, have: int, progress: Progress):
     """Request bytes `have..` and append them to `partial`.
 
-    Returns False when the partial file was deleted because the registry
-    restarted from byte 0 (a 200 to a range request, or 416), so the caller
-    starts afresh; True when the blob is complete.
+    Returns the SHA-256 hasher of the whole blob when it is complete, or
+    None after a 416 to the range request: the partial file is deleted
+    then, so the caller starts afresh. A 200 in reply to a range request
+    carries the whole blob, so the partial file is rewritten from byte 0.
     """
     headers = {"Range": f"bytes={have}-"} if have else {}
     response = repository.request("GET", url, headers=headers, stream=True)
@@ -104,11 +108,12 @@ def fetch_range(repository: Repository, url: str, digest: str, size: int, partia
         if have and status == 416:
             log.debug("the registry rejected the range for %s; starting over", digest)
             os.unlink(partial)
-            return False
+            return None
+        mode = "ab"
         if have and status == 200:
             log.debug("the registry ignored the range for %s; starting over", digest)
-            os.unlink(partial)
-            return False
+            have, hasher, mode = 0, hashlib.sha256(), "wb"
+            progress(0)
         if status not in (200, 206):
             raise repository.error(f"downloading blob {digest} failed", "GET", url, response,
                                    BlobError)
@@ -118,7 +123,7 @@ def fetch_range(repository: Repository, url: str, digest: str, size: int, partia
                             f"Content-Range {response.headers.get('Content-Range')!r}",
                             method="GET", url=url)
 
-        with open(partial, "ab") as file:
+        with open(partial, mode) as file:
             received = have
             for chunk in response.iter_content(CHUNK_SIZE):
                 received += len(chunk)
@@ -133,4 +138,4 @@ def fetch_range(repository: Repository, url: str, digest: str, size: int, partia
                 progress(received)
     if received < size:
         raise ConnectionError(f"the connection closed after {received} of {size} bytes")
-    return True
+    return hasher

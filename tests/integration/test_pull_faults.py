@@ -9,6 +9,7 @@ import subprocess
 import time
 
 import pytest
+import requests
 
 from runtime.store import ImageStore
 from tests.conftest import PYRUN, run_pyrun
@@ -113,17 +114,34 @@ def test_cut_download_resumed_with_range(proxy, proxy_env, registry, store_root)
     assert ImageStore(store_root).lookup("httpd") is not None
 
 
-def test_range_ignored_restarts_blob(proxy, proxy_env, registry, store_root):
-    """A partial file from an earlier pull, and a registry answering 200 to Range."""
+def test_range_rejected_restarts_blob(proxy, proxy_env, registry, store_root):
+    """A partial file that is not a prefix of the blob, and a 416 to the Range request."""
     store = ImageStore(store_root)
     store.layout.create()
     layer = registry.images["library/busybox:latest"].layers[0].digest
     store.layout.partial_blob(layer).write_bytes(b"not the start of the blob")
-    # The proxy forwards Range; a 416 stands for a registry that cannot serve it.
+    # The proxy forwards Range, so a 416 stands in for a registry that cannot serve it.
     proxy.fail(f"/blobs/{layer}", status=416, times=1)
     result = pull(proxy_env, "busybox")
     assert result.returncode == 0, result.stderr
     assert store.lookup("busybox") is not None
+
+
+def test_range_ignored_restarts_blob(proxy, proxy_env, registry, store_root):
+    """A registry that sends the whole blob (200) in reply to a Range request."""
+    store = ImageStore(store_root)
+    store.layout.create()
+    layer = registry.images["library/busybox:latest"].layers[0].digest
+    whole = requests.get(f"{registry.url}/v2/library/busybox/blobs/{layer}", timeout=30).content
+    store.layout.partial_blob(layer).write_bytes(whole[:1000])
+    proxy.fail(f"/blobs/{layer}", status=200, times=1, body=whole,
+               headers={"Content-Type": "application/octet-stream"})
+    result = pull(proxy_env, "busybox")
+    assert result.returncode == 0, result.stderr
+    [request] = [r for r in proxy.requests if r.path.endswith(layer)]
+    assert request.headers["range"] == "bytes=1000-"
+    assert request.status == 200
+    assert store.layout.blob(layer).read_bytes() == whole
 
 
 @pytest.mark.slow
