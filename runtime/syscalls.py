@@ -20,11 +20,9 @@ performs none of them, so they need no root.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno as _errno
 import fcntl
 import os
-import platform
 import signal
 import sys
 from contextlib import contextmanager
@@ -284,7 +282,14 @@ def libc() -> ctypes.CDLL:
     """Load libc once, with errno captured for each call."""
     global _libc
     if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        try:
+            # glibc's soname; ctypes.util (which imports subprocess and
+            # tempfile) is only needed to find another libc.
+            _libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        except OSError:
+            import ctypes.util
+
+            _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     return _libc
 
 
@@ -301,7 +306,7 @@ def _bytes(value: str | None) -> bytes | None:
 
 def syscall_number(name: str) -> int:
     """Look up a syscall number that libc has no wrapper for."""
-    machine = platform.machine()
+    machine = os.uname().machine
     table = SYSCALL_NUMBERS.get(machine)
     if table is None:
         raise OSError(
