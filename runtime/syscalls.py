@@ -287,9 +287,9 @@ def libc() -> ctypes.CDLL:
             # tempfile) is only needed to find another libc.
             _libc = ctypes.CDLL("libc.so.6", use_errno=True)
         except OSError:
-            import ctypes.util
+            from ctypes.util import find_library
 
-            _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+            _libc = ctypes.CDLL(find_library("c"), use_errno=True)
     return _libc
 
 
