@@ -93,12 +93,15 @@ def start(
     use_init: bool = False,
     join_cgroup: Callable[[int], None] | None = None,
     before_exec: Callable[[int], None] | None = None,
+    detached: bool = False,
 ) -> Started:
     """Start the container's pid 1 and return once the command runs.
 
     `join_cgroup(pid)` runs before the namespaces exist, `before_exec(pid)`
     (network attach) once pid 1 is in its network namespace and before the
-    command runs. Raises SetupError, with exit code 126 or 127 when the
+    command runs. `detached` containers outlive this process: their pid 1
+    passes to the nearest subreaper (the monitor) instead of being killed
+    when this process exits. Raises SetupError, with exit code 126 or 127 when the
     command cannot be run.
     """
     parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -108,7 +111,7 @@ def start(
     setup_pid = syscalls.fork()
     if setup_pid == 0:
         parent_end.close()
-        _setup_process(Channel(child_end), bundle, spec, interactive, use_init)
+        _setup_process(Channel(child_end), bundle, spec, interactive, use_init, detached)
     child_end.close()
 
     container_pid = 0
@@ -183,7 +186,9 @@ def _report_and_exit(channel: Channel, step: str, err: BaseException) -> None:
         os._exit(code)
 
 
-def _setup_process(channel: Channel, bundle: str, spec: dict[str, Any], interactive: bool, use_init: bool) -> None:
+def _setup_process(
+    channel: Channel, bundle: str, spec: dict[str, Any], interactive: bool, use_init: bool, detached: bool
+) -> None:
     """S: wait for the cgroup, unshare the namespaces, fork pid 1, exit."""
     step = "wait for pyrun"
     try:
@@ -200,14 +205,16 @@ def _setup_process(channel: Channel, bundle: str, spec: dict[str, Any], interact
         step = "fork pid 1"
         pid = syscalls.fork()
         if pid == 0:
-            _container_process(channel, bundle, spec, interactive, use_init)
+            _container_process(channel, bundle, spec, interactive, use_init, detached)
         channel.send("pid", str(pid))
     except BaseException as err:  # noqa: BLE001 - reported to pyrun, then exit
         _report_and_exit(channel, step, err)
     os._exit(0)
 
 
-def _container_process(channel: Channel, bundle: str, spec: dict[str, Any], interactive: bool, use_init: bool) -> None:
+def _container_process(
+    channel: Channel, bundle: str, spec: dict[str, Any], interactive: bool, use_init: bool, detached: bool
+) -> None:
     """C: build the container's view of the system, then run the command."""
     step = "make the process non-dumpable"
     try:
@@ -245,7 +252,9 @@ def _container_process(channel: Channel, bundle: str, spec: dict[str, Any], inte
         channel.expect("go")
         # pyrun has reaped S by now, so pyrun is the parent: if pyrun dies,
         # the kernel kills the container instead of leaving it unsupervised.
-        syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+        # A detached container's pyrun exits on purpose once the command runs.
+        if not detached:
+            syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
 
         step = "apply user and capabilities"
         process.finalize(spec["process"], channel.sock.fileno())
