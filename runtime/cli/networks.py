@@ -10,7 +10,7 @@ import argparse
 import json
 import os
 
-from runtime.errors import NotFoundError, UsageError
+from runtime.errors import NotFoundError
 
 SETTINGS_FILE = "network.json"  # written by runtime.network.attach
 
@@ -43,35 +43,17 @@ def port_command(args: argparse.Namespace) -> int:
 
 def find_container_dir(root: str, reference: str) -> str:
     """Find a container's directory by name, full ID or unique ID prefix."""
-    containers = os.path.join(root, "containers")
-    try:
-        ids = sorted(os.listdir(containers))
-    except FileNotFoundError:
-        ids = []
-    if reference in ids:
-        return os.path.join(containers, reference)
-    by_name = [cid for cid in ids if container_name(os.path.join(containers, cid)) == reference.lstrip("/")]
-    if by_name:
-        return os.path.join(containers, by_name[0])
-    by_prefix = [cid for cid in ids if cid.startswith(reference)]
-    if len(by_prefix) == 1:
-        return os.path.join(containers, by_prefix[0])
-    if len(by_prefix) > 1:
-        raise UsageError(f"container ID prefix {reference!r} is ambiguous: it matches "
-                         + ", ".join(cid[:12] for cid in by_prefix))
-    raise NotFoundError(f"no such container: {reference}", hint="`pyrun ps -a` lists the containers")
+    from runtime import state
 
-
-def container_name(container_dir: str) -> str | None:
-    record = read_json(os.path.join(container_dir, "state.json"))
-    name = record.get("name") or record.get("Name")
-    return name.lstrip("/") if isinstance(name, str) else None
+    return state.container_dir(root, state.find_container(root, reference))
 
 
 def read_ports(container_dir: str) -> dict:
-    """Return NetworkSettings.Ports from the network file `attach` wrote ({} without one)."""
-    settings = read_json(os.path.join(container_dir, SETTINGS_FILE)).get("settings") or {}
-    return settings.get("Ports") or {}
+    """Return NetworkSettings.Ports from the container's record, else from the
+    network file that `attach` wrote. Returns {} when neither has them."""
+    record = read_json(os.path.join(container_dir, "state.json"))
+    settings = record.get("network_settings") or read_json(os.path.join(container_dir, SETTINGS_FILE)).get("settings")
+    return (settings or {}).get("Ports") or {}
 
 
 def read_json(path: str) -> dict:
