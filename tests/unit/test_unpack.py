@@ -1,7 +1,7 @@
 """Unpacking one layer: each test builds a small tar and checks the exact tree.
 
 Tests that chown to other users, create device nodes or whiteouts, or set
-trusted.* and security.* xattrs need root and are marked `root`; the others
+trusted.* and security.* xattrs need root and are marked `root`. The others
 run as any user. The helpers at the top are shared with the other
 test_unpack_*.py files.
 """
@@ -167,7 +167,7 @@ def test_owners_applied_before_modes(tmp_path):
     assert (pipe.st_uid, pipe.st_gid) == (7, 8)
 
 
-def test_mtimes_kept_for_files_and_directories(tmp_path):
+def test_mtimes_kept_files_and_directories(tmp_path):
     dest = unpack(tmp_path, [
         directory("data/", mtime=1_000_000_000),
         entry("data/a", data=b"a", mtime=1_100_000_000),
@@ -202,7 +202,7 @@ def test_hardlinks_share_inode(tmp_path):
     assert (dest / "bin/busybox").stat().st_nlink == 3
 
 
-def test_hardlink_to_symlink_links_the_symlink(tmp_path):
+def test_hardlink_to_symlink_links_symlink(tmp_path):
     dest = unpack(tmp_path, [
         symlink("lib64", "/lib"),
         hardlink("lib64-again", "lib64"),
@@ -275,8 +275,8 @@ def test_overlay_xattrs_from_tar_ignored(tmp_path):
 
 @pytest.mark.parametrize("tar_format", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
 def test_long_names_come_out_whole(tmp_path, tar_format):
-    # ustar holds 255 characters through its prefix field; PAX and GNU
-    # LongLink records have no such limit.
+    # ustar stores up to 255 characters by splitting a name into its prefix
+    # and name fields. PAX and GNU LongLink records have no such limit.
     if tar_format == tarfile.USTAR_FORMAT:
         long_name = "/".join(["d" * 40] * 3) + "/" + "f" * 90
     else:
@@ -497,8 +497,39 @@ def test_hardlink_target_missing_everywhere_rejected(tmp_path):
 
 
 @pytest.mark.root
-def test_hardlink_to_whited_out_lower_file_rejected(tmp_path):
+def test_hardlink_to_whited_out_rejected(tmp_path):
     bottom = unpack(tmp_path, [entry("f", data=b"x")], name="bottom")
     middle = unpack(tmp_path, [entry(".wh.f")], name="middle")
     with pytest.raises(LayerError):
         unpack(tmp_path, [hardlink("g", "f")], lowers=[bottom, middle], name="top")
+
+
+def test_hardlink_to_lower_symlink_copied_up(tmp_path):
+    lower = unpack(tmp_path, [symlink("lib64", "usr/lib")], name="lower")
+    dest = unpack(tmp_path, [hardlink("lib64-alias", "lib64")], lowers=[lower], name="upper")
+    assert tree(dest) == {"lib64": "symlink -> usr/lib", "lib64-alias": "symlink -> usr/lib"}
+    assert (dest / "lib64-alias").lstat().st_ino == (dest / "lib64").lstat().st_ino
+
+
+def test_missing_parent_uses_topmost_lower(tmp_path):
+    bottom = unpack(tmp_path, [directory("srv/", mode=0o750)], name="bottom")
+    middle = unpack(tmp_path, [directory("srv/", mode=0o711)], name="middle")
+    dest = unpack(tmp_path, [entry("srv/new", data=b"n")], lowers=[bottom, middle], name="top")
+    assert stat.S_IMODE((dest / "srv").stat().st_mode) == 0o711
+
+
+@pytest.mark.root
+def test_parent_below_opaque_lower_defaults(tmp_path):
+    bottom = unpack(tmp_path, [directory("app/"), directory("app/data/", mode=0o700)], name="bottom")
+    middle = unpack(tmp_path, [directory("app/"), entry("app/.wh..wh..opq")], name="middle")
+    dest = unpack(tmp_path, [entry("app/data/new", data=b"n")], lowers=[bottom, middle], name="top")
+    # The opaque app/ in the middle layer hides the bottom layer's app/data.
+    assert stat.S_IMODE((dest / "app/data").stat().st_mode) == 0o755
+
+
+@pytest.mark.root
+def test_parent_whited_out_below_defaults(tmp_path):
+    bottom = unpack(tmp_path, [directory("srv/", mode=0o700)], name="bottom")
+    middle = unpack(tmp_path, [entry(".wh.srv")], name="middle")
+    dest = unpack(tmp_path, [entry("srv/new", data=b"n")], lowers=[bottom, middle], name="top")
+    assert stat.S_IMODE((dest / "srv").stat().st_mode) == 0o755

@@ -55,7 +55,7 @@ def test_each_compression_gives_same_tree(tmp_path, caplog, compress, media_type
     assert caplog.records == []
 
 
-def test_media_type_disagreeing_with_bytes_warns(tmp_path, caplog):
+def test_mislabelled_media_type_warns(tmp_path, caplog):
     data = tar_bytes(LAYER)
     with caplog.at_level(logging.WARNING):
         dest, diff_id = unpack_blob(tmp_path, gzip.compress(data), ZSTD_TYPE)
