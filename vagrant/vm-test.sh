@@ -24,7 +24,7 @@ if [ "${1:-}" = --available ]; then
 	exit
 fi
 if ! provider_available; then
-	echo "vm-test.sh: Vagrant with VirtualBox or vagrant-libvirt is missing; use VM_BACKEND=qemu" >&2
+	echo "vm-test.sh: Vagrant with VirtualBox, or with vagrant-libvirt and virsh, is missing; use VM_BACKEND=qemu" >&2
 	exit 125
 fi
 

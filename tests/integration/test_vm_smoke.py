@@ -1,8 +1,9 @@
 """Smoke tests of the cgroup v2 test VM that `make vm-test` boots.
 
 tests/vm/run.py and vagrant/vm-test.sh set PYRUN_VM_GUEST=1 in the guest.
-The checks of the guest's own set-up (cgroup2 at /sys/fs/cgroup, systemd as
-init) skip elsewhere with the reason; the others run on any root host.
+The checks that need the guest (cgroup2 at /sys/fs/cgroup, systemd as init,
+a container that leaves systemd's cgroups as they were) skip elsewhere with
+the reason; the others run on any root host.
 """
 
 from __future__ import annotations
@@ -14,16 +15,17 @@ import pytest
 import requests
 
 from tests.conftest import run_pyrun
+from tests.integration.run_support import pyrun_run, run_env  # noqa: F401
 
 pytestmark = [pytest.mark.root, pytest.mark.vmsmoke]
 
 IN_TEST_VM = os.environ.get("PYRUN_VM_GUEST") == "1"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
-def require_test_vm() -> None:
-    if not IN_TEST_VM:
-        pytest.skip("checks the test VM's set-up: run it with `make vm-test`")
+# A marker, not a call in the test, so the skip comes before any fixture set-up.
+vm_only = pytest.mark.skipif(not IN_TEST_VM, reason="checks the test VM's set-up: run it with `make vm-test`")
 
 
 def mounted_fs_type(mount_point: str) -> str | None:
@@ -36,13 +38,19 @@ def mounted_fs_type(mount_point: str) -> str | None:
     return fs_type
 
 
+def cgroups_outside_pyrun() -> set[str]:
+    """List the cgroups that are not in pyrun's subtree: systemd's slices and units."""
+    return {str(path.relative_to(CGROUP_ROOT)) for path in CGROUP_ROOT.rglob("*")
+            if path.is_dir() and not path.relative_to(CGROUP_ROOT).parts[0].startswith("pyrun")}
+
+
+@vm_only
 def test_cgroup_root_is_cgroup2():
-    require_test_vm()
     assert mounted_fs_type("/sys/fs/cgroup") == "cgroup2"
 
 
+@vm_only
 def test_init_is_systemd():
-    require_test_vm()
     assert Path("/proc/1/comm").read_text().strip() == "systemd"
 
 
@@ -60,3 +68,12 @@ def test_registry_serves_fixture(registry):
                             headers={"Accept": OCI_MANIFEST}, timeout=30)
     assert response.status_code == 200
     assert response.headers["Docker-Content-Digest"] == registry.digests["library/busybox:latest"]
+
+
+@vm_only
+@pytest.mark.registry
+def test_container_leaves_systemd_cgroups(run_env):
+    before = cgroups_outside_pyrun()
+    result = pyrun_run(run_env, "--memory", "64m", "--pids-limit", "20", "busybox", "true")
+    assert result.returncode == 0, result.stderr
+    assert cgroups_outside_pyrun() == before

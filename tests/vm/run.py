@@ -42,9 +42,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 CACHE = Path(os.environ.get("PYRUN_VM_CACHE", "/var/cache/pyrun-vm"))
-FIXTURE_CACHE = Path("/var/cache/pyrun-test")
-# The third-party archives that tests/fixtures/imports.py turns into images.
-TEST_DATA = Path("/work/shared/testdata")
+# The fixture image cache and the third-party archives that tests/fixtures
+# turns into images, found as tests/fixtures/images.py and imports.py find
+# them. The guest sees both at the same paths as the host, because the
+# fixtures' cache keys include the archives' paths.
+FIXTURE_CACHE = Path(os.environ.get("PYRUN_TEST_CACHE", "/var/cache/pyrun-test"))
+TEST_DATA = Path(os.environ.get("PYRUN_TESTDATA", REPO.parent / "shared" / "testdata"))
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 GUEST_PYTHON = (3, 11)  # Debian bookworm's python3
 
@@ -189,6 +192,8 @@ def write_control(control: Path, command: list[str]) -> list[tuple[str, Path, st
         "export HOME=/root PYTHONDONTWRITEBYTECODE=1 PATH=/opt/pyrun/venv/bin:$PATH\n"
         # The checkout is read-only: no bytecode files, no pytest cache.
         "export PYRUN_VM_GUEST=1 PYTEST_ADDOPTS='-p no:cacheprovider'\n"
+        f"export PYRUN_TEST_CACHE={shlex.quote(str(FIXTURE_CACHE))} "
+        f"PYRUN_TESTDATA={shlex.quote(str(TEST_DATA))}\n"
         f"exec {shlex.join(command)}\n")
     return shares
 
