@@ -424,3 +424,45 @@ def test_attach_again_replaces_stale_record(containers, test_network, tmp_path):
         process.wait()
     assert result.returncode == 0, result.stderr
     assert_nothing_left(test_network)
+
+
+@pytest.fixture
+def side_network(test_network, tmp_path):
+    """A third namespace routed through the test namespace, on 203.0.113.0/24 (TEST-NET-3)."""
+    side = str(tmp_path / "side-netns")
+    open(side, "w").close()
+    subprocess.run(["unshare", f"--net={side}", "true"], check=True)
+    steps = [
+        (test_network.netns, ["ip", "link", "add", "side0", "type", "veth", "peer", "name", "side1"]),
+        (test_network.netns, ["ip", "link", "set", "side1", "netns", side]),
+        (test_network.netns, ["ip", "addr", "add", "203.0.113.1/24", "dev", "side0"]),
+        (test_network.netns, ["ip", "link", "set", "side0", "up"]),
+        (side, ["ip", "addr", "add", "203.0.113.2/24", "dev", "side1"]),
+        (side, ["ip", "link", "set", "side1", "up"]),
+        (side, ["ip", "route", "add", "default", "via", "203.0.113.1"]),
+        (test_network.outside_netns, ["ip", "route", "add", "203.0.113.0/24", "via", test_network.host_address]),
+    ]
+    try:
+        for netns, command in steps:
+            test_network.run(*command, netns=netns, check=True)
+        yield side
+    finally:
+        test_network.run("ip", "route", "del", "203.0.113.0/24", netns=test_network.outside_netns)
+        test_network.run("ip", "link", "del", "side0")
+        subprocess.run(["umount", side], check=False)
+
+
+def test_forwarding_limited_to_bridge(containers, test_network, outside_server, side_network):
+    container = containers(bridge_plan())
+    assert test_network.run("sysctl", "-n", "net.ipv4.ip_forward").stdout.strip() == "1"
+    result = container.run(sys.executable, "-c", PEER_CLIENT, *map(str, outside_server))
+    assert result.returncode == 0, result.stderr
+    # The host forwards for the bridge only, so the side namespace cannot
+    # use it as a router even though forwarding is on.
+    result = test_network.run(sys.executable, "-c", PEER_CLIENT, *map(str, outside_server), netns=side_network)
+    assert result.returncode != 0
+    # Control: without pyrun's forward chain the same connection works.
+    test_network.run("nft", "flush", "chain", "ip", "pyrun", "forward", check=True)
+    result = test_network.run(sys.executable, "-c", PEER_CLIENT, *map(str, outside_server), netns=side_network)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "203.0.113.2"
