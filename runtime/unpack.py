@@ -204,7 +204,7 @@ def _apply(tree: LayerTree, archive: tarfile.TarFile, member: tarfile.TarInfo) -
     elif member.issym():
         tree.add_symlink(path, member.linkname, attributes)
     elif member.type in NODE_KINDS:
-        device = os.makedev(member.devmajor, member.devminor) if member.isdev() and not member.isfifo() else 0
+        device = 0 if member.isfifo() else os.makedev(member.devmajor, member.devminor)
         tree.add_node(path, NODE_KINDS[member.type], device, attributes)
     else:
         raise InvalidEntry(f"unsupported tar entry type {member.type!r}")
