@@ -345,7 +345,7 @@ class LayerTree:
             os.fchown(fd, attributes.uid, attributes.gid)
         os.fchmod(fd, attributes.mode)
         for name, value in attributes.xattrs.items():
-            os.setxattr(fd, name, value)
+            _set_xattr(fd, name, value)
         if attributes.mtime_ns is not None:
             os.utime(fd, ns=_times(attributes))
 
@@ -358,7 +358,7 @@ class LayerTree:
         # setxattr has no *at form. The kernel resolves the parent's
         # /proc/self/fd link, and lsetxattr does not follow the last name.
         for xattr, value in attributes.xattrs.items():
-            os.setxattr(f"/proc/self/fd/{parent_fd}/{name}", xattr, value, follow_symlinks=False)
+            _set_xattr(f"/proc/self/fd/{parent_fd}/{name}", xattr, value)
         if attributes.mtime_ns is not None:
             os.utime(name, ns=_times(attributes), dir_fd=parent_fd, follow_symlinks=False)
 
@@ -398,6 +398,21 @@ class LayerTree:
                 raise
             return self._open_directory(parts)
         return fd
+
+
+def _set_xattr(target: int | str, name: str, value: bytes) -> None:
+    """Set one xattr on a descriptor, or on a path without following it.
+
+    A filesystem that does not support the attribute's namespace (ENOTSUP,
+    such as security.selinux without SELinux) gets a warning and the entry
+    is kept, as containerd does. Other failures, such as EPERM, raise.
+    """
+    try:
+        os.setxattr(target, name, value, follow_symlinks=isinstance(target, int))
+    except OSError as err:
+        if err.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+        log.warning("xattr %s not set: the filesystem does not support it (%s)", name, err.strerror)
 
 
 def _times(attributes: Attributes) -> tuple[int, int]:

@@ -533,3 +533,20 @@ def test_parent_whited_out_below_defaults(tmp_path):
     middle = unpack(tmp_path, [entry(".wh.srv")], name="middle")
     dest = unpack(tmp_path, [entry("srv/new", data=b"n")], lowers=[bottom, middle], name="top")
     assert stat.S_IMODE((dest / "srv").stat().st_mode) == 0o755
+
+
+def test_unsupported_xattr_warns_and_keeps_file(tmp_path, caplog):
+    pax = {"SCHILY.xattr.pyrunbogus.name": "value"}
+    with caplog.at_level("WARNING"):
+        dest = unpack(tmp_path, [entry("f", data=b"x", pax=pax), symlink("link", "f", pax=pax)])
+    assert tree(dest) == {"f": "file 0o644 b'x'", "link": "symlink -> f"}
+    assert sum("pyrunbogus.name" in record.getMessage() for record in caplog.records) == 2
+
+
+def test_non_utf8_names_kept_as_bytes(tmp_path):
+    name = b"caf\xe9".decode("utf-8", "surrogateescape")
+    blob = write_blob(tmp_path, tar_bytes([entry(name, data=b"latin-1")], tarfile.GNU_FORMAT))
+    dest = tmp_path / "layer"
+    dest.mkdir()
+    unpack_layer(blob, dest, digest=DIGEST)
+    assert os.listdir(os.fsencode(dest)) == [b"caf\xe9"]
