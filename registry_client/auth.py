@@ -195,6 +195,8 @@ class Authenticator:
         if credentials is not None and credentials.identity_token:
             # An identity token is an OAuth2 refresh token: it is exchanged
             # with a POST instead of being sent as a password.
+            # NOTE: no test covers this path: the test token issuer has no
+            # OAuth2 endpoint.
             log.debug("requesting a token for %s from %s with an identity token", scope, realm)
             form = dict(query, grant_type="refresh_token", client_id="pyrun",
                         refresh_token=credentials.identity_token)

@@ -71,7 +71,7 @@ class ImageStore:
                                 hint=f"pull it first with 'pyrun pull {name}'")
         return image
 
-    def list_images(self, *, all_images: bool = True) -> list[Image]:
+    def list_images(self) -> list[Image]:
         """Return every image in the store, newest pull first."""
         data = self.index.read()
         images = [self._load(data, image_id, image_id) for image_id in data["images"]]

@@ -29,7 +29,7 @@ def pull(env, *args):
 
 
 def assert_image_complete(store_root, reference, fixture):
-    """The store holds the image: ID from the config, every layer unpacked."""
+    """Check that the store contains the image: ID from the config, every layer unpacked."""
     image = ImageStore(store_root).lookup(reference)
     assert image is not None, f"{reference} not in the store"
     assert image.id == fixture.config.digest
@@ -94,7 +94,7 @@ def test_second_pull_is_up_to_date_after_one_request(make_pyrun_env, fault_proxy
     result = pull(env, "busybox")
     assert result.returncode == 0, result.stderr
     assert "Status: Image is up to date for busybox:latest" in result.stdout
-    # Docker Hub's endpoint gets a HEAD for the rate limit and the digest; nothing else.
+    # Docker Hub's endpoint gets one HEAD, for the rate limit and the digest, and nothing else.
     assert len(proxy.requests) == 1
     assert proxy.requests[0].method == "HEAD"
     assert "/manifests/latest" in proxy.requests[0].path

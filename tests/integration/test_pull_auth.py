@@ -1,4 +1,4 @@
-"""Pulling from a registry that wants Bearer tokens, as Docker Hub does."""
+"""Pulling from a registry that requires Bearer tokens, as Docker Hub does."""
 
 from __future__ import annotations
 
