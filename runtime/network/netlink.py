@@ -22,9 +22,6 @@ from runtime import syscalls
 
 MANPAGE = "rtnetlink(7)"
 
-# pyroute2 logs every netlink message it parses at DEBUG, which would drown
-# pyrun's own debug lines, so its logger starts at INFO.
-logging.getLogger("pyroute2").setLevel(logging.INFO)
 
 
 def request(message: str, action: Callable[[], Any], **args: Any) -> Any:
@@ -45,12 +42,21 @@ def request(message: str, action: Callable[[], Any], **args: Any) -> Any:
     return syscalls.record(f"netlink {message}", MANPAGE, perform, **args)
 
 
+def iproute_class() -> Any:
+    """Import pyroute2 and return its IPRoute class."""
+    from pyroute2 import IPRoute
+
+    # pyroute2 logs every netlink message it parses at DEBUG, which would
+    # drown pyrun's own debug lines. Its import sets its logger's level to 0,
+    # so the level is raised after the import.
+    logging.getLogger("pyroute2").setLevel(logging.INFO)
+    return IPRoute
+
+
 @contextmanager
 def open_host() -> Iterator[Any]:
     """Open an rtnetlink socket in the caller's network namespace."""
-    from pyroute2 import IPRoute
-
-    iproute = IPRoute()
+    iproute = iproute_class()()
     try:
         yield iproute
     finally:
@@ -60,8 +66,7 @@ def open_host() -> Iterator[Any]:
 @contextmanager
 def open_in_netns(netns_path: str) -> Iterator[Any]:
     """Open an rtnetlink socket inside the network namespace at `netns_path`."""
-    from pyroute2 import IPRoute
-
+    IPRoute = iproute_class()
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     target = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
