@@ -108,6 +108,7 @@ def create(
             user_mounts=list(user_mounts),
             resources=resources,
             cgroups_path=cgroup_path(container_id, cgroup_parent),
+            devices=rootfs.host_devices() if options.privileged else [],
         )
         _apply_network_mode(root, spec, network_plan)
         with open(os.path.join(directory, "config.json"), "w", encoding="utf-8") as file:

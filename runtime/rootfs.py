@@ -182,16 +182,64 @@ def mount_entry(root_fd: int, entry: dict[str, Any]) -> None:
         os.close(mounted_fd)
 
 
-def create_devices(rootfs: str) -> None:
-    """Create the default device nodes and the /dev symlinks in the fresh /dev tmpfs."""
+def create_devices(rootfs: str, devices: list[dict[str, Any]] = ()) -> None:
+    """Create the default device nodes, the spec's "linux.devices" and the /dev symlinks.
+
+    The targets lie in the /dev tmpfs mounted just before, which the image
+    cannot have filled with symlinks.
+    """
     dev = os.path.join(rootfs, "dev")
     for name, major, minor in DEFAULT_DEVICES:
         path = os.path.join(dev, name)
         syscalls.mknod(path, stat.S_IFCHR | 0o666, os.makedev(major, minor))
         # mknod(2) applies the umask; the nodes must be usable by every user.
         os.chmod(path, 0o666)
+    defaults = {f"/dev/{name}" for name, _, _ in DEFAULT_DEVICES}
+    for device in devices:
+        if device["path"] in defaults or not device["path"].startswith("/dev/"):
+            continue
+        path = os.path.join(rootfs, device["path"].lstrip("/"))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        kind = stat.S_IFBLK if device["type"] == "b" else stat.S_IFCHR
+        mode = device.get("fileMode", 0o666) & 0o7777
+        syscalls.mknod(path, kind | mode, os.makedev(device["major"], device["minor"]))
+        os.chmod(path, mode)
+        os.chown(path, device.get("uid", 0), device.get("gid", 0))
     for target, name in DEV_SYMLINKS:
         syscalls.symlink(target, os.path.join(dev, name))
+
+
+# Entries of the host's /dev that --privileged does not copy: other mounts,
+# and nodes the container gets its own of.
+HOST_DEV_SKIPPED = {"pts", "shm", "mqueue", "fd", "console", "ptmx", "core"}
+
+
+def host_devices() -> list[dict[str, Any]]:
+    """List the host's device nodes as OCI "linux.devices" entries, for --privileged."""
+    devices = []
+    for directory, subdirectories, files in os.walk("/dev"):
+        if directory == "/dev":
+            subdirectories[:] = [name for name in subdirectories if name not in HOST_DEV_SKIPPED]
+        for name in files:
+            path = os.path.join(directory, name)
+            if directory == "/dev" and name in HOST_DEV_SKIPPED:
+                continue
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue
+            if not (stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)):
+                continue
+            devices.append({
+                "path": path,
+                "type": "b" if stat.S_ISBLK(info.st_mode) else "c",
+                "major": os.major(info.st_rdev),
+                "minor": os.minor(info.st_rdev),
+                "fileMode": stat.S_IMODE(info.st_mode),
+                "uid": info.st_uid,
+                "gid": info.st_gid,
+            })
+    return devices
 
 
 def bind_console(rootfs: str, console_fd: int) -> None:
@@ -255,7 +303,7 @@ def mount_filesystems(spec: dict[str, Any], bundle: str) -> str:
         os.close(open_in_root(root_fd, spec["process"].get("cwd") or "/"))
     finally:
         os.close(root_fd)
-    create_devices(rootfs)
+    create_devices(rootfs, spec.get("linux", {}).get("devices", []))
     return rootfs
 
 

@@ -238,11 +238,13 @@ def build_spec(
     user_mounts: list[dict[str, Any]],
     resources: dict[str, Any] | None = None,
     cgroups_path: str = "",
+    devices: list[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """Return the config.json dict for one container.
 
     `image` is the image config's "config" object, `user` the resolved
     identity and `user_mounts` the parsed -v, --mount and --tmpfs entries.
+    `devices` are extra device nodes (the host's, for --privileged).
     """
     capabilities = compute_capabilities(options.cap_add, options.cap_drop, options.privileged)
     process = {
@@ -265,6 +267,7 @@ def build_spec(
         "maskedPaths": [] if options.privileged else list(MASKED_PATHS),
         "readonlyPaths": [] if options.privileged else list(READONLY_PATHS),
         "resources": resources or {},
+        "devices": list(devices),
     }
     if cgroups_path:
         linux["cgroupsPath"] = cgroups_path

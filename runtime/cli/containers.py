@@ -116,8 +116,11 @@ def find_or_pull_image(args: argparse.Namespace):
     if image is None:
         from registry_client.reference import parse_reference
 
-        print(f"Unable to find image '{parse_reference(args.image).familiar()}' locally", file=sys.stderr)
-        image = store.pull(args.image, platform=args.platform)
+        familiar = parse_reference(args.image).familiar()
+        print(f"Unable to find image '{familiar}' locally", file=sys.stderr)
+        # The name carries its tag, so the pull does not print "Using default
+        # tag", which `docker run` does not print either.
+        image = store.pull(familiar, platform=args.platform)
     return image
 
 

@@ -25,6 +25,7 @@ def test_missing_image_is_pulled_first(registry, tmp_path, store_root):
     result = run_pyrun("run", "--rm", "--network", "none", "busybox", "echo", "hi", root=store_root, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stderr.startswith("Unable to find image 'busybox:latest' locally\n")
+    assert "Using default tag" not in result.stderr
     assert result.stdout == "hi\n"
 
 

@@ -148,3 +148,10 @@ def test_writes_stay_in_container(run_env):
     pyrun_run(run_env, "busybox", "sh", "-c", "echo changed > /etc/motd-test")
     result = pyrun_run(run_env, "busybox", "cat", "/etc/motd-test")
     assert result.returncode != 0
+
+
+def test_privileged_gets_host_devices(run_env):
+    assert os.path.exists("/dev/kmsg"), "the host has no /dev/kmsg to compare with"
+    script = "test -c /dev/kmsg && echo has-kmsg || echo no-kmsg"
+    assert pyrun_run(run_env, "--privileged", "busybox", "sh", "-c", script).stdout == "has-kmsg\n"
+    assert pyrun_run(run_env, "busybox", "sh", "-c", script).stdout == "no-kmsg\n"

@@ -188,3 +188,11 @@ def test_read_only_root():
 def test_user_ids_in_spec():
     config = build(user=User(1000, 1000, [28, 29], "tester", "/home/tester"))
     assert config["process"]["user"] == {"uid": 1000, "gid": 1000, "additionalGids": [28, 29]}
+
+
+def test_devices_listed_in_spec():
+    device = {"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 0o644, "uid": 0, "gid": 0}
+    config = build_spec({"Cmd": ["sh"]}, RunOptions(privileged=True), User(), bundle="/b", hostname="h",
+                        user_mounts=[], devices=[device])
+    assert config["linux"]["devices"] == [device]
+    assert build()["linux"]["devices"] == []
