@@ -33,10 +33,10 @@ import errno
 import logging
 import os
 import stat
-from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, TypeVar
 
 from runtime import syscalls
+from runtime.layers.files import Attributes, apply_to_fd, apply_to_name, copy_data, remove_tree
 from runtime.layers.lowers import LowerEntry, LowerLayers, copyable_xattrs
 from runtime.layers.whiteouts import (
     OVERLAY_OPAQUE_XATTR,
@@ -51,33 +51,9 @@ T = TypeVar("T")
 DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 RESOLVE_FLAGS = syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS
 NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-COPY_SIZE = 1 << 20
 # Parent directory descriptors kept open. Image builders write entries
 # grouped by directory, so a few dozen cover the directories in use.
 PARENT_CACHE_SIZE = 32
-
-
-@dataclass
-class Attributes:
-    """File metadata from a tar header or a lower layer: mode, owner, times, xattrs."""
-
-    mode: int
-    uid: int
-    gid: int
-    mtime_ns: int | None = None
-    atime_ns: int | None = None
-    xattrs: dict[str, bytes] = field(default_factory=dict)
-
-    @classmethod
-    def from_stat(cls, st: os.stat_result, xattrs: dict[str, bytes]) -> "Attributes":
-        return cls(
-            mode=stat.S_IMODE(st.st_mode),
-            uid=st.st_uid,
-            gid=st.st_gid,
-            mtime_ns=st.st_mtime_ns,
-            atime_ns=st.st_atime_ns,
-            xattrs=xattrs,
-        )
 
 
 class LayerTree:
@@ -203,7 +179,7 @@ class LayerTree:
     def remove(self, parent_fd: int, path: EntryPath, st: os.stat_result) -> None:
         """Remove what is at `path` so that a later entry can take its place."""
         if stat.S_ISDIR(st.st_mode):
-            _remove_tree(parent_fd, path.name)
+            remove_tree(parent_fd, path.name)
         else:
             os.unlink(path.name, dir_fd=parent_fd)
 
@@ -249,21 +225,21 @@ class LayerTree:
         parent_fd = self.directory(path.parent)
         fd = self._replacing(parent_fd, path, lambda: os.open(path.name, NEW_FILE_FLAGS, 0o600, dir_fd=parent_fd))
         try:
-            _copy_data(data, fd, sparse=sparse)
-            self._apply_to_fd(fd, attributes)
+            copy_data(data, fd, sparse=sparse)
+            apply_to_fd(fd, attributes, same_owner=self.same_owner)
         finally:
             os.close(fd)
 
     def add_symlink(self, path: EntryPath, target: str, attributes: Attributes) -> None:
         parent_fd = self.directory(path.parent)
         self._replacing(parent_fd, path, lambda: os.symlink(target, path.name, dir_fd=parent_fd))
-        self._apply_to_name(parent_fd, path.name, attributes, symlink=True)
+        apply_to_name(parent_fd, path.name, attributes, same_owner=self.same_owner, symlink=True)
 
     def add_node(self, path: EntryPath, kind: int, device: int, attributes: Attributes) -> None:
         """Create a device node or FIFO; `kind` is S_IFCHR, S_IFBLK or S_IFIFO."""
         parent_fd = self.directory(path.parent)
         self._replacing(parent_fd, path, lambda: os.mknod(path.name, kind | 0o600, device, dir_fd=parent_fd))
-        self._apply_to_name(parent_fd, path.name, attributes, symlink=False)
+        apply_to_name(parent_fd, path.name, attributes, same_owner=self.same_owner, symlink=False)
 
     def add_hardlink(self, path: EntryPath, target: EntryPath) -> None:
         """Link `path` to `target`, copying the target up from below if needed.
@@ -301,7 +277,7 @@ class LayerTree:
         attributes = Attributes.from_stat(lower.stat, copyable_xattrs(lower.path))
         if stat.S_ISLNK(lower.stat.st_mode):
             os.symlink(os.readlink(lower.path), target.name, dir_fd=target_fd)
-            self._apply_to_name(target_fd, target.name, attributes, symlink=True)
+            apply_to_name(target_fd, target.name, attributes, same_owner=self.same_owner, symlink=True)
             return
         if not stat.S_ISREG(lower.stat.st_mode):
             raise InvalidEntry(f"hard link target {str(target)!r} in a lower layer is not a regular file")
@@ -312,8 +288,8 @@ class LayerTree:
             fd = os.open(target.name, NEW_FILE_FLAGS, 0o600, dir_fd=target_fd)
             try:
                 with open(source, "rb", closefd=False) as reader:
-                    _copy_data(reader, fd)
-                self._apply_to_fd(fd, attributes)
+                    copy_data(reader, fd)
+                apply_to_fd(fd, attributes, same_owner=self.same_owner)
             finally:
                 os.close(fd)
         finally:
@@ -336,32 +312,6 @@ class LayerTree:
         """Mark a directory so that overlayfs shows nothing of the layers below it."""
         os.setxattr(directory_fd, OVERLAY_OPAQUE_XATTR, b"y")
 
-    # -- Attributes -----------------------------------------------------------
-
-    def _apply_to_fd(self, fd: int, attributes: Attributes) -> None:
-        # chown clears the setuid and setgid bits and security.capability,
-        # so the mode and the xattrs come after it.
-        if self.same_owner:
-            os.fchown(fd, attributes.uid, attributes.gid)
-        os.fchmod(fd, attributes.mode)
-        for name, value in attributes.xattrs.items():
-            _set_xattr(fd, name, value)
-        if attributes.mtime_ns is not None:
-            os.utime(fd, ns=_times(attributes))
-
-    def _apply_to_name(self, parent_fd: int, name: str, attributes: Attributes, *, symlink: bool) -> None:
-        if self.same_owner:
-            os.chown(name, attributes.uid, attributes.gid, dir_fd=parent_fd, follow_symlinks=False)
-        if not symlink:
-            # Linux ignores a symlink's mode and has no call to change it.
-            os.chmod(name, attributes.mode, dir_fd=parent_fd, follow_symlinks=False)
-        # setxattr has no *at form. The kernel resolves the parent's
-        # /proc/self/fd link, and lsetxattr does not follow the last name.
-        for xattr, value in attributes.xattrs.items():
-            _set_xattr(f"/proc/self/fd/{parent_fd}/{name}", xattr, value)
-        if attributes.mtime_ns is not None:
-            os.utime(name, ns=_times(attributes), dir_fd=parent_fd, follow_symlinks=False)
-
     def finish(self) -> None:
         """Apply directory attributes, deepest directories first."""
         for parts in sorted(self._directories, key=len, reverse=True):
@@ -371,7 +321,7 @@ class LayerTree:
                 log.debug("directory %s was replaced later in the layer", "/".join(parts))
                 continue
             try:
-                self._apply_to_fd(fd, self._directories[parts])
+                apply_to_fd(fd, self._directories[parts], same_owner=self.same_owner)
             finally:
                 os.close(fd)
         self._directories.clear()
@@ -400,55 +350,3 @@ class LayerTree:
         return fd
 
 
-def _set_xattr(target: int | str, name: str, value: bytes) -> None:
-    """Set one xattr on a descriptor, or on a path without following it.
-
-    A filesystem that does not support the attribute's namespace (ENOTSUP,
-    such as security.selinux without SELinux) gets a warning and the entry
-    is kept, as containerd does. Other failures, such as EPERM, raise.
-    """
-    try:
-        os.setxattr(target, name, value, follow_symlinks=isinstance(target, int))
-    except OSError as err:
-        if err.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
-            raise
-        log.warning("xattr %s not set: the filesystem does not support it (%s)", name, err.strerror)
-
-
-def _times(attributes: Attributes) -> tuple[int, int]:
-    mtime = attributes.mtime_ns or 0
-    atime = attributes.atime_ns if attributes.atime_ns is not None else mtime
-    return atime, mtime
-
-
-def _copy_data(source: BinaryIO, fd: int, *, sparse: bool = False) -> None:
-    """Copy `source` into `fd`. For a sparse entry, zero blocks become holes."""
-    written = 0
-    while True:
-        chunk = source.read(COPY_SIZE)
-        if not chunk:
-            break
-        if sparse and chunk.count(0) == len(chunk):
-            os.lseek(fd, len(chunk), os.SEEK_CUR)
-        else:
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view):]
-        written += len(chunk)
-    if sparse:
-        # A hole at the end leaves the size short until the file is extended.
-        os.ftruncate(fd, written)
-
-
-def _remove_tree(parent_fd: int, name: str) -> None:
-    """Remove the directory `name` under `parent_fd` without following symlinks."""
-    for root, dirs, files, root_fd in os.fwalk(name, topdown=False, follow_symlinks=False, dir_fd=parent_fd):
-        for entry in files:
-            os.unlink(entry, dir_fd=root_fd)
-        for entry in dirs:
-            st = os.stat(entry, dir_fd=root_fd, follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                os.rmdir(entry, dir_fd=root_fd)
-            else:
-                os.unlink(entry, dir_fd=root_fd)
-    os.rmdir(name, dir_fd=parent_fd)
