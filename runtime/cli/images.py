@@ -28,6 +28,7 @@ def register(subparsers) -> None:
     add_logout(subparsers)
 
     image = subparsers.add_parser("image", help="manage images")
+    image.set_defaults(handler=lambda args: print_usage(image))
     verbs = image.add_subparsers(dest="image_command", metavar="COMMAND")
     add_pull(verbs, "pull")
     add_images(verbs, "ls", aliases=["list"])
@@ -35,6 +36,12 @@ def register(subparsers) -> None:
     add_tag(verbs, "tag")
     add_inspect(verbs)
     add_prune(verbs)
+
+
+def print_usage(parser: argparse.ArgumentParser) -> int:
+    """Print the help of a command that was given no sub-command; exit status 2."""
+    parser.print_help(sys.stderr)
+    return 2
 
 
 # -- pull -----------------------------------------------------------------------
