@@ -146,6 +146,9 @@ def fd_path(fd: int) -> str:
 def mount_entry(root_fd: int, entry: dict[str, Any]) -> None:
     """Mount one OCI "mounts" entry inside the root."""
     kind = entry.get("type") or "none"
+    if kind == "cgroup":
+        mount_cgroup_filesystem(root_fd, entry)
+        return
     options = entry.get("options") or []
     flags, propagation, data = parse_options(options)
     is_bind = kind == "bind" or flags & syscalls.MS_BIND
@@ -180,6 +183,43 @@ def mount_entry(root_fd: int, entry: dict[str, Any]) -> None:
             syscalls.mount(None, fd_path(mounted_fd), None, propagation)
     finally:
         os.close(mounted_fd)
+
+
+def mount_cgroup_filesystem(root_fd: int, entry: dict[str, Any]) -> None:
+    """Mount the container's view of the cgroup hierarchies, as runc does for type "cgroup".
+
+    In its cgroup namespace the container sees its own cgroup as the root.
+    On cgroup v2 that is one cgroup2 mount. On v1 and hybrid hosts it is a
+    tmpfs with one cgroup mount per hierarchy (controllers mounted together
+    on the host, such as cpu,cpuacct, must be mounted together here too),
+    plus cgroup2 at "unified" on a hybrid host.
+    """
+    from runtime.cgroups import detect_layout
+
+    flags, _, _ = parse_options(entry.get("options") or [])
+    layout = detect_layout()
+    if layout.kind == "v2":
+        mount_entry(root_fd, {**entry, "type": "cgroup2", "source": "cgroup2"})
+        return
+
+    destination = entry["destination"].rstrip("/")
+    mount_entry(root_fd, {"destination": destination, "type": "tmpfs", "source": "tmpfs",
+                          "options": ["nosuid", "nodev", "noexec", "mode=755"]})
+    hierarchies: dict[str, list[str]] = {}
+    for controller, mount_point in sorted(layout.v1_mounts.items()):
+        hierarchies.setdefault(mount_point, []).append(controller)
+    for mount_point, controllers in hierarchies.items():
+        target_fd = open_in_root(root_fd, f"{destination}/{os.path.basename(mount_point)}")
+        try:
+            syscalls.mount("cgroup", fd_path(target_fd), "cgroup", flags, ",".join(controllers))
+        finally:
+            os.close(target_fd)
+    if layout.unified:
+        target_fd = open_in_root(root_fd, f"{destination}/unified")
+        try:
+            syscalls.mount("cgroup2", fd_path(target_fd), "cgroup2", flags, None)
+        finally:
+            os.close(target_fd)
 
 
 def create_devices(rootfs: str, devices: list[dict[str, Any]] = ()) -> None:

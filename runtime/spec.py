@@ -183,7 +183,7 @@ def no_new_privileges(security_opts: list[str]) -> bool:
 
 
 def default_mounts(privileged: bool) -> list[dict[str, Any]]:
-    """Docker's standard mounts: /proc, /dev, /dev/pts, /dev/shm, /dev/mqueue, /sys."""
+    """Docker's standard mounts: /proc, /dev, /dev/pts, /sys, /sys/fs/cgroup, /dev/mqueue, /dev/shm."""
     sys_options = ["nosuid", "noexec", "nodev", "rw" if privileged else "ro"]
     return [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
@@ -200,6 +200,12 @@ def default_mounts(privileged: bool) -> list[dict[str, Any]]:
             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
         },
         {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": sys_options},
+        {
+            "destination": "/sys/fs/cgroup",
+            "type": "cgroup",
+            "source": "cgroup",
+            "options": ["ro" if not privileged else "rw", "nosuid", "noexec", "nodev"],
+        },
         {
             "destination": "/dev/mqueue",
             "type": "mqueue",

@@ -155,3 +155,13 @@ def test_privileged_gets_host_devices(run_env):
     script = "test -c /dev/kmsg && echo has-kmsg || echo no-kmsg"
     assert pyrun_run(run_env, "--privileged", "busybox", "sh", "-c", script).stdout == "has-kmsg\n"
     assert pyrun_run(run_env, "busybox", "sh", "-c", script).stdout == "no-kmsg\n"
+
+
+def test_cgroup_filesystem_shows_own_limits(run_env):
+    script = ("cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes; "
+              "grep ' /sys/fs/cgroup' /proc/mounts | grep -c ' ro,'")
+    result = pyrun_run(run_env, "--memory", "64m", "busybox", "sh", "-c", script)
+    assert result.returncode == 0, result.stderr
+    limit, read_only_mounts = result.stdout.split()
+    assert limit == str(64 * 1024 * 1024)
+    assert int(read_only_mounts) >= 1

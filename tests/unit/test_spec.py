@@ -159,9 +159,9 @@ def test_privileged_has_no_masks_and_rw_sys():
 
 def test_spec_mounts_order_and_etc_binds():
     destinations = [m["destination"] for m in build()["mounts"]]
-    assert destinations[:6] == ["/proc", "/dev", "/dev/pts", "/sys", "/dev/mqueue", "/dev/shm"]
-    assert destinations[6:] == ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"]
-    hosts = build()["mounts"][7]
+    assert destinations[:7] == ["/proc", "/dev", "/dev/pts", "/sys", "/sys/fs/cgroup", "/dev/mqueue", "/dev/shm"]
+    assert destinations[7:] == ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"]
+    hosts = build()["mounts"][8]
     assert hosts["source"] == "/store/containers/abc/hosts"
     assert hosts["type"] == "bind"
 
