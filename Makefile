@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 # Debian packages the tests need: the registry, the image builders, the
 # tools the integration tests compare against, and python-prctl's headers.
-TEST_PACKAGES := docker-registry busybox-static debootstrap umoci runc \
+TEST_PACKAGES := docker-registry busybox-static debootstrap umoci skopeo runc \
 	nftables iproute2 libcap-dev python3-venv python3-dev gcc openssl curl \
 	util-linux
 BENCH_PACKAGES := podman skopeo crun hyperfine
