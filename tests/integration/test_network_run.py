@@ -161,3 +161,24 @@ def test_run_publish_all_exposed(test_network, env):
     finally:
         stop_pyrun(process)
     assert_nothing_left(test_network)
+
+
+def test_run_container_to_container(test_network, env):
+    process = start_pyrun(test_network, env, "run", "--rm", "--init", "--name", "web", "--ip", "172.17.0.88",
+                          "-p", "18093:80", "busybox", *HTTPD)
+    try:
+        assert wait_for_http(test_network, "http://127.0.0.1:18093/passwd") == "200"
+        direct = pyrun(test_network, env, "run", "--rm", "busybox", "wget", "-qO-", "http://172.17.0.88/passwd")
+        assert direct.returncode == 0, direct.stderr
+        assert "root:x:0:0" in direct.stdout
+        hairpin = pyrun(test_network, env, "run", "--rm", "busybox", "wget", "-qO-",
+                        f"http://{test_network.host_address}:18093/passwd")
+        assert hairpin.returncode == 0, hairpin.stderr
+        assert "root:x:0:0" in hairpin.stdout
+        joined = pyrun(test_network, env, "run", "--rm", "--network", "container:web", "busybox",
+                       "wget", "-qO-", "http://127.0.0.1/passwd")
+        assert joined.returncode == 0, joined.stderr
+        assert "root:x:0:0" in joined.stdout
+    finally:
+        stop_pyrun(process)
+    assert_nothing_left(test_network)
