@@ -188,7 +188,8 @@ class Authenticator:
         realm = params.pop("realm", "")
         if not realm:
             raise AuthError("the registry's Bearer challenge has no realm")
-        query = {"scope": scope}
+        # A login check asks for a token without a scope.
+        query = {"scope": scope} if scope else {}
         if params.get("service"):
             query["service"] = params["service"]
         credentials = self.credentials

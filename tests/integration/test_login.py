@@ -35,10 +35,14 @@ def login(env, password=PASSWORD, *extra):
                      input=password + "\n")
 
 
-def test_login_writes_docker_config(login_env):
+def test_login_writes_docker_config(login_env, token_registry):
     result = login(login_env)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "Login Succeeded\n"
+    # Like docker login: one token request with the credentials and no scope.
+    [request] = token_registry.issuer.requests
+    assert request.scopes == []
+    assert request.basic_user == USER
     auth = docker_config(login_env)["auths"]["https://index.docker.io/v1/"]["auth"]
     assert base64.b64decode(auth).decode() == f"{USER}:{PASSWORD}"
     path = Path(login_env["DOCKER_CONFIG"]) / "config.json"
