@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -466,3 +467,19 @@ def test_forwarding_limited_to_bridge(containers, test_network, outside_server, 
     result = test_network.run(sys.executable, "-c", PEER_CLIENT, *map(str, outside_server), netns=side_network)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "203.0.113.2"
+
+
+def test_iptables_forward_drop_gets_accept_rules(containers, test_network):
+    if shutil.which("iptables") is None or "nf_tables" not in test_network.run("iptables", "-V").stdout:
+        pytest.skip("needs iptables-nft: pyrun reads and changes iptables rules through nftables")
+    test_network.run("iptables", "-P", "FORWARD", "DROP", check=True)
+    try:
+        container = containers(bridge_plan())
+        rules = test_network.run("iptables", "-S", "FORWARD", check=True).stdout
+        assert '-A FORWARD -i pyrun0 -m comment --comment "pyrun: accept traffic of bridge pyrun0" -j ACCEPT' in rules
+        assert '-A FORWARD -o pyrun0 -m comment --comment "pyrun: accept traffic of bridge pyrun0" -j ACCEPT' in rules
+        container.detach()
+        rules = test_network.run("iptables", "-S", "FORWARD", check=True).stdout
+        assert rules.strip() == "-P FORWARD DROP"
+    finally:
+        test_network.run("nft", "delete", "table", "ip", "filter")
