@@ -22,6 +22,7 @@ DEFAULT_ROOT = "/var/lib/pyrun"
 COMMAND_MODULES = [
     "runtime.cli.images",
     "runtime.cli.containers",
+    "runtime.cli.lifecycle",
     "runtime.cli.resources",
     "runtime.cli.networks",
     "runtime.cli.teach",

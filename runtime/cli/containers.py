@@ -1,8 +1,10 @@
 """Container commands: `run`.
 
-`pyrun run IMAGE [COMMAND...]` behaves like `docker run` in the foreground:
-the image is looked up locally and pulled when missing, a container is
-created from it, and pyrun waits for it and exits with its exit code.
+`pyrun run IMAGE [COMMAND...]` behaves like `docker run`: the image is looked
+up locally and pulled when missing, and a container is created from it. In
+the foreground pyrun waits for it and exits with its exit code; with `-d`
+a monitor process takes the container over (runtime.lifecycle), and pyrun
+prints the container's ID and returns.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ def register(subparsers) -> None:
     add_container_flags(parser)
     parser.add_argument("--rm", action="store_true", help="remove the container when it exits")
     parser.add_argument(
-        "-d", "--detach", action="store_true", help="not supported yet: pyrun run stays in the foreground"
+        "-d", "--detach", action="store_true", help="run the container in the background and print its ID"
     )
     parser.add_argument("image", metavar="IMAGE")
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND", help="command and arguments")
@@ -68,11 +70,30 @@ def add_container_flags(parser: argparse.ArgumentParser) -> None:
     security.add_argument("--security-opt", action="append", default=[], metavar="OPTION",
                           help="only no-new-privileges is supported")
 
+    log_group = parser.add_argument_group("logging")
+    log_group.add_argument("--log-driver", default="json-file", choices=["json-file"],
+                         help="where a detached container's output goes (only json-file)")
+    log_group.add_argument("--log-opt", action="append", default=[], metavar="KEY=VALUE",
+                         help="json-file option: max-size (e.g. 10m) or max-file (files kept)")
+
     from runtime.cgroups import add_resource_flags
     from runtime.network import add_network_flags
 
     add_network_flags(parser)
     add_resource_flags(parser)
+    for flag in UNSUPPORTED_FLAGS:
+        parser.add_argument(flag, action=RejectFlag, nargs="?", help=argparse.SUPPRESS)
+
+
+# Docker flags that pyrun does not implement: named in an error, never ignored.
+UNSUPPORTED_FLAGS = ["--restart", "--health-cmd", "--log-driver-opt", "--detach-keys", "--sig-proxy"]
+
+
+class RejectFlag(argparse.Action):
+    """Reject a Docker flag that pyrun does not support, naming it."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} is not supported by pyrun")
 
 
 def run_options(args: argparse.Namespace):
@@ -127,12 +148,11 @@ def find_or_pull_image(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from runtime import container
     from runtime.cgroups import resources_from_args
-    from runtime.errors import PyrunError, UsageError
+    from runtime.errors import PyrunError
     from runtime.network import plan_from_args
 
-    if args.detach:
-        raise UsageError("pyrun run -d is not supported yet", hint="run the container in the foreground")
     options = run_options(args)
+    log_config = log_options(args)
     mounts = user_mounts(args)
     resources = resources_from_args(args)
     image = find_or_pull_image(args)
@@ -149,6 +169,8 @@ def run(args: argparse.Namespace) -> int:
         cgroup_parent=args.cgroup_parent,
         ephemeral=args.rm,
     )
+    if args.detach:
+        return start_detached(args, created, image, log_config)
     exit_code = None
     try:
         exit_code = container.run(created, interactive=args.interactive, use_init=args.init)
@@ -158,3 +180,42 @@ def run(args: argparse.Namespace) -> int:
     finally:
         container.cleanup(created, exit_code, remove=args.rm)
     return exit_code
+
+
+def log_options(args: argparse.Namespace) -> dict:
+    from runtime.errors import UsageError
+    from runtime.logs import LogOptionError, parse_log_options
+
+    try:
+        return parse_log_options(args.log_opt)
+    except LogOptionError as err:
+        raise UsageError(str(err)) from None
+
+
+def describe_created(args: argparse.Namespace, created, image, log_config: dict) -> None:
+    """Add what the monitor and the lifecycle commands need to the new container's record."""
+    from runtime import state
+
+    image_config = image.config.get("config") or {}
+    state.update_record(
+        args.root,
+        created.id,
+        auto_remove=bool(getattr(args, "rm", False)),
+        init=bool(args.init),
+        tty=bool(args.tty),
+        stop_signal=image_config.get("StopSignal") or "SIGTERM",
+        log_config=log_config,
+        path=created.spec["process"]["args"][0],
+        args=created.spec["process"]["args"][1:],
+        image_name=args.image,
+    )
+
+
+def start_detached(args: argparse.Namespace, created, image, log_config: dict) -> int:
+    """Hand the created container to a monitor, print its ID and return."""
+    from runtime import lifecycle
+
+    describe_created(args, created, image, log_config)
+    lifecycle.start(args.root, created.id)
+    print(created.id)
+    return 0

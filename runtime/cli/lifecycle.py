@@ -1,0 +1,686 @@
+"""Lifecycle commands: create, start, ps, stop, kill, restart, rm, wait, attach,
+inspect, rename, logs, exec and `container prune`, with Docker's flags and output.
+
+Each command is also spelled `pyrun container <verb>` (`container ls` is
+`ps`). The work happens in runtime.lifecycle; this module parses, formats
+and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+
+# Docker's `ps` columns and the --format field behind each.
+PS_COLUMNS = [
+    ("CONTAINER ID", "ID"),
+    ("IMAGE", "Image"),
+    ("COMMAND", "Command"),
+    ("CREATED", "RunningFor"),
+    ("STATUS", "Status"),
+    ("PORTS", "Ports"),
+    ("NAMES", "Names"),
+]
+PS_FILTERS = ("id", "name", "status", "ancestor", "exited")
+DOCKER_STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+SHORT_ID = 12
+COMMAND_WIDTH = 20
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    container = subparsers.add_parser("container", help="manage containers (pyrun container VERB)")
+    verbs = container.add_subparsers(dest="container_command", metavar="VERB")
+    container.set_defaults(handler=lambda args: container.print_help() or 2)
+
+    for group in (subparsers, verbs):
+        add_create(group)
+        add_start(group)
+        add_ps(group, "ps")
+        add_stop(group)
+        add_kill(group)
+        add_restart(group)
+        add_rm(group)
+        add_wait(group)
+        add_attach(group)
+        add_inspect(group)
+        add_rename(group)
+        add_logs(group)
+        add_exec(group)
+    add_ps(verbs, "ls")
+    prune = verbs.add_parser("prune", help="remove all stopped containers")
+    prune.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+    prune.set_defaults(handler=prune_command)
+
+    from runtime.cli import containers
+
+    containers.register(verbs)
+
+
+def add_containers_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("containers", nargs="+", metavar="CONTAINER", help="container name, ID or unique ID prefix")
+
+
+def add_create(subparsers) -> None:
+    from runtime.cli.containers import add_container_flags
+
+    parser = subparsers.add_parser("create", help="create a container without starting it", add_help=False)
+    parser.add_argument("--help", action="help", help="show this help message and exit")
+    add_container_flags(parser)
+    parser.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    parser.add_argument("image", metavar="IMAGE")
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND", help="command and arguments")
+    parser.set_defaults(handler=create_command, detach=True)
+
+
+def add_start(subparsers) -> None:
+    parser = subparsers.add_parser("start", help="start one or more stopped containers")
+    parser.add_argument("-a", "--attach", action="store_true", help="print the container's output and wait for it")
+    parser.add_argument("-i", "--interactive", action="store_true",
+                        help="not supported: a detached container's stdin is /dev/null")
+    add_containers_argument(parser)
+    parser.set_defaults(handler=start_command)
+
+
+def add_ps(subparsers, name: str) -> None:
+    parser = subparsers.add_parser(name, help="list containers")
+    parser.add_argument("-a", "--all", action="store_true", help="show all containers (default: running only)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only the IDs")
+    parser.add_argument("--no-trunc", action="store_true", help="do not shorten IDs and commands")
+    parser.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"keep containers that match ({', '.join(PS_FILTERS)})")
+    parser.add_argument("--format", default="", help="Go-template-like format, e.g. '{{.ID}} {{.Names}}', or json")
+    parser.set_defaults(handler=ps_command)
+
+
+def add_stop(subparsers) -> None:
+    parser = subparsers.add_parser("stop", help="stop running containers with the stop signal, then SIGKILL")
+    parser.add_argument("-t", "--time", "--timeout", dest="timeout", type=int, default=None,
+                        help="seconds to wait before SIGKILL (default 10)")
+    parser.add_argument("-s", "--signal", default=None, help="signal to send instead of the image's StopSignal")
+    add_containers_argument(parser)
+    parser.set_defaults(handler=stop_command)
+
+
+def add_kill(subparsers) -> None:
+    parser = subparsers.add_parser("kill", help="send a signal to running containers")
+    parser.add_argument("-s", "--signal", default="KILL", help="signal to send (default KILL)")
+    add_containers_argument(parser)
+    parser.set_defaults(handler=kill_command)
+
+
+def add_restart(subparsers) -> None:
+    parser = subparsers.add_parser("restart", help="stop and start containers again")
+    parser.add_argument("-t", "--time", "--timeout", dest="timeout", type=int, default=None,
+                        help="seconds to wait before SIGKILL (default 10)")
+    add_containers_argument(parser)
+    parser.set_defaults(handler=restart_command)
+
+
+def add_rm(subparsers) -> None:
+    parser = subparsers.add_parser("rm", help="remove containers")
+    parser.add_argument("-f", "--force", action="store_true", help="kill and remove a running container")
+    parser.add_argument("-v", "--volumes", action="store_true", help="accepted for Docker's sake: pyrun has no volumes")
+    add_containers_argument(parser)
+    parser.set_defaults(handler=rm_command)
+
+
+def add_wait(subparsers) -> None:
+    parser = subparsers.add_parser("wait", help="wait for containers to stop and print their exit codes")
+    add_containers_argument(parser)
+    parser.set_defaults(handler=wait_command)
+
+
+def add_attach(subparsers) -> None:
+    parser = subparsers.add_parser("attach", help="print a running container's output until it exits")
+    parser.add_argument("--no-stdin", action="store_true", help="do not attach stdin (pyrun never does)")
+    parser.add_argument("container", metavar="CONTAINER")
+    parser.set_defaults(handler=attach_command)
+
+
+def add_inspect(subparsers) -> None:
+    parser = subparsers.add_parser("inspect", help="show containers' details as JSON")
+    parser.add_argument("-f", "--format", default="", help="print one field, e.g. '{{.State.Status}}'")
+    add_containers_argument(parser)
+    parser.set_defaults(handler=inspect_command)
+
+
+def add_rename(subparsers) -> None:
+    parser = subparsers.add_parser("rename", help="rename a container")
+    parser.add_argument("container", metavar="CONTAINER")
+    parser.add_argument("new_name", metavar="NEW_NAME")
+    parser.set_defaults(handler=rename_command)
+
+
+def add_logs(subparsers) -> None:
+    parser = subparsers.add_parser("logs", help="print a container's output")
+    parser.add_argument("-f", "--follow", action="store_true", help="keep printing new output until the container exits")
+    parser.add_argument("-n", "--tail", default="all", help="print only the last N lines (default all)")
+    parser.add_argument("--since", default=None, help="only output since a time (RFC 3339, Unix seconds, or 10m)")
+    parser.add_argument("-t", "--timestamps", action="store_true", help="prefix each line with its time")
+    parser.add_argument("container", metavar="CONTAINER")
+    parser.set_defaults(handler=logs_command)
+
+
+def add_exec(subparsers) -> None:
+    parser = subparsers.add_parser("exec", help="run a command in a running container")
+    parser.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    parser.add_argument("-t", "--tty", action="store_true", help="allocate a terminal (pty)")
+    parser.add_argument("-d", "--detach", action="store_true", help="run the command in the background")
+    parser.add_argument("-u", "--user", default=None, metavar="USER[:GROUP]", help="user name or uid")
+    parser.add_argument("-e", "--env", action="append", default=[], metavar="KEY[=VALUE]",
+                        help="set an environment variable")
+    parser.add_argument("-w", "--workdir", default="", metavar="DIR", help="working directory inside the container")
+    parser.add_argument("--privileged", action="store_true", help="not supported: rejected")
+    parser.add_argument("container", metavar="CONTAINER")
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+    parser.set_defaults(handler=exec_command)
+
+
+# -- Handlers ------------------------------------------------------------------
+
+
+def for_each(args: argparse.Namespace, action) -> int:
+    """Run `action(reference)` for each container; print errors and go on, as Docker does."""
+    from runtime.cli import describe_error
+    from runtime.errors import PyrunError
+
+    status = 0
+    for reference in args.containers:
+        try:
+            action(reference)
+        except PyrunError as err:
+            print(f"pyrun: {describe_error(err)}" + (f" ({err.hint})" if err.hint else ""), file=sys.stderr)
+            status = 1
+    return status
+
+
+def create_command(args: argparse.Namespace) -> int:
+    from runtime import container
+    from runtime.cgroups import resources_from_args
+    from runtime.cli import containers
+    from runtime.network import plan_from_args
+
+    options = containers.run_options(args)
+    log_config = containers.log_options(args)
+    mounts = containers.user_mounts(args)
+    resources = resources_from_args(args)
+    image = containers.find_or_pull_image(args)
+    plan = plan_from_args(args, image.config)
+    created = container.create(
+        args.root, image, options, name=args.name, user_mounts=mounts, network_plan=plan,
+        resources=resources, cgroup_parent=args.cgroup_parent, ephemeral=args.rm,
+    )
+    containers.describe_created(args, created, image, log_config)
+    print(created.id)
+    return 0
+
+
+def start_command(args: argparse.Namespace) -> int:
+    from runtime import lifecycle
+
+    if args.interactive:
+        from runtime.errors import UsageError
+
+        raise UsageError("pyrun start -i is not supported: a detached container's stdin is /dev/null")
+    if args.attach:
+        container_id = lifecycle.find(args.root, args.containers[0])
+        from runtime import logs, state
+
+        follower = logs.Follower(logs.log_path(state.container_dir(args.root, container_id), container_id))
+        follower.skip_to_end()
+        lifecycle.start(args.root, container_id)
+        return follow_until_exit(args.root, container_id, follower, timestamps=False)
+
+    def start_one(reference: str) -> None:
+        lifecycle.start(args.root, lifecycle.find(args.root, reference))
+        print(reference)
+
+    return for_each(args, start_one)
+
+
+def stop_command(args: argparse.Namespace) -> int:
+    from runtime import lifecycle
+
+    def stop_one(reference: str) -> None:
+        if args.signal:
+            record = lifecycle.load(args.root, reference)
+            lifecycle.send_signal(record, lifecycle.parse_signal(args.signal))
+        lifecycle.stop(args.root, reference, args.timeout)
+        print(reference)
+
+    return for_each(args, stop_one)
+
+
+def kill_command(args: argparse.Namespace) -> int:
+    from runtime import lifecycle
+
+    sig = lifecycle.parse_signal(args.signal)
+
+    def kill_one(reference: str) -> None:
+        lifecycle.kill(args.root, reference, sig)
+        print(reference)
+
+    return for_each(args, kill_one)
+
+
+def restart_command(args: argparse.Namespace) -> int:
+    from runtime import lifecycle
+
+    def restart_one(reference: str) -> None:
+        container_id = lifecycle.stop(args.root, reference, args.timeout)
+        lifecycle.start(args.root, container_id)
+        print(reference)
+
+    return for_each(args, restart_one)
+
+
+def rm_command(args: argparse.Namespace) -> int:
+    from runtime import lifecycle
+
+    def remove_one(reference: str) -> None:
+        lifecycle.remove(args.root, reference, force=args.force)
+        print(reference)
+
+    return for_each(args, remove_one)
+
+
+def wait_command(args: argparse.Namespace) -> int:
+    from runtime import lifecycle
+
+    def wait_one(reference: str) -> None:
+        code = lifecycle.wait(args.root, reference)
+        print(-1 if code is None else code)
+
+    return for_each(args, wait_one)
+
+
+def rename_command(args: argparse.Namespace) -> int:
+    from runtime import lifecycle
+
+    lifecycle.rename(args.root, args.container, args.new_name)
+    return 0
+
+
+def prune_command(args: argparse.Namespace) -> int:
+    from runtime import lifecycle
+
+    removed = lifecycle.prune(args.root)
+    if removed:
+        print("Deleted Containers:")
+        for container_id in removed:
+            print(container_id)
+        print()
+    print("Total reclaimed space: 0B")
+    return 0
+
+
+def attach_command(args: argparse.Namespace) -> int:
+    """Print the container's new output until it exits; return its exit code.
+
+    NOTE: attach shows output only: a detached container's stdin is
+    /dev/null, so there is nothing to attach a terminal's input to.
+    """
+    from runtime import lifecycle, logs, state
+    from runtime.errors import PyrunError
+
+    record = lifecycle.load(args.root, args.container)
+    if record.get("status") != state.STATUS_RUNNING:
+        raise PyrunError(f"cannot attach to container {args.container!r}: it is not running",
+                         hint=f"start it with pyrun start -a {args.container}")
+    follower = logs.Follower(logs.log_path(state.container_dir(args.root, record["id"]), record["id"]))
+    follower.skip_to_end()
+    return follow_until_exit(args.root, record["id"], follower, timestamps=False)
+
+
+def follow_until_exit(root: str, container_id: str, follower, *, timestamps: bool) -> int:
+    """Print entries as they come until the container stops; return its exit code."""
+    from runtime import lifecycle, state
+    from runtime.errors import NotFoundError
+
+    while True:
+        print_entries(follower.read_new(), timestamps)
+        try:
+            record = lifecycle.reconcile(root, state.load_record(root, container_id))
+        except NotFoundError:
+            return 0  # removed by --rm after it exited
+        if record.get("status") != state.STATUS_RUNNING:
+            print_entries(follower.read_new(), timestamps)
+            code = record.get("exit_code")
+            return 0 if code is None else code
+        time.sleep(0.1)
+
+
+def print_entries(entries: list[dict], timestamps: bool) -> None:
+    from runtime.logs import format_entry
+
+    for entry in entries:
+        stream = sys.stderr if entry.get("stream") == "stderr" else sys.stdout
+        stream.write(format_entry(entry, timestamps))
+        stream.flush()
+
+
+def logs_command(args: argparse.Namespace) -> int:
+    from runtime import lifecycle, logs, state
+    from runtime.errors import UsageError
+
+    record = lifecycle.load(args.root, args.container)
+    path = logs.log_path(state.container_dir(args.root, record["id"]), record["id"])
+    if args.tail != "all" and not args.tail.isdigit():
+        raise UsageError(f"invalid --tail {args.tail!r}: expected a number of lines or 'all'")
+    try:
+        since = logs.parse_since(args.since) if args.since else None
+    except ValueError as err:
+        raise UsageError(f"invalid --since {args.since!r}: expected RFC 3339, Unix seconds or a duration like 10m") from err
+
+    follower = logs.Follower(path)
+    if args.follow:
+        follower.skip_to_end()
+    entries = logs.read_entries(path)
+    tail = None if args.tail == "all" else int(args.tail)
+    print_entries(logs.select_entries(entries, tail=tail, since_ns=since), args.timestamps)
+    if args.follow and record.get("status") == state.STATUS_RUNNING:
+        follow_until_exit(args.root, record["id"], follower, timestamps=args.timestamps)
+    return 0
+
+
+def exec_command(args: argparse.Namespace) -> int:
+    from runtime import exec as container_exec
+    from runtime import lifecycle
+    from runtime.errors import UsageError
+
+    if args.privileged:
+        raise UsageError("pyrun exec --privileged is not supported")
+    if not args.command:
+        raise UsageError("pyrun exec needs a command to run", hint="pyrun exec CONTAINER COMMAND [ARG...]")
+    record = lifecycle.load(args.root, args.container)
+    return container_exec.exec_in(
+        args.root, record, list(args.command), user=args.user, env=list(args.env), workdir=args.workdir,
+        tty=args.tty, interactive=args.interactive, detach=args.detach,
+    )
+
+
+# -- ps ------------------------------------------------------------------------
+
+
+def ps_command(args: argparse.Namespace) -> int:
+    from runtime import lifecycle
+
+    records = lifecycle.list_containers(args.root)
+    records.sort(key=lambda record: record.get("created", ""), reverse=True)
+    filters = parse_filters(args.filter)
+    shown = [record for record in records if (args.all or is_running(record)) and matches(record, filters)]
+    now = time.time()
+    rows = [ps_row(record, now, no_trunc=args.no_trunc) for record in shown]
+
+    if args.quiet:
+        for row in rows:
+            print(row["ID"])
+        return 0
+    template = args.format
+    if template == "json":
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    if template and not template.startswith("table"):
+        for row in rows:
+            print(render_template(template, row))
+        return 0
+    if template.startswith("table"):
+        fields = re.findall(r"{{\s*\.(\w+)\s*}}", template)
+        headers = [next((header for header, field in PS_COLUMNS if field == name), name.upper()) for name in fields]
+    else:
+        headers = [header for header, _ in PS_COLUMNS]
+        fields = [field for _, field in PS_COLUMNS]
+    table = [headers] + [[str(row.get(field, "")) for field in fields] for row in rows]
+    print_table(table)
+    return 0
+
+
+def print_table(table: list[list[str]]) -> None:
+    """Print columns padded to the widest cell plus three spaces, as Docker's tabwriter does."""
+    widths = [max(len(row[column]) for row in table) for column in range(len(table[0]))]
+    for row in table:
+        cells = [cell.ljust(width + 3) for cell, width in zip(row[:-1], widths)] + [row[-1]]
+        print("".join(cells).rstrip())
+
+
+def render_template(template: str, row: dict) -> str:
+    """Replace each {{.Field}} with the row's value; \\t and \\n become tab and newline."""
+    text = template.replace("\\t", "\t").replace("\\n", "\n")
+    return re.sub(r"{{\s*\.(\w+)\s*}}", lambda match: str(row.get(match.group(1), "")), text)
+
+
+def is_running(record: dict) -> bool:
+    return record.get("status") == "running"
+
+
+def parse_filters(values: list[str]) -> list[tuple[str, str]]:
+    from runtime.errors import UsageError
+
+    filters = []
+    for value in values:
+        key, separator, wanted = value.partition("=")
+        if not separator or key not in PS_FILTERS:
+            raise UsageError(f"invalid filter {value!r}", hint=f"use KEY=VALUE with KEY one of {', '.join(PS_FILTERS)}")
+        if key == "status" and wanted not in DOCKER_STATUSES:
+            raise UsageError(f"invalid filter {value!r}: status must be one of {', '.join(DOCKER_STATUSES)}")
+        filters.append((key, wanted))
+    return filters
+
+
+def matches(record: dict, filters: list[tuple[str, str]]) -> bool:
+    """Docker's rule: values of one key are alternatives, different keys must all match."""
+    by_key: dict[str, list[str]] = {}
+    for key, wanted in filters:
+        by_key.setdefault(key, []).append(wanted)
+    for key, values in by_key.items():
+        if key == "id":
+            ok = any(record["id"].startswith(value) for value in values)
+        elif key == "name":
+            ok = any(re.search(value, record.get("name", "")) for value in values)
+        elif key == "status":
+            ok = record.get("status") in values
+        elif key == "ancestor":
+            ok = any(value in (record.get("image_name"), record.get("image"), record.get("image_id")) for value in values)
+        else:  # exited
+            ok = record.get("status") == "exited" and str(record.get("exit_code")) in values
+        if not ok:
+            return False
+    return True
+
+
+def ps_row(record: dict, now: float, *, no_trunc: bool = False) -> dict:
+    """One container as Docker's `ps` fields (ID, Image, Command, RunningFor, Status, Ports, Names, ...)."""
+    from runtime.network import format_ports
+
+    command = " ".join([record.get("path", "")] + list(record.get("args") or [])).strip()
+    if not no_trunc and len(command) > COMMAND_WIDTH:
+        command = command[: COMMAND_WIDTH - 1] + "…"
+    created = seconds_since(record.get("created"), now)
+    ports = (record.get("network_settings") or {}).get("Ports") or {}
+    return {
+        "ID": record["id"] if no_trunc else record["id"][:SHORT_ID],
+        "Image": record.get("image_name") or record.get("image", ""),
+        "Command": f'"{command}"',
+        "CreatedAt": record.get("created", ""),
+        "RunningFor": f"{human_duration(created)} ago",
+        "Status": status_text(record, now),
+        "Ports": format_ports(ports) if is_running(record) else "",
+        "Names": record.get("name", ""),
+        "State": record.get("status", ""),
+    }
+
+
+def status_text(record: dict, now: float) -> str:
+    """Docker's STATUS column: "Up 3 seconds", "Exited (0) 2 minutes ago", "Created"."""
+    status = record.get("status")
+    if status == "running":
+        return "Up " + human_duration(seconds_since(record.get("started_at"), now))
+    if status == "exited":
+        code = record.get("exit_code")
+        shown = "unknown" if code is None else code
+        return f"Exited ({shown}) {human_duration(seconds_since(record.get('finished_at'), now))} ago"
+    return "Created"
+
+
+def seconds_since(rfc3339: str | None, now: float) -> float:
+    from runtime.logs import parse_timestamp
+
+    if not rfc3339:
+        return 0.0
+    return max(0.0, now - parse_timestamp(rfc3339) / 1e9)
+
+
+def human_duration(seconds: float) -> str:
+    """go-units' HumanDuration, which Docker uses: "Less than a second", "About a minute", "3 hours"."""
+    seconds = int(seconds)
+    minutes, hours = seconds // 60, seconds // 3600
+    if seconds < 1:
+        return "Less than a second"
+    if seconds == 1:
+        return "1 second"
+    if seconds < 60:
+        return f"{seconds} seconds"
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // (24 * 7)} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // (24 * 30)} months"
+    return f"{hours // (24 * 365)} years"
+
+
+# -- inspect -------------------------------------------------------------------
+
+
+def inspect_command(args: argparse.Namespace) -> int:
+    from runtime import lifecycle
+
+    documents = []
+
+    def inspect_one(reference: str) -> None:
+        record = lifecycle.load(args.root, reference)
+        documents.append(inspect_document(record, lifecycle.spec_of(args.root, record["id"]), args.root))
+
+    status = for_each(args, inspect_one)
+    if args.format:
+        for document in documents:
+            print(render_inspect_format(args.format, document))
+    else:
+        print(json.dumps(documents, indent=4))
+    return status
+
+
+def render_inspect_format(template: str, document: dict) -> str:
+    """Fill {{.A.B}} paths (and {{json .A}}) from the document."""
+
+    def value(match: re.Match) -> str:
+        as_json, path = match.group(1), match.group(2)
+        current = document
+        for part in path.split(".") if path else []:
+            current = current.get(part) if isinstance(current, dict) else None
+        if as_json or isinstance(current, (dict, list)):
+            return json.dumps(current)
+        if isinstance(current, bool):
+            return "true" if current else "false"
+        return "<no value>" if current is None else str(current)
+
+    return re.sub(r"{{\s*(json\s+)?\.([\w.]*)\s*}}", value, template)
+
+
+def inspect_document(record: dict, spec: dict, root: str) -> dict:
+    """The record in the shape of `docker inspect`."""
+    import os
+
+    from runtime import state
+
+    running = is_running(record)
+    code = record.get("exit_code")
+    process = spec.get("process") or {}
+    network = record.get("network_settings") or {}
+    directory = state.container_dir(root, record["id"])
+    mounts = [
+        {"Type": mount.get("type", "bind"), "Source": mount.get("source", ""), "Destination": mount["destination"],
+         "Mode": "", "RW": "ro" not in (mount.get("options") or []), "Propagation": ""}
+        for mount in spec.get("mounts") or []
+        if mount.get("source", "").startswith("/") and not mount["source"].startswith(directory)
+    ]
+    plan = record.get("network_plan") or {}
+    return {
+        "Id": record["id"],
+        "Created": record.get("created"),
+        "Path": record.get("path", (process.get("args") or [""])[0]),
+        "Args": record.get("args", (process.get("args") or [])[1:]),
+        "State": {
+            "Status": record.get("status"),
+            "Running": running,
+            "Paused": False,
+            "Restarting": False,
+            "OOMKilled": bool(record.get("oom_killed")),
+            "Dead": False,
+            "Pid": record.get("pid", 0) if running else 0,
+            "ExitCode": -1 if code is None and record.get("status") == "exited" else (code or 0),
+            "Error": record.get("error", ""),
+            "StartedAt": record.get("started_at") or "0001-01-01T00:00:00Z",
+            "FinishedAt": record.get("finished_at") or "0001-01-01T00:00:00Z",
+        },
+        "Image": record.get("image_id"),
+        "LogPath": os.path.join(directory, f"{record['id']}-json.log"),
+        "Name": "/" + record.get("name", ""),
+        "HostConfig": {
+            "AutoRemove": bool(record.get("auto_remove")),
+            "NetworkMode": "default" if plan.get("mode") == "bridge" else plan.get("mode", "none"),
+            "PortBindings": port_bindings(plan),
+            "PublishAllPorts": bool(plan.get("publish_all")),
+            "LogConfig": {"Type": "json-file", "Config": log_config_strings(record.get("log_config") or {})},
+            "Init": bool(record.get("init")),
+            "CgroupsPath": spec.get("linux", {}).get("cgroupsPath", ""),
+            "ReadonlyRootfs": bool(spec.get("root", {}).get("readonly")),
+        },
+        "Config": {
+            "Hostname": spec.get("hostname", ""),
+            "User": user_text(process.get("user") or {}),
+            "Tty": bool(process.get("terminal")),
+            "Env": process.get("env") or [],
+            "Cmd": process.get("args") or [],
+            "Image": record.get("image_name") or record.get("image"),
+            "WorkingDir": process.get("cwd", "/"),
+            "StopSignal": record.get("stop_signal", "SIGTERM"),
+        },
+        "Mounts": mounts,
+        "NetworkSettings": {**network, "Ports": network.get("Ports") or {}},
+    }
+
+
+def port_bindings(plan: dict) -> dict:
+    bindings: dict[str, list] = {}
+    for mapping in plan.get("ports") or []:
+        key = f"{mapping['container_port']}/{mapping['protocol']}"
+        host_port = str(mapping["host_port"]) if mapping.get("host_port") else ""
+        bindings.setdefault(key, []).append({"HostIp": mapping.get("host_ip", ""), "HostPort": host_port})
+    return bindings
+
+
+def log_config_strings(config: dict) -> dict:
+    strings = {}
+    if config.get("max_size"):
+        strings["max-size"] = str(config["max_size"])
+    if config.get("max_file", 1) > 1:
+        strings["max-file"] = str(config["max_file"])
+    return strings
+
+
+def user_text(user: dict) -> str:
+    uid, gid = user.get("uid", 0), user.get("gid", 0)
+    return f"{uid}:{gid}" if uid or gid else ""

@@ -1,0 +1,484 @@
+"""Detached containers: start under a monitor, stop, kill, remove, wait, and the true state.
+
+There is no daemon, so the truth about a container is spread over three
+places, and `reconcile` puts them together each time a command looks:
+
+* the record (`state.json`), written by the start helper and the monitor;
+* the container's pid 1, identified by its pid and its start time in
+  /proc/<pid>/stat (a pid alone may be reused by another process);
+* the monitor, which holds `monitor.lock` while it lives.
+
+A record that says "running" is wrong when the host rebooted since
+(/proc/sys/kernel/random/boot_id differs), or when pid 1 is gone and no
+monitor is left to record its exit. Such an exit was seen by nobody, so
+its exit code is unknown (recorded as None); `reconcile` then cleans up
+the cgroup, network and overlay mount the container left behind.
+
+The helpers the monitor runs are `python -m runtime.lifecycle start|cleanup`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Iterator
+
+from runtime import overlay, state, syscalls
+from runtime.errors import NotFoundError, PyrunError, UsageError
+
+log = logging.getLogger(__name__)
+
+MONITOR_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "monitor.py")
+MONITOR_LOCK = "monitor.lock"
+CLEANUP_LOCK = "cleanup.lock"
+BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
+UNKNOWN_EXIT_ERROR = "the container exited while no monitor watched it, so its exit code is unknown"
+
+
+# -- Processes -----------------------------------------------------------------
+
+
+def boot_id() -> str:
+    with open(BOOT_ID_FILE, encoding="ascii") as file:
+        return file.read().strip()
+
+
+def process_start_time(pid: int) -> int | None:
+    """Return field 22 of /proc/<pid>/stat (start time in clock ticks since boot), or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            data = file.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may contain spaces and ")", so split after its last ")".
+    fields = data[data.rindex(b")") + 2 :].split()
+    if fields[0] == b"Z":
+        return None  # a zombie has exited already
+    return int(fields[19])
+
+
+def process_alive(pid: int, start_time: int | None) -> bool:
+    """True when `pid` runs and is the same process that started at `start_time`."""
+    if not pid:
+        return False
+    current = process_start_time(pid)
+    return current is not None and (start_time is None or current == start_time)
+
+
+def container_alive(record: dict[str, Any]) -> bool:
+    return process_alive(record.get("pid", 0), record.get("pid_start_time"))
+
+
+@contextlib.contextmanager
+def _flock(path: str, operation: int) -> Iterator[bool]:
+    """Hold flock(2) `operation` on `path`; yields False when LOCK_NB could not take it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, operation)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def monitor_alive(directory: str) -> bool:
+    """True while a monitor holds the container's monitor.lock."""
+    if not os.path.exists(os.path.join(directory, MONITOR_LOCK)):
+        return False
+    with _flock(os.path.join(directory, MONITOR_LOCK), fcntl.LOCK_SH | fcntl.LOCK_NB) as free:
+        return not free
+
+
+def wait_for_monitor(directory: str) -> None:
+    """Block until no monitor watches the container (its lock is released on exit or kill)."""
+    with _flock(os.path.join(directory, MONITOR_LOCK), fcntl.LOCK_SH):
+        pass
+
+
+# -- The true state ------------------------------------------------------------
+
+
+def reconcile(root: str, record: dict[str, Any]) -> dict[str, Any]:
+    """Return the record corrected for a reboot or an exit no monitor saw; clean up after one."""
+    if record.get("status") != state.STATUS_RUNNING:
+        return record
+    same_boot = record.get("boot_id") in (None, boot_id())
+    if same_boot and container_alive(record):
+        return record
+    directory = state.container_dir(root, record["id"])
+    if same_boot and monitor_alive(directory):
+        return record  # the monitor is recording the exit right now
+    with _flock(os.path.join(directory, CLEANUP_LOCK), fcntl.LOCK_EX):
+        record = state.load_record(root, record["id"])
+        if record.get("status") != state.STATUS_RUNNING:
+            return record  # another command cleaned up first
+        log.info("container %s exited while no monitor watched it", record["id"][:12])
+        try:
+            release_resources(root, record["id"])
+        except PyrunError as err:
+            log.warning("clean-up of container %s: %s", record["id"][:12], err)
+        return state.update_record(
+            root, record["id"], status=state.STATUS_EXITED, exit_code=None, pid=0,
+            finished_at=state.now(), error=UNKNOWN_EXIT_ERROR,
+        )
+
+
+def load(root: str, reference: str) -> dict[str, Any]:
+    """Find a container by name, ID or unique ID prefix and return its reconciled record."""
+    container_id = find(root, reference)
+    return reconcile(root, state.load_record(root, container_id))
+
+
+def find(root: str, reference: str) -> str:
+    """Return the ID for a name, full ID or unique ID prefix; an ambiguous prefix lists its matches."""
+    try:
+        return state.find_container(root, reference.lstrip("/"))
+    except UsageError:
+        matches = [entry for entry in os.listdir(state.containers_dir(root)) if entry.startswith(reference)]
+        raise UsageError(
+            f"container ID prefix {reference!r} is ambiguous: it matches {', '.join(sorted(m[:12] for m in matches))}",
+            hint="give more characters of the ID, or the name",
+        ) from None
+
+
+def list_containers(root: str) -> list[dict[str, Any]]:
+    return [reconcile(root, record) for record in state.list_records(root)]
+
+
+def spec_of(root: str, container_id: str) -> dict[str, Any]:
+    with open(os.path.join(state.container_dir(root, container_id), "config.json"), encoding="utf-8") as file:
+        return json.load(file)
+
+
+# -- Starting ------------------------------------------------------------------
+
+
+def start(root: str, container_id: str) -> None:
+    """Start a created or exited container under a new monitor; return once its command runs."""
+    directory = state.container_dir(root, container_id)
+    record = reconcile(root, state.load_record(root, container_id))
+    if record.get("status") == state.STATUS_RUNNING:
+        return  # Docker's start of a running container does nothing
+    with _flock(os.path.join(directory, MONITOR_LOCK), fcntl.LOCK_SH | fcntl.LOCK_NB) as free:
+        if not free:
+            raise PyrunError(f"container {container_id[:12]} is still being cleaned up", hint="try again in a moment")
+    ready_read, ready_write = os.pipe()
+    try:
+        # `python -S`: the monitor needs no site-packages, which saves memory.
+        command = [sys.executable, "-S", MONITOR_SCRIPT, root, container_id, str(ready_write)]
+        subprocess.run(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            pass_fds=[ready_write], start_new_session=True, check=True,
+        )
+        os.close(ready_write)
+        ready_write = -1
+        with os.fdopen(ready_read, encoding="utf-8", errors="replace") as ready:
+            ready_read = -1
+            answer = ready.readline().strip()
+    except subprocess.CalledProcessError as err:
+        raise PyrunError(f"start the monitor of container {container_id[:12]}") from err
+    finally:
+        for fd in (ready_read, ready_write):
+            if fd >= 0:
+                os.close(fd)
+    if answer != "ok":
+        raise PyrunError(f"start container {container_id[:12]}: {answer or 'the monitor exited early'}")
+
+
+def run_start_helper(root: str, container_id: str, channel_fd: int) -> int:
+    """In the start helper: set up and start the container, hand pid 1's fds to the monitor, exit."""
+    import socket
+
+    from runtime import container as containers
+    from runtime import launch
+
+    channel = socket.socket(fileno=channel_fd)
+    record = state.load_record(root, container_id)
+    spec = spec_of(root, container_id)
+    directory = state.container_dir(root, container_id)
+    created = containers.Container(
+        root, container_id, record["name"], directory, spec, record.get("network_plan") or {"mode": "none"}
+    )
+    try:
+        _mount_rootfs(created, ephemeral=bool(record.get("auto_remove")))
+        # NOTE: these two helpers are private to runtime.container; the
+        # foreground `run` uses them in the same order.
+        created.cgroup = containers._create_cgroup(created)
+        started = launch.start(
+            directory, spec,
+            use_init=bool(record.get("init")),
+            join_cgroup=created.cgroup.add_process,
+            before_exec=lambda pid: containers._attach_network(created, pid),
+            detached=True,
+        )
+    except BaseException as err:
+        message = describe(err)
+        code = getattr(err, "exit_code", 125)
+        try:
+            release_resources(root, container_id)
+        except PyrunError as cleanup_error:
+            log.warning("clean-up after a failed start: %s", cleanup_error)
+        finish(root, container_id, code, False, error=message)
+        channel.send(f"failed\0{message}".encode())
+        return 1
+
+    state.update_record(
+        root, container_id,
+        status=state.STATUS_RUNNING, pid=started.pid, pid_start_time=process_start_time(started.pid),
+        boot_id=boot_id(), started_at=state.now(), finished_at=None, exit_code=None, error="",
+        monitor_pid=os.getppid(), oom_file=_oom_file(created.cgroup),
+    )
+    from runtime import network
+
+    fds = [sock.fileno() for sock in network.held_sockets(container_id)]
+    payload = f"started\0{started.pid}\0{'console' if started.console is not None else ''}"
+    if started.console is not None:
+        fds.append(started.console)
+    socket.send_fds(channel, [payload.encode()], fds)
+    log.debug("container %s runs as host pid %d under monitor %d", container_id[:12], started.pid, os.getppid())
+    return 0
+
+
+def _mount_rootfs(created: Any, *, ephemeral: bool) -> None:
+    """Mount the overlay again for a container that ran before (its layers are linked in l/)."""
+    if os.path.ismount(created.rootfs):
+        return
+    links = os.path.join(created.directory, "l")
+    layer_dirs = [os.path.join(links, str(index)) for index in range(len(os.listdir(links)))]
+    overlay.mount_overlay(created.directory, layer_dirs, volatile=ephemeral)
+
+
+def _oom_file(cgroup: Any) -> str:
+    """The file whose "oom_kill" count the monitor reads: memory.events (v2) or memory.oom_control (v1)."""
+    controller_directory = getattr(cgroup, "controller_directory", None)
+    if controller_directory is not None:
+        memory = controller_directory("memory")
+        return os.path.join(memory, "memory.oom_control") if memory else ""
+    return os.path.join(cgroup.directory, "memory.events")
+
+
+def describe(err: BaseException) -> str:
+    parts: list[str] = []
+    current: BaseException | None = err
+    while current is not None:
+        text = str(current) or type(current).__name__
+        if not parts or text not in parts[-1]:
+            parts.append(text)
+        current = current.__cause__
+    return ": ".join(parts)
+
+
+# -- Cleaning up ---------------------------------------------------------------
+
+
+def release_resources(root: str, container_id: str) -> None:
+    """Remove the container's network, cgroup and overlay mount; each step runs even if one fails."""
+    directory = state.container_dir(root, container_id)
+    errors: list[BaseException] = []
+    if os.path.exists(os.path.join(directory, "network.json")):
+        try:
+            from runtime import network
+
+            network.detach(container_id)
+        except (OSError, PyrunError) as err:
+            errors.append(err)
+    try:
+        from runtime import cgroups
+
+        manager = cgroups.open_cgroup(spec_of(root, container_id)["linux"]["cgroupsPath"])
+        if manager.exists():
+            manager.remove()
+    except (OSError, PyrunError, KeyError) as err:
+        errors.append(err)
+    try:
+        overlay.unmount_overlay(os.path.join(directory, "rootfs"))
+    except OSError as err:
+        errors.append(err)
+    if errors:
+        raise PyrunError(f"clean up container {container_id[:12]}") from errors[0]
+
+
+def finish(root: str, container_id: str, exit_code: int | None, oom_killed: bool, *, error: str = "") -> None:
+    """Record the exit, or remove the container when it was started with --rm."""
+    record = state.load_record(root, container_id)
+    if record.get("auto_remove"):
+        state.remove_container(root, container_id)
+        return
+    state.update_record(
+        root, container_id, status=state.STATUS_EXITED, exit_code=exit_code, pid=0,
+        finished_at=state.now(), oom_killed=oom_killed, error=error,
+    )
+
+
+def run_cleanup_helper(root: str, container_id: str, exit_code: int, oom_killed: bool) -> int:
+    """In the clean-up helper: undo cgroup, network and mounts, then record the exit."""
+    status = 0
+    try:
+        release_resources(root, container_id)
+    except PyrunError as err:
+        print(f"pyrun: {describe(err)}", file=sys.stderr)
+        status = 1
+    finish(root, container_id, exit_code, oom_killed)
+    return status
+
+
+# -- Commands ------------------------------------------------------------------
+
+
+def stop_signal(root: str, record: dict[str, Any]) -> int:
+    """The image's StopSignal (SIGWINCH for httpd), SIGTERM when it names none."""
+    return parse_signal(record.get("stop_signal") or "SIGTERM")
+
+
+def parse_signal(text: str) -> int:
+    """Return the number for "SIGKILL", "KILL", "kill" or "9"."""
+    if text.isdigit():
+        number = int(text)
+        if 0 < number < signal.NSIG:
+            return number
+    else:
+        name = text.upper()
+        name = name if name.startswith("SIG") else "SIG" + name
+        if hasattr(signal.Signals, name):
+            return int(signal.Signals[name])
+    raise UsageError(f"invalid signal {text!r}", hint="use a name such as SIGTERM or KILL, or a number")
+
+
+def send_signal(record: dict[str, Any], sig: int) -> None:
+    """Send `sig` to the container's pid 1 after checking that the pid was not reused."""
+    if record.get("status") != state.STATUS_RUNNING or not container_alive(record):
+        raise PyrunError(f"container {record['id'][:12]} is not running")
+    try:
+        syscalls.kill(record["pid"], sig)
+    except ProcessLookupError:
+        pass  # it exited just now
+
+
+def wait_until_stopped(root: str, container_id: str, timeout: float | None) -> bool:
+    """Wait until pid 1 is gone (up to `timeout` seconds); True if it is."""
+    record = state.load_record(root, container_id)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.005
+    while container_alive(record):
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+    return True
+
+
+def settle(root: str, container_id: str) -> dict[str, Any]:
+    """After pid 1 exited: wait for the monitor to record it, or clean up when there is none."""
+    wait_for_monitor(state.container_dir(root, container_id))
+    return reconcile(root, state.load_record(root, container_id))
+
+
+def stop(root: str, reference: str, timeout: float | None = None) -> str:
+    """Send the stop signal, then SIGKILL after `timeout` seconds (default 10); return the ID."""
+    record = load(root, reference)
+    container_id = record["id"]
+    if record.get("status") != state.STATUS_RUNNING:
+        return container_id
+    timeout = 10 if timeout is None else timeout
+    try:
+        send_signal(record, stop_signal(root, record))
+    except PyrunError:
+        pass  # exited meanwhile
+    if not wait_until_stopped(root, container_id, timeout):
+        log.info("container %s ignored its stop signal for %s s: sending SIGKILL", container_id[:12], timeout)
+        with contextlib.suppress(PyrunError):
+            send_signal(state.load_record(root, container_id), signal.SIGKILL)
+        wait_until_stopped(root, container_id, None)
+    settle(root, container_id)
+    return container_id
+
+
+def kill(root: str, reference: str, sig: int = signal.SIGKILL) -> str:
+    record = load(root, reference)
+    send_signal(record, sig)
+    return record["id"]
+
+
+def remove(root: str, reference: str, *, force: bool = False) -> str:
+    """Remove a container; a running one only with `force`, which kills it first."""
+    record = load(root, reference)
+    container_id = record["id"]
+    if record.get("status") == state.STATUS_RUNNING:
+        if not force:
+            raise PyrunError(
+                f"cannot remove container {record['name']!r}: it is running",
+                hint="stop the container before removing it, or use rm -f",
+            )
+        with contextlib.suppress(PyrunError):
+            send_signal(record, signal.SIGKILL)
+        wait_until_stopped(root, container_id, None)
+        settle(root, container_id)
+    directory = state.container_dir(root, container_id)
+    wait_for_monitor(directory)
+    with _flock(os.path.join(directory, CLEANUP_LOCK), fcntl.LOCK_EX):
+        if not os.path.isdir(directory):
+            return container_id  # an --rm monitor or another rm removed it
+        release_resources(root, container_id)
+        state.remove_container(root, container_id)
+    return container_id
+
+
+def wait(root: str, reference: str) -> int | None:
+    """Block until the container is not running; return its exit code (None when unknown)."""
+    container_id = find(root, reference)
+    directory = state.container_dir(root, container_id)
+    record = reconcile(root, state.load_record(root, container_id))
+    if record.get("status") == state.STATUS_RUNNING:
+        if monitor_alive(directory):
+            wait_for_monitor(directory)
+        else:
+            wait_until_stopped(root, container_id, None)
+        try:
+            record = reconcile(root, state.load_record(root, container_id))
+        except NotFoundError:
+            return record.get("exit_code")  # removed by --rm; Docker reports the code it saw
+    return record.get("exit_code")
+
+
+def rename(root: str, reference: str, new_name: str) -> None:
+    record = load(root, reference)
+    container_id = record["id"]
+    state.reserve_name(root, new_name, container_id)
+    state.update_record(root, container_id, name=new_name)
+    state.release_name(root, record["name"], container_id)
+
+
+def prune(root: str) -> list[str]:
+    """Remove every container that is not running; return their IDs."""
+    removed = []
+    for record in list_containers(root):
+        if record.get("status") != state.STATUS_RUNNING:
+            remove(root, record["id"])
+            removed.append(record["id"])
+    return removed
+
+
+def main(argv: list[str]) -> int:
+    """The monitor's helpers: `start ROOT ID CHANNEL_FD` and `cleanup ROOT ID EXIT_CODE OOM`."""
+    logging.basicConfig(level=logging.WARNING, format="pyrun %(name)s: %(message)s")
+    verb, root, container_id, *rest = argv
+    if verb == "start":
+        return run_start_helper(root, container_id, int(rest[0]))
+    if verb == "cleanup":
+        return run_cleanup_helper(root, container_id, int(rest[0]), rest[1] == "1")
+    print(f"pyrun lifecycle helper: unknown verb {verb!r}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,246 @@
+"""Container logs in Docker's json-file format, with rotation, and reading them back.
+
+Each line the container writes becomes one JSON object on its own line:
+
+    {"log":"It works!\\n","stream":"stdout","time":"2026-12-04T17:05:49.123456789Z"}
+
+The monitor writes `<container dir>/<id>-json.log`. With `max-size`, a
+file that would grow past the limit is renamed to `.1` (older ones move up
+to `.2`, ...) and a new file starts; `max-file` counts the files kept,
+the current one included. This module imports only the standard library,
+because the lean monitor imports it.
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import os
+import re
+import time
+
+# Docker splits a line longer than this into several entries (16 KiB).
+MAX_ENTRY_BYTES = 16 * 1024
+
+SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3}
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+class LogOptionError(ValueError):
+    """A --log-opt value that pyrun cannot use."""
+
+
+def log_path(container_dir: str, container_id: str) -> str:
+    return os.path.join(container_dir, f"{container_id}-json.log")
+
+
+def timestamp(nanoseconds: int | None = None) -> str:
+    """Return a UTC time in RFC 3339 with nanoseconds, as Docker's json-file driver writes it."""
+    if nanoseconds is None:
+        nanoseconds = time.time_ns()
+    seconds, fraction = divmod(nanoseconds, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:09d}Z"
+
+
+def parse_timestamp(text: str) -> int:
+    """Return nanoseconds since the epoch for an RFC 3339 time such as 2026-12-04T17:05:49.1Z."""
+    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)", text)
+    if not match:
+        raise ValueError(f"invalid time {text!r}")
+    seconds = calendar.timegm(time.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S"))
+    fraction = int((match.group(2) or "0").ljust(9, "0"))
+    zone = match.group(3)
+    if zone != "Z":
+        sign = 1 if zone[0] == "+" else -1
+        seconds -= sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
+    return seconds * 1_000_000_000 + fraction
+
+
+def parse_since(text: str, now_ns: int | None = None) -> int:
+    """Return nanoseconds since the epoch for --since: RFC 3339, Unix seconds, or a duration like 10m."""
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smh])", text)
+    if match:
+        return now_ns - int(float(match.group(1)) * DURATION_UNITS[match.group(2)] * 1_000_000_000)
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return int(float(text) * 1_000_000_000)
+    if re.fullmatch(r"\d{4}-\d\d-\d\d", text):
+        text += "T00:00:00Z"
+    elif re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?", text):
+        text += "Z"
+    return parse_timestamp(text)
+
+
+def parse_log_options(values: list[str]) -> dict[str, int]:
+    """Turn --log-opt KEY=VALUE strings into {"max_size": bytes (0: no limit), "max_file": count}."""
+    options = {"max_size": 0, "max_file": 1}
+    for value in values:
+        key, separator, setting = value.partition("=")
+        if not separator:
+            raise LogOptionError(f"invalid --log-opt {value!r}: expected KEY=VALUE")
+        if key == "max-size":
+            match = re.fullmatch(r"(\d+)([a-zA-Z]*)", setting)
+            unit = match.group(2).lower() if match else ""
+            if not match or unit not in SIZE_UNITS or int(match.group(1)) == 0:
+                raise LogOptionError(f"invalid --log-opt max-size={setting!r}: expected a size such as 10m or 512k")
+            options["max_size"] = int(match.group(1)) * SIZE_UNITS[unit]
+        elif key == "max-file":
+            if not setting.isdigit() or int(setting) < 1:
+                raise LogOptionError(f"invalid --log-opt max-file={setting!r}: expected a whole number of 1 or more")
+            options["max_file"] = int(setting)
+        else:
+            raise LogOptionError(f"unsupported --log-opt {key!r}: pyrun's json-file logs take max-size and max-file")
+    if options["max_file"] > 1 and not options["max_size"]:
+        raise LogOptionError("--log-opt max-file needs max-size as well")
+    return options
+
+
+class JsonFileWriter:
+    """Append a container's output to its json-file log, one entry per line."""
+
+    def __init__(self, path: str, max_size: int = 0, max_file: int = 1) -> None:
+        self.path = path
+        self.max_size = max_size
+        self.max_file = max_file
+        self.partial = {"stdout": b"", "stderr": b""}
+        self.file = open(path, "ab")
+        self.size = self.file.tell()
+
+    def write(self, stream: str, data: bytes) -> None:
+        """Log `data` from `stream`; a line without its newline waits for the rest."""
+        buffered = self.partial[stream] + data
+        while True:
+            end = buffered.find(b"\n")
+            if end < 0 and len(buffered) < MAX_ENTRY_BYTES:
+                break
+            cut = end + 1 if 0 <= end < MAX_ENTRY_BYTES else MAX_ENTRY_BYTES
+            self._write_entry(stream, buffered[:cut])
+            buffered = buffered[cut:]
+        self.partial[stream] = buffered
+
+    def flush_partial(self, stream: str) -> None:
+        """Log what is left of an unfinished line, when the stream has ended."""
+        if self.partial[stream]:
+            self._write_entry(stream, self.partial[stream])
+            self.partial[stream] = b""
+
+    def close(self) -> None:
+        for stream in self.partial:
+            self.flush_partial(stream)
+        self.file.close()
+
+    def _write_entry(self, stream: str, data: bytes) -> None:
+        entry = {"log": data.decode("utf-8", "replace"), "stream": stream, "time": timestamp()}
+        line = (json.dumps(entry, separators=(",", ":")) + "\n").encode()
+        if self.max_size and self.size and self.size + len(line) > self.max_size:
+            self._rotate()
+        self.file.write(line)
+        self.file.flush()
+        self.size += len(line)
+
+    def _rotate(self) -> None:
+        """Shift path.N-1 to path.N, ..., path to path.1, and start an empty file."""
+        self.file.close()
+        if self.max_file > 1:
+            for index in range(self.max_file - 1, 1, -1):
+                older = f"{self.path}.{index - 1}"
+                if os.path.exists(older):
+                    os.replace(older, f"{self.path}.{index}")
+            os.replace(self.path, f"{self.path}.1")
+        self.file = open(self.path, "wb")
+        self.size = 0
+
+
+def log_files(path: str) -> list[str]:
+    """The log's files, oldest first: the rotated ones (highest number first), then the current one."""
+    directory, base = os.path.split(path)
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    rotated = []
+    for name in names:
+        suffix = name[len(base) + 1 :]
+        if name.startswith(base + ".") and suffix.isdigit():
+            rotated.append((int(suffix), os.path.join(directory, name)))
+    files = [file for _, file in sorted(rotated, reverse=True)]
+    if os.path.exists(path):
+        files.append(path)
+    return files
+
+
+def read_entries(path: str) -> list[dict]:
+    """Every complete entry of the log, oldest first; a half-written last line is skipped."""
+    entries = []
+    for file in log_files(path):
+        with open(file, "rb") as stream:
+            for line in stream:
+                if line.endswith(b"\n"):
+                    entries.append(json.loads(line))
+    return entries
+
+
+def select_entries(entries: list[dict], *, tail: int | None = None, since_ns: int | None = None) -> list[dict]:
+    """Keep the entries at or after `since_ns`, then the last `tail` of them."""
+    if since_ns is not None:
+        entries = [entry for entry in entries if parse_timestamp(entry["time"]) >= since_ns]
+    if tail is not None:
+        entries = entries[-tail:] if tail > 0 else []
+    return entries
+
+
+def format_entry(entry: dict, timestamps: bool) -> str:
+    return f"{entry['time']} {entry['log']}" if timestamps else entry["log"]
+
+
+class Follower:
+    """Read entries appended to a log after a given point, across rotations."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.file = None
+        self.inode = None
+        self.buffer = b""
+
+    def skip_to_end(self) -> None:
+        self._open()
+        if self.file is not None:
+            self.file.seek(0, os.SEEK_END)
+
+    def read_new(self) -> list[dict]:
+        """Return the entries written since the last call (rotated files are followed to their end)."""
+        entries = []
+        while True:
+            if self.file is None:
+                self._open()
+                if self.file is None:
+                    return entries
+            entries += self._read_lines()
+            try:
+                current = os.stat(self.path).st_ino
+            except FileNotFoundError:
+                return entries
+            if current == self.inode:
+                return entries
+            # Rotated: finish the old file, then start at the top of the new one.
+            entries += self._read_lines()
+            self.file.close()
+            self.file = None
+            self.buffer = b""
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+    def _open(self) -> None:
+        try:
+            self.file = open(self.path, "rb")
+        except FileNotFoundError:
+            self.file = None
+            return
+        self.inode = os.fstat(self.file.fileno()).st_ino
+
+    def _read_lines(self) -> list[dict]:
+        self.buffer += self.file.read()
+        *lines, self.buffer = self.buffer.split(b"\n")
+        return [json.loads(line) for line in lines if line]

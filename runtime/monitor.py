@@ -1,0 +1,245 @@
+"""The per-container monitor: one small process per detached container, and no daemon.
+
+Like Podman's conmon, the monitor is the parent of a detached container's
+pid 1 for the container's whole life:
+
+    pyrun run -d         spawns the monitor and waits for its "ready" line
+      monitor            own session, no terminal; PR_SET_CHILD_SUBREAPER;
+        |                holds the container's stdout/stderr and its published ports
+        +-- start helper   `python -m runtime.lifecycle start ...` (the full
+        |                  runtime): cgroup, network, namespaces, then exits;
+        |                  the container's pid 1 is re-parented to the monitor
+        +-- pid 1          the container; the monitor logs its output and waitpid()s it
+        +-- clean-up helper  `python -m runtime.lifecycle cleanup ...` after the exit
+
+The monitor runs as `python -S runtime/monitor.py ...`: a fresh interpreter
+(not a fork of the CLI) that imports only the standard library and
+runtime.logs, so it stays near 10 MiB of memory. Everything heavy (cgroups,
+pyroute2, mounts) runs in the short-lived helpers.
+
+While it lives, the monitor holds an exclusive flock(2) on
+`<container dir>/monitor.lock`. The kernel drops the lock when the
+monitor exits or is killed, so `pyrun wait`, `stop` and `rm -f` wait for the
+monitor by taking the same lock, and any command can tell whether a
+monitor is still watching the container.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import json
+import os
+import select
+import signal
+import socket
+import sys
+
+# When run by path with -S, the directory above `runtime/` is not on
+# sys.path (the editable install's .pth file is read by the site module).
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from runtime import logs  # noqa: E402 - after the sys.path fix above
+
+PR_SET_CHILD_SUBREAPER = 36
+MONITOR_LOCK = "monitor.lock"
+MAX_PASSED_FDS = 254  # published-port sockets (at most 253) plus a terminal
+READ_SIZE = 65536
+
+
+def set_child_subreaper() -> None:
+    """Make orphaned descendants (the container's pid 1) children of this process (prctl(2)).
+
+    This is a direct ctypes call instead of runtime.syscalls: the seam imports
+    python-prctl, whose import would double the monitor's memory.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(errno)}")
+
+
+def helper_command(python: str, verb: str, *args: str) -> list[str]:
+    """The argv of a helper: the full runtime in a fresh interpreter, with the site module."""
+    return [python, "-m", "runtime.lifecycle", verb, *args]
+
+
+def spawn(argv: list[str], stdin: int, stdout: int, stderr: int, keep: list[int] = ()) -> int:
+    """Start `argv` with the given stdio and extra inherited fds, without importing subprocess."""
+    for fd in keep:
+        os.set_inheritable(fd, True)
+    actions = [
+        (os.POSIX_SPAWN_DUP2, stdin, 0),
+        (os.POSIX_SPAWN_DUP2, stdout, 1),
+        (os.POSIX_SPAWN_DUP2, stderr, 2),
+    ]
+    # The monitor ignores SIGINT, SIGHUP, SIGTERM, SIGQUIT and SIGPIPE, and an
+    # ignored signal would stay ignored in the helper and the container.
+    defaults = [signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT, signal.SIGPIPE]
+    return os.posix_spawn(argv[0], argv, os.environ, file_actions=actions, setsigdef=defaults)
+
+
+def read_record(container_dir: str) -> dict:
+    with open(os.path.join(container_dir, "state.json"), encoding="utf-8") as file:
+        return json.load(file)
+
+
+def oom_killed(oom_file: str) -> bool:
+    """Read the "oom_kill N" line of memory.events (v2) or memory.oom_control (v1)."""
+    try:
+        with open(oom_file, encoding="ascii") as file:
+            for line in file:
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value) > 0
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+class Monitor:
+    def __init__(self, root: str, container_id: str, ready_fd: int) -> None:
+        self.root = root
+        self.container_id = container_id
+        self.directory = os.path.join(root, "containers", container_id)
+        self.ready_fd = ready_fd
+        self.python = sys.executable
+        self.held_fds: list[int] = []
+
+    def report_ready(self, message: str) -> None:
+        """Tell `pyrun run -d` / `start` how the start went: "ok" or an error message."""
+        if self.ready_fd < 0:
+            return
+        try:
+            os.write(self.ready_fd, (message + "\n").encode())
+        except OSError:
+            pass  # the CLI was interrupted; the record still tells the story
+        os.close(self.ready_fd)
+        self.ready_fd = -1
+
+    def run(self) -> int:
+        lock = os.open(os.path.join(self.directory, MONITOR_LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        set_child_subreaper()
+        record = read_record(self.directory)
+        log_config = record.get("log_config") or {}
+        writer = logs.JsonFileWriter(
+            logs.log_path(self.directory, self.container_id),
+            log_config.get("max_size", 0),
+            log_config.get("max_file", 1),
+        )
+
+        pid, streams = self.start_container()
+        if not pid:
+            writer.close()
+            return 1
+        self.report_ready("ok")
+
+        self.copy_output(streams, writer)
+        writer.close()
+        exit_code = self.wait_for(pid)
+        self.clean_up(exit_code, record)
+        return 0
+
+    def start_container(self) -> tuple[int, dict[int, str]]:
+        """Run the start helper; return pid 1 and the fds to log, or (0, {}) after a failure."""
+        stdout_read, stdout_write = os.pipe2(os.O_CLOEXEC)
+        stderr_read, stderr_write = os.pipe2(os.O_CLOEXEC)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        argv = helper_command(self.python, "start", self.root, self.container_id, str(theirs.fileno()))
+        helper = spawn(argv, null, stdout_write, stderr_write, keep=[theirs.fileno()])
+        for fd in (stdout_write, stderr_write, null):
+            os.close(fd)
+        theirs.close()
+
+        message, fds, _, _ = socket.recv_fds(ours, READ_SIZE, MAX_PASSED_FDS)
+        ours.close()
+        os.waitpid(helper, 0)
+        kind, _, payload = message.decode(errors="replace").partition("\0")
+        if kind != "started":
+            for fd in fds + [stdout_read, stderr_read]:
+                os.close(fd)
+            self.report_ready(payload or "the start helper exited without starting the container")
+            return 0, {}
+
+        pid_text, _, console_text = payload.partition("\0")
+        streams = {stdout_read: "stdout", stderr_read: "stderr"}
+        if console_text == "console":
+            # With -t the last fd is the pty master: everything arrives there as stdout.
+            streams[fds.pop()] = "stdout"
+        self.held_fds = fds
+        return int(pid_text), streams
+
+    def copy_output(self, streams: dict[int, str], writer: logs.JsonFileWriter) -> None:
+        """Log the container's output until every stream has ended."""
+        poller = select.poll()
+        for fd in streams:
+            poller.register(fd, select.POLLIN)
+        while streams:
+            for fd, _event in poller.poll():
+                try:
+                    data = os.read(fd, READ_SIZE)
+                except OSError:
+                    data = b""  # EIO: the pty's last user closed it
+                if data:
+                    writer.write(streams[fd], data)
+                    continue
+                writer.flush_partial(streams[fd])
+                poller.unregister(fd)
+                os.close(fd)
+                del streams[fd]
+
+    def wait_for(self, pid: int) -> int:
+        """Reap children until `pid` exits; return its exit code (128+N for signal N)."""
+        while True:
+            try:
+                reaped, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                return -1
+            if reaped == pid:
+                code = os.waitstatus_to_exitcode(status)
+                return 128 - code if code < 0 else code
+
+    def clean_up(self, exit_code: int, record: dict) -> None:
+        """Run the clean-up helper, which records the exit and undoes cgroup, network and mounts."""
+        oom = oom_killed(read_record(self.directory).get("oom_file", ""))
+        argv = helper_command(
+            self.python, "cleanup", self.root, self.container_id, str(exit_code), "1" if oom else "0"
+        )
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        error_log = os.open(os.path.join(self.directory, "cleanup.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        helper = spawn(argv, null, null, error_log)
+        os.close(null)
+        os.close(error_log)
+        self.wait_for(helper)
+        # The published ports stay held until the helper removed their DNAT rules.
+        for fd in self.held_fds:
+            os.close(fd)
+
+
+def daemonize() -> None:
+    """Leave the CLI's process: fork once more so the CLI can reap us and we are not a session leader."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.chdir("/")
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def main(argv: list[str]) -> int:
+    """`monitor.py ROOT CONTAINER_ID READY_FD`: watch one container until it exits."""
+    root, container_id, ready_fd = argv[0], argv[1], int(argv[2])
+    daemonize()
+    monitor = Monitor(root, container_id, ready_fd)
+    try:
+        return monitor.run()
+    except Exception as err:  # noqa: BLE001 - the CLI shows it; nobody else would
+        monitor.report_ready(f"monitor failed: {err}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
