@@ -12,11 +12,10 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from runtime.errors import NotFoundError, PyrunError, UsageError
 from runtime.store.index import ImageIndex
-from runtime.store.layout import StoreLayout, hex_of, locked, remove_tree
+from runtime.store.layout import StoreLayout, hex_of, locked, remove_tree, tree_size
 from runtime.store.reporter import PullReporter
 
 log = logging.getLogger(__name__)
@@ -272,7 +271,7 @@ class ImageStore:
         freed = 0
         for path in self.layout.layers.iterdir() if self.layout.layers.exists() else []:
             if path.name not in keep_layers:
-                freed += _tree_size(path)
+                freed += tree_size(path)
                 # Rename first, so a half-deleted layer never sits at its path.
                 trash = self.layout.tmp / f"trash-{path.name}-{os.getpid()}"
                 os.rename(path, trash)
@@ -281,18 +280,12 @@ class ImageStore:
             if path.name not in keep_blobs and not path.name.startswith("."):
                 freed += path.stat().st_size
                 path.unlink()
+        # No pull holds a blob or layer lock while the collector runs, so
+        # their lock files can go too; the next pull creates them again.
+        for pattern in ("blob-*.lock", "layer-*.lock"):
+            for path in self.layout.locks.glob(pattern):
+                path.unlink()
         return freed
-
-
-def _tree_size(path: Path) -> int:
-    total = 0
-    for directory, _, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(directory, name)).st_size
-            except OSError:
-                pass
-    return total
 
 
 def _familiar(name: str) -> str:

@@ -107,3 +107,15 @@ def remove_tree(path: Path) -> None:
         shutil.rmtree(path, onerror=make_writable_and_retry)
     elif path.exists() or path.is_symlink():
         path.unlink()
+
+
+def tree_size(path: Path) -> int:
+    """Add up the sizes (lstat) of everything under `path` except directories."""
+    total = 0
+    for directory, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(directory, name)).st_size
+            except OSError:
+                pass
+    return total

@@ -42,7 +42,8 @@ from registry_client.manifests import (Manifest, fetch_manifest, head_manifest,
 from registry_client.platform import Platform
 from registry_client.reference import Reference
 from runtime.errors import PyrunError
-from runtime.store.layout import StoreLayout, hex_of, locked, remove_tree, write_atomic
+from runtime.store.layout import (StoreLayout, hex_of, locked, remove_tree, tree_size,
+                                  write_atomic)
 from runtime.store.reporter import PullReporter
 
 log = logging.getLogger(__name__)
@@ -288,17 +289,6 @@ def _process_exists(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def tree_size(path: Path) -> int:
-    total = 0
-    for directory, _, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(directory, name)).st_size
-            except OSError:
-                pass
-    return total
 
 
 def store_manifest(layout: StoreLayout, manifest: Manifest) -> None:

@@ -126,6 +126,15 @@ def test_rmi_deletes_unshared_layers_and_blobs(store):
     assert store.layout.blob(shared_id).exists()
 
 
+def test_rmi_removes_stale_lock_files(store):
+    add_image(store, ["docker.io/library/gone:latest"], ["base"])
+    stale = store.layout.lock_file("blob-" + "a" * 64)
+    stale.touch()
+    store.remove("gone")
+    assert not stale.exists()
+    assert store.layout.lock_file("images").exists()
+
+
 def test_rmi_of_image_used_by_container(store):
     image_id = add_image(store, ["docker.io/library/busy:latest"], ["base"])
     container = store.layout.containers / ("c" * 64)
