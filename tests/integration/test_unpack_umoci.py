@@ -37,6 +37,14 @@ def require(tool: str) -> None:
         pytest.skip(f"{tool} is not installed (Debian package {tool})")
 
 
+def third_party_file(relative: str) -> Path:
+    """Return a file of the third-party test data, or skip when it is absent."""
+    path = TESTDATA / relative
+    if not path.exists():
+        pytest.skip(f"test data {path} is missing: it lives in shared/testdata beside the repository")
+    return path
+
+
 # -- OCI layouts ----------------------------------------------------------------------
 
 
@@ -180,7 +188,7 @@ def tools():
 
 
 def test_docker_save_busybox_matches_umoci(tmp_path):
-    layout = layout_from_docker_archive(TESTDATA / "dive" / "test-docker-image.tar", tmp_path / "layout")
+    layout = layout_from_docker_archive(third_party_file("dive/test-docker-image.tar"), tmp_path / "layout")
     manifest, _ = read_manifest(layout)
     assert len(manifest["layers"]) == 14
     assert compare_with_umoci(layout, tmp_path) > 300
@@ -188,7 +196,7 @@ def test_docker_save_busybox_matches_umoci(tmp_path):
 
 @pytest.mark.parametrize("compression", ["gzip", "uncompressed"])
 def test_oci_archive_matches_umoci(tmp_path, compression):
-    archive = TESTDATA / "dive" / f"test-oci-{compression}-image.tar"
+    archive = third_party_file(f"dive/test-oci-{compression}-image.tar")
     layout = layout_from_oci_archive(archive, tmp_path / "layout")
     assert compare_with_umoci(layout, tmp_path) == 1
 
@@ -196,13 +204,13 @@ def test_oci_archive_matches_umoci(tmp_path, compression):
 def test_zstd_archive_matches_umoci(tmp_path):
     # umoci 0.4.7 (Debian 12) rejects zstd layers, so it unpacks the
     # uncompressed archive of the same image instead.
-    layout = layout_from_oci_archive(TESTDATA / "dive" / "test-oci-zstd-image.tar", tmp_path / "layout")
-    same = layout_from_oci_archive(TESTDATA / "dive" / "test-oci-uncompressed-image.tar", tmp_path / "same")
+    layout = layout_from_oci_archive(third_party_file("dive/test-oci-zstd-image.tar"), tmp_path / "layout")
+    same = layout_from_oci_archive(third_party_file("dive/test-oci-uncompressed-image.tar"), tmp_path / "same")
     assert compare_with_umoci(layout, tmp_path, umoci_layout=same) == 1
 
 
 def test_whiteout_layers_match_umoci(tmp_path):
-    layers = [TESTDATA / "regclient" / "layer.tar", TESTDATA / "regclient" / "layer-wh.tar"]
+    layers = [third_party_file("regclient/layer.tar"), third_party_file("regclient/layer-wh.tar")]
     layout = layout_from_layer_tars(layers, tmp_path / "layout")
     assert compare_with_umoci(layout, tmp_path) == 3
 
