@@ -124,7 +124,7 @@ def attach_bridge(container_id: str, pid: int, plan: dict, netns_path: str) -> d
                 veth.configure_container_end(container_id, netns_path, address, subnet, gateway)
                 nat.add_container_rules(container_id, address, mappings)
             except BaseException:
-                remove_from_bridge(iproute, state, container_id)
+                undo_attach(iproute, state, container_id)
                 raise
     except OSError as err:
         ports.release_sockets(container_id)
@@ -207,18 +207,35 @@ def remove_from_bridge(iproute, state: ipam.NetworkState, container_id: str) -> 
         raise errors[0]
 
 
+def undo_attach(iproute, state: ipam.NetworkState, container_id: str) -> None:
+    """Roll back a failed attach. A clean-up error is logged, not raised, so
+    the caller re-raises the error that made the attach fail."""
+    try:
+        remove_from_bridge(iproute, state, container_id)
+    except (OSError, PyrunError) as err:
+        log.warning("rolling back the network of container %s failed: %s", container_id[:12], err)
+
+
 def cleanup_dead() -> list[str]:
     """Detach every container whose first process is gone; return their IDs.
 
     Reads the state file without the lock first, so the usual case (nothing
-    dead) costs one small read and imports nothing.
+    dead) costs one small read and imports nothing. A container whose
+    clean-up fails is logged and left for the next call.
     """
     records = ipam.read_state_file().get("containers", {})
-    dead = [container_id for container_id, record in records.items() if not ipam.is_alive(record)]
-    for container_id in dead:
+    cleaned = []
+    for container_id, record in records.items():
+        if ipam.is_alive(record):
+            continue
         log.info("removing the network of dead container %s", container_id[:12])
-        detach(container_id)
-    return dead
+        try:
+            detach(container_id)
+        except PyrunError as err:
+            log.warning("clean-up of dead container %s failed: %s: %s", container_id[:12], err, err.__cause__)
+            continue
+        cleaned.append(container_id)
+    return cleaned
 
 
 def write_settings_file(container_dir: str, container_id: str, settings: dict) -> None:

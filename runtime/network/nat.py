@@ -190,6 +190,9 @@ def dropping_forward_chains(ruleset: list[dict]) -> list[dict]:
 
     A chain counts when its policy is drop or one of its rules ends in drop
     or reject. Only families ip and inet see IPv4 forwarding.
+
+    NOTE: a drop inside a regular chain that a forward chain jumps to is not
+    seen, so such a firewall gets no accept rules and blocks containers.
     """
     chains = {}
     for item in ruleset:
@@ -225,8 +228,8 @@ def accept_rule(chain: dict, direction: str) -> dict:
 def allow_bridge_in_host_firewall() -> None:
     """Insert accept rules for the bridge into forward chains of other tables that drop.
 
-    NOTE: iptables-legacy rules are invisible to nft; a legacy FORWARD chain
-    that drops still blocks containers, and pyrun only warns about it.
+    NOTE: nft cannot see iptables-legacy rules, so a legacy FORWARD chain
+    that drops still blocks containers. pyrun only warns about it.
     """
     ruleset = list_json("ruleset")
     already = {(rule["family"], rule["table"], rule["chain"]) for rule in host_rules(ruleset)}

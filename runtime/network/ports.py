@@ -20,6 +20,7 @@ the kernel frees the port.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import logging
@@ -191,10 +192,15 @@ def bind_port(mapping: PortMapping) -> socket.socket:
     except OSError as err:
         held.close()
         where = f"{mapping.host_ip}:{mapping.host_port}/{mapping.protocol}"
-        if err.errno == 98:  # EADDRINUSE
+        if err.errno == errno.EADDRINUSE:
             raise PyrunError(
                 f"cannot publish {mapping.key} on {where}: the host port is already in use",
-                hint="choose another host port with -p, or stop the program that holds it",
+                hint="choose another host port with -p, or stop the program that uses it",
+            ) from err
+        if err.errno == errno.EADDRNOTAVAIL:
+            raise PyrunError(
+                f"cannot publish {mapping.key} on {where}: {mapping.host_ip} is not an address of this host",
+                hint="use one of the host's addresses in -p, or leave the address out",
             ) from err
         raise PyrunError(f"cannot publish {mapping.key} on {where}: bind failed") from err
     log.debug("holding host port %s:%d/%s", mapping.host_ip, held.getsockname()[1], mapping.protocol)

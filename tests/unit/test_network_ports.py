@@ -101,3 +101,10 @@ def test_docker_ports_and_ps_format():
     assert docker == {"443/tcp": None, "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "49153"}]}
     assert ports.format_ports(docker) == "0.0.0.0:49153->80/tcp, 443/tcp"
     assert ports.format_ports({}) == ""
+
+
+def test_hold_ports_foreign_address_fails():
+    with pytest.raises(PyrunError) as info:
+        ports.hold_ports("c5", [PortMapping(80, "tcp", "192.0.2.123", 8080)])
+    assert "192.0.2.123 is not an address of this host" in str(info.value)
+    assert ports.held_sockets("c5") == []
