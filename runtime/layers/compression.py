@@ -40,6 +40,8 @@ INFLATE_MAX = 4 << 20
 # Uncompressed chunks the prefetch thread may hold ready, at most
 # PREFETCH_CHUNKS * INFLATE_MAX bytes.
 PREFETCH_CHUNKS = 4
+# Seconds to wait for the prefetch thread to stop after a failure.
+STOP_TIMEOUT = 2.0
 
 # Media types from the OCI image spec (image-layer media types) and Docker's
 # image manifest v2 schema 2, mapped to the compression they declare.
@@ -254,9 +256,16 @@ class Prefetcher:
         return item
 
     def close(self) -> None:
-        """Stop the thread, also when the reader gave up before the end."""
+        """Stop the thread, also when the reader gave up before the end.
+
+        The thread may be blocked in a read from a stalled download, which
+        nothing can interrupt. It is left to finish on its own then: it
+        writes no files, and it drops what it reads once stopped.
+        """
         self._stop.set()
-        self._thread.join()
+        self._thread.join(timeout=STOP_TIMEOUT)
+        if self._thread.is_alive():
+            log.debug("layer inflate thread still reading after %.0f s; leaving it", STOP_TIMEOUT)
 
 
 class LayerReader:
