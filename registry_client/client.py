@@ -32,6 +32,24 @@ from runtime import explain
 
 log = logging.getLogger(__name__)
 
+
+class RedactQueryStrings(logging.Filter):
+    """Cut query strings out of urllib3's request log lines.
+
+    Token requests and CDN redirects carry signatures or account names in
+    the query string, and urllib3 logs each request's URL at debug level.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                arg.split("?", 1)[0] + "?..." if isinstance(arg, str) and "?" in arg else arg
+                for arg in record.args)
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(RedactQueryStrings())
+
 USER_AGENT = "pyrun/0.1"
 CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 60

@@ -131,8 +131,8 @@ class Puller:
             return None
         remaining = remaining_pulls(response.headers)
         if remaining is not None and remaining < RATE_LIMIT_WARNING:
-            log.warning("Docker Hub allows %d more pulls from this address for now "
-                        "(ratelimit-remaining: %s); 'pyrun login' raises the limit",
+            log.warning("Docker Hub allows %d more pulls from this address in its current "
+                        "window (ratelimit-remaining: %s); 'pyrun login' raises the limit",
                         remaining, response.headers.get("ratelimit-remaining"))
         return response.headers.get("Docker-Content-Digest")
 

@@ -75,6 +75,9 @@ def test_credentials_not_logged(login_env):
     assert PASSWORD not in result.stderr
     assert encoded not in result.stderr
     assert "Bearer ey" not in result.stderr
+    # urllib3 logs the token request, with its query string cut off.
+    assert '"GET /token?... HTTP/1.1" 200' in result.stderr
+    assert "account=" not in result.stderr
 
 
 def test_logout_removes_entry(login_env):
