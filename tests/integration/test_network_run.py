@@ -32,13 +32,22 @@ def env(pyrun_env, store_root):
     return pyrun_env
 
 
+def with_test_dns(test_network, args: tuple) -> list[str]:
+    """Give `run` a nameserver inside the test namespace, never the host's resolvers."""
+    args = list(args)
+    joins_other = any(arg.startswith("container:") for arg in args)
+    if args and args[0] == "run" and "--dns" not in args and not joins_other:
+        args[1:1] = ["--dns", test_network.outside_address]
+    return args
+
+
 def pyrun(test_network, env, *args, **kwargs):
-    return test_network.pyrun(*args, env=env, **kwargs)
+    return test_network.pyrun(*with_test_dns(test_network, args), env=env, **kwargs)
 
 
 def start_pyrun(test_network, env, *args) -> subprocess.Popen:
     """Start `pyrun run` in the foreground, in the test namespace, without waiting."""
-    command = test_network.command(PYRUN, *args)
+    command = test_network.command(PYRUN, *with_test_dns(test_network, args))
     return subprocess.Popen(command, env=test_network.env(env), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
