@@ -1,7 +1,7 @@
 """The `--init` mini init: pid 1 that forwards signals and reaps zombies.
 
-Pid 1 in a pid namespace has two duties that most programs do not expect:
-the kernel delivers it only the signals it has handlers for, and every
+Pid 1 in a pid namespace has two duties that most programs do not expect.
+The kernel delivers it only the signals it has handlers for. And every
 orphaned process in the namespace becomes its child, so it must wait(2) for
 them or they stay zombies. With `--init`, pyrun's own process stays pid 1
 and does both (like Docker's tini); the command runs as pid 2.
@@ -26,7 +26,7 @@ import prctl
 
 from runtime import syscalls
 
-# What `ps` in the container shows for pid 1, instead of the host's
+# The name `ps` in the container shows for pid 1, in place of the host's
 # interpreter path and pyrun's command line.
 PROCESS_TITLE = "pyrun-init"
 

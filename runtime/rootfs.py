@@ -188,7 +188,7 @@ def mount_entry(root_fd: int, entry: dict[str, Any]) -> None:
 def mount_cgroup_filesystem(root_fd: int, entry: dict[str, Any]) -> None:
     """Mount the container's view of the cgroup hierarchies, as runc does for type "cgroup".
 
-    In its cgroup namespace the container sees its own cgroup as the root.
+    In its cgroup namespace, the container's own cgroup is the root of each hierarchy.
     On cgroup v2 that is one cgroup2 mount. On v1 and hybrid hosts it is a
     tmpfs with one cgroup mount per hierarchy (controllers mounted together
     on the host, such as cpu,cpuacct, must be mounted together here too),

@@ -2,9 +2,9 @@
 
 A record is a JSON object with at least: id, name, image (the reference),
 image_id, created, status, pid, exit_code, started_at, finished_at. Every
-change happens under an exclusive flock(2) on the container's `lock` file
-and lands by rename(2), so a reader never sees half a record and two
-writers never lose each other's fields.
+change made through `update_record` happens under an exclusive flock(2) on
+the container's `lock` file and lands by rename(2). So a reader does not
+see half a record, and two writers do not lose each other's fields.
 
 Names are reserved as symlinks `<root>/names/<name> -> <id>`: symlink(2)
 fails with EEXIST when the name is taken, so two `run --name web` at once
@@ -56,7 +56,7 @@ def new_container_id() -> str:
 
 
 def now() -> str:
-    """The current UTC time in RFC 3339 with nanoseconds, as Docker records times."""
+    """Return the current UTC time in RFC 3339 with nanoseconds, as Docker records times."""
     nanoseconds = time.time_ns()
     seconds, fraction = divmod(nanoseconds, 1_000_000_000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:09d}Z"
@@ -164,7 +164,7 @@ def update_record(root: str, container_id: str, **changes: Any) -> dict[str, Any
 
 
 def list_records(root: str) -> list[dict[str, Any]]:
-    """Every container's record, oldest first; directories without one are skipped."""
+    """Return every container's record, oldest first, skipping directories without one."""
     records = []
     try:
         entries = os.listdir(containers_dir(root))
