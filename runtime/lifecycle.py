@@ -172,13 +172,19 @@ def start(root: str, container_id: str) -> None:
     with _flock(os.path.join(directory, MONITOR_LOCK), fcntl.LOCK_SH | fcntl.LOCK_NB) as free:
         if not free:
             raise PyrunError(f"container {container_id[:12]} is still being cleaned up", hint="try again in a moment")
+    from runtime import explain
+
+    # With --explain, the start helper narrates to this process's stderr
+    # through a descriptor that the monitor passes on and then closes.
+    narration = explain.child_environment()
+    passed = [explain.output_fd()] if narration else []
     ready_read, ready_write = os.pipe()
     try:
         # `python -S`: the monitor needs no site-packages, which saves memory.
         command = [sys.executable, "-S", MONITOR_SCRIPT, root, container_id, str(ready_write)]
         subprocess.run(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            pass_fds=[ready_write], start_new_session=True, check=True,
+            pass_fds=[ready_write, *passed], start_new_session=True, check=True, env={**os.environ, **narration},
         )
         os.close(ready_write)
         ready_write = -1
@@ -200,8 +206,9 @@ def run_start_helper(root: str, container_id: str, channel_fd: int) -> int:
     import socket
 
     from runtime import container as containers
-    from runtime import launch
+    from runtime import explain, launch
 
+    explain.enable_from_environment()
     channel = socket.socket(fileno=channel_fd)
     record = state.load_record(root, container_id)
     spec = spec_of(root, container_id)

@@ -46,6 +46,7 @@ PR_SET_CHILD_SUBREAPER = 36
 MONITOR_LOCK = "monitor.lock"
 MAX_PASSED_FDS = 254  # published-port sockets (at most 253) plus a terminal
 READ_SIZE = 65536
+EXPLAIN_FD_VARIABLE = "PYRUN_EXPLAIN_FD"  # runtime.explain.EXPLAIN_FD_VARIABLE, which imports the seam
 
 
 def set_child_subreaper() -> None:
@@ -149,10 +150,17 @@ class Monitor:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         argv = helper_command(self.python, "start", self.root, self.container_id, str(theirs.fileno()))
-        helper = spawn(argv, null, stdout_write, stderr_write, keep=[theirs.fileno()])
+        # `pyrun --explain` passes the descriptor its narration goes to; only
+        # the start helper uses it, so the monitor lets go of it afterwards.
+        narration = os.environ.get(EXPLAIN_FD_VARIABLE)
+        keep = [theirs.fileno()] + ([int(narration)] if narration else [])
+        helper = spawn(argv, null, stdout_write, stderr_write, keep=keep)
         for fd in (stdout_write, stderr_write, null):
             os.close(fd)
         theirs.close()
+        if narration:
+            del os.environ[EXPLAIN_FD_VARIABLE]
+            os.close(int(narration))
 
         message, fds, _, _ = socket.recv_fds(ours, READ_SIZE, MAX_PASSED_FDS)
         ours.close()
