@@ -108,14 +108,16 @@ class Puller:
             try:
                 if reference.is_docker_hub and not endpoint.is_mirror:
                     digest = self.check_rate_limit(repository, reference)
-                    image_id = find_pulled(index_data, reference, digest, self.requested)
+                    image_id = find_pulled(index_data, reference, digest, self.requested,
+                                           self.platform_requested)
                     if image_id:
                         return repository, None, image_id
                 manifest = fetch_manifest(repository, reference.manifest_reference(),
                                           expected_digest=reference.digest)
                 log.debug("%s is %s, type %s", reference, manifest.digest, manifest.media_type)
-                return repository, manifest, find_pulled(index_data, reference,
-                                                         manifest.digest, self.requested)
+                image_id = find_pulled(index_data, reference, manifest.digest,
+                                       self.requested, self.platform_requested)
+                return repository, manifest, image_id
             except RegistryError as err:
                 if position == len(endpoints) - 1:
                     raise
@@ -254,15 +256,22 @@ class Puller:
 
 
 def find_pulled(index_data: dict, reference: Reference, digest: str | None,
-                requested: Platform) -> str | None:
-    """Return the ID of the stored image pulled from `digest` for `requested`, or None."""
+                requested: Platform, platform_requested: bool) -> str | None:
+    """Return the ID of the stored image pulled from `digest` for `requested`, or None.
+
+    An image from a single-platform manifest matches whatever the host is,
+    but not a different `--platform`: that pull goes on, and fails on the
+    platform check.
+    """
     if not digest:
         return None
     pinned = f"{reference.name}@{digest}"
     for image_id, record in index_data["images"].items():
         if pinned not in record.get("repo_digests", []):
             continue
-        if not record.get("from_index") or record.get("platform") == str(requested):
+        if record.get("platform") == str(requested):
+            return image_id
+        if not record.get("from_index") and not platform_requested:
             return image_id
     return None
 

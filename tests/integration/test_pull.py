@@ -222,6 +222,15 @@ def test_platform_flag_checked_for_single_manifest(pyrun_env):
     assert "does not match the requested platform (linux/arm64/v8)" in result.stderr
 
 
+def test_platform_flag_checked_for_stored_image(pyrun_env):
+    assert pull(pyrun_env, "busybox").returncode == 0
+    result = pull(pyrun_env, "--platform", "linux/arm64", "busybox")
+    assert result.returncode == 125
+    assert "does not match the requested platform" in result.stderr
+    result = pull(pyrun_env, "--platform", "linux/amd64", "busybox")
+    assert "Image is up to date" in result.stdout
+
+
 def test_invalid_platform_flag(pyrun_env):
     result = pull(pyrun_env, "--platform", "arm64", "busybox")
     assert result.returncode == 125
