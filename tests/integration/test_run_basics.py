@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -201,3 +203,15 @@ def test_many_layers_image(run_env):
     result = pyrun_run(run_env, "manylayers", "sh", "-c", "ls /etc/deleted-by-whiteout; ls /bin | wc -l")
     assert "No such file" in result.stderr
     assert int(result.stdout.strip()) > 100
+
+
+def test_run_imports_no_http_or_netlink(run_env):
+    # With the image present and --network none, run needs neither the
+    # registry client's HTTP stack nor pyroute2, which cost 90 and 150 ms.
+    command = [sys.executable, "-X", "importtime", "-m", "runtime", "--root", str(run_env.root),
+               "run", "--rm", "--network", "none", "busybox", "true"]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **run_env.env})
+    assert result.returncode == 0, result.stderr
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+    assert "requests" not in imported
+    assert "pyroute2" not in imported
