@@ -92,37 +92,14 @@ def attach(container_id: str, pid: int, plan: dict, container_dir: str) -> dict:
 
 
 def attach_bridge(container_id: str, pid: int, plan: dict, netns_path: str) -> dict:
-    from runtime.network import bridge, nat, netlink, veth
+    from runtime.network import bridge, netlink, veth
 
     requested = [ports.PortMapping.from_dict(item) for item in plan.get("ports", [])]
     mappings = ports.hold_ports(container_id, requested)
     try:
         with ipam.locked_state() as state, netlink.open_host() as iproute:
             try:
-                if container_id in state.containers:
-                    # A restart of a container whose last detach never ran.
-                    remove_from_bridge(iproute, state, container_id)
-                subnet = bridge.ensure_bridge(iproute, state)
-                address = state.allocate(container_id, plan.get("ip"))
-                state.containers[container_id] = {
-                    "ip": str(address),
-                    "veth": veth.host_ifname(container_id),
-                    "pid": pid,
-                    "start_time": ipam.process_start_time(pid),
-                    "ports": [mapping.to_dict() for mapping in mappings],
-                }
-                # Saved before the links exist, so a crash from here on
-                # leaves a record that cleanup_dead() acts on.
-                state.save()
-
-                gateway = ipam.gateway_of(subnet)
-                nat.ensure_table(subnet, bool(state.data.get("forwarding_enabled")))
-                nat.allow_bridge_in_host_firewall()
-                bridge_index = netlink.link_index(iproute, bridge.BRIDGE)
-                mtu = bridge.host_mtu(iproute)
-                veth.create_pair(iproute, container_id, netns_path, bridge_index, mtu)
-                veth.configure_container_end(container_id, netns_path, address, subnet, gateway)
-                nat.add_container_rules(container_id, address, mappings)
+                address, subnet = plug_in(iproute, state, container_id, pid, plan.get("ip"), netns_path, mappings)
             except BaseException:
                 undo_attach(iproute, state, container_id)
                 raise
@@ -134,6 +111,7 @@ def attach_bridge(container_id: str, pid: int, plan: dict, netns_path: str) -> d
         raise
 
     log.info("container %s has address %s on %s", container_id[:12], address, bridge.BRIDGE)
+    gateway = ipam.gateway_of(subnet)
     settings = empty_settings("bridge", ports.docker_ports(mappings, plan.get("exposed", [])))
     settings.update({
         "Bridge": bridge.BRIDGE,
@@ -147,6 +125,43 @@ def attach_bridge(container_id: str, pid: int, plan: dict, netns_path: str) -> d
         key: settings[key] for key in ("IPAddress", "IPPrefixLen", "Gateway", "MacAddress")
     })
     return settings
+
+
+def plug_in(iproute, state: ipam.NetworkState, container_id: str, pid: int, requested_ip: str | None,
+            netns_path: str, mappings: list[ports.PortMapping]) -> tuple:
+    """Connect the container to the bridge; return its address and the subnet.
+
+    The caller holds the network lock and undoes these steps on failure.
+    """
+    from runtime.network import bridge, nat, netlink, veth
+
+    if container_id in state.containers:
+        # A restart of a container whose last detach never ran.
+        remove_from_bridge(iproute, state, container_id)
+
+    subnet = bridge.ensure_bridge(iproute, state)
+    address = state.allocate(container_id, requested_ip)
+    state.containers[container_id] = {
+        "ip": str(address),
+        "veth": veth.host_ifname(container_id),
+        "pid": pid,
+        "start_time": ipam.process_start_time(pid),
+        "ports": [mapping.to_dict() for mapping in mappings],
+    }
+    # Saved before the links exist, so a crash from here on leaves a record
+    # that cleanup_dead() acts on.
+    state.save()
+
+    nat.ensure_table(subnet, bool(state.data.get("forwarding_enabled")))
+    nat.allow_bridge_in_host_firewall()
+
+    bridge_index = netlink.link_index(iproute, bridge.BRIDGE)
+    mtu = bridge.host_mtu(iproute)
+    veth.create_pair(iproute, container_id, netns_path, bridge_index, mtu)
+    veth.configure_container_end(container_id, netns_path, address, subnet, ipam.gateway_of(subnet))
+
+    nat.add_container_rules(container_id, address, mappings)
+    return address, subnet
 
 
 def empty_settings(mode: str, docker_ports: dict) -> dict:
@@ -177,7 +192,7 @@ def detach(container_id: str, settings: dict | None = None) -> None:
 
 
 def remove_from_bridge(iproute, state: ipam.NetworkState, container_id: str) -> None:
-    """Undo the steps of attach_bridge that happened. The caller holds the lock.
+    """Undo the steps of plug_in that happened. The caller holds the lock.
 
     Every step runs even when an earlier one fails, so one failure leaves as
     little as possible behind. The first error is raised at the end.

@@ -36,7 +36,6 @@ import json
 import logging
 import shutil
 import subprocess
-from typing import Any
 
 from runtime import syscalls
 from runtime.errors import PyrunError
@@ -268,8 +267,3 @@ def warn_about_legacy_iptables() -> None:
         log.warning("iptables-legacy has a filter table, which nft cannot read: if its FORWARD chain "
                     "drops packets, allow %s there (iptables-legacy -I FORWARD -i %s -j ACCEPT, and -o)",
                     BRIDGE, BRIDGE)
-
-
-def ruleset_summary() -> Any:
-    """Return the pyrun table's rules, for tests and debugging."""
-    return list_json("table", FAMILY, TABLE) if table_exists() else []
