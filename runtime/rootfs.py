@@ -73,11 +73,16 @@ def bind_rootfs(rootfs: str) -> int:
     return os.open(rootfs, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
-def open_in_root(root_fd: int, destination: str, *, is_dir: bool = True) -> int:
+# The kernel's limit on symlinks followed in one lookup (MAXSYMLINKS).
+MAX_SYMLINKS = 40
+
+
+def open_in_root(root_fd: int, destination: str, *, is_dir: bool = True, _links: int = 0) -> int:
     """Open `destination` inside the root, creating what is missing; return an O_PATH fd.
 
-    Symlinks are followed inside the root (RESOLVE_IN_ROOT); under /proc,
-    /sys and /dev they are rejected (RESOLVE_NO_SYMLINKS).
+    Symlinks are followed inside the root (RESOLVE_IN_ROOT), dangling ones
+    too: the missing target is created inside the root, as runc does. Under
+    /proc, /sys and /dev symlinks are rejected (RESOLVE_NO_SYMLINKS).
     """
     # normpath keeps a leading "//" (POSIX allows it a meaning), so strip first.
     normalized = os.path.normpath("/" + destination.lstrip("/"))
@@ -93,21 +98,42 @@ def open_in_root(root_fd: int, destination: str, *, is_dir: bool = True) -> int:
             try:
                 new_fd = syscalls.openat2(root_fd, prefix, O_PATH | os.O_CLOEXEC, resolve)
             except OSError as err:
-                if err.errno == errno.ELOOP:
+                if err.errno == errno.ELOOP and resolve & syscalls.RESOLVE_NO_SYMLINKS:
                     raise RootfsError(
                         f"mount destination {destination!r}: the image has a symlink at /{prefix}",
                         hint="images may not redirect /proc, /sys or /dev with symlinks",
                     ) from err
                 if err.errno != errno.ENOENT:
                     raise
+                target = _dangling_symlink(fd, name)
+                if target is not None:
+                    break
                 _create(fd, name, directory=is_dir or not last)
                 new_fd = syscalls.openat2(root_fd, prefix, O_PATH | os.O_CLOEXEC, resolve)
             os.close(fd)
             fd = new_fd
-        return fd
+        else:
+            return fd
     except BaseException:
         os.close(fd)
         raise
+
+    # A dangling symlink: follow it by hand to the path it names inside the root.
+    os.close(fd)
+    if _links >= MAX_SYMLINKS:
+        raise RootfsError(f"mount destination {destination!r}: too many levels of symlinks")
+    parent = "/".join(components[:index])
+    rest = "/".join(components[index + 1 :])
+    followed = os.path.join("/" + parent, target, rest)
+    return open_in_root(root_fd, followed, is_dir=is_dir, _links=_links + 1)
+
+
+def _dangling_symlink(parent_fd: int, name: str) -> str | None:
+    """Return the target of `name` in `parent_fd` if it is a symlink, else None."""
+    try:
+        return os.readlink(name, dir_fd=parent_fd)
+    except OSError:
+        return None
 
 
 def read_file_in_root(rootfs: str, path: str) -> str:

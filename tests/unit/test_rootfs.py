@@ -184,3 +184,29 @@ def test_parse_mount_invalid(value, message):
 def test_parse_tmpfs_options():
     entry = mounts.parse_tmpfs("/run:size=1m,mode=1777")
     assert entry["options"] == ["nosuid", "nodev", "noexec", "size=1m", "mode=1777"]
+
+
+def test_dangling_symlink_target_created_inside_root(tmp_path):
+    # Images often link /etc/resolv.conf to a file that exists only at run time.
+    root = make_root(tmp_path)
+    (root / "etc" / "resolv.conf").symlink_to("/run/systemd/resolve/stub-resolv.conf")
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY)
+    try:
+        fd = rootfs.open_in_root(root_fd, "/etc/resolv.conf", is_dir=False)
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        os.close(fd)
+    finally:
+        os.close(root_fd)
+    assert target == str(root / "run" / "systemd" / "resolve" / "stub-resolv.conf")
+    assert (root / "run" / "systemd" / "resolve" / "stub-resolv.conf").is_file()
+
+
+def test_symlink_loop_is_error(tmp_path):
+    root = make_root(tmp_path)
+    (root / "loop").symlink_to("loop")
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY)
+    try:
+        with pytest.raises(OSError):
+            rootfs.open_in_root(root_fd, "/loop/x")
+    finally:
+        os.close(root_fd)
