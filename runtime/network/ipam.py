@@ -53,12 +53,15 @@ def choose_subnet(routes: list[str]) -> ipaddress.IPv4Network:
     """
     used_networks = [ipaddress.IPv4Network(route, strict=False) for route in routes]
     used_networks = [network for network in used_networks if network.prefixlen > 0]
+    clashes = []
     for candidate in CANDIDATE_SUBNETS:
         subnet = ipaddress.IPv4Network(candidate)
         clash = next((network for network in used_networks if subnet.overlaps(network)), None)
         if clash is None:
+            if clashes:
+                log.warning("the bridge uses %s because %s", subnet, ", ".join(clashes))
             return subnet
-        log.info("bridge subnet %s overlaps the host route %s, trying the next one", subnet, clash)
+        clashes.append(f"{subnet} overlaps the host's {clash}")
     raise PyrunError(
         "no free private subnet for the bridge: every candidate overlaps a host route",
         hint="remove an overlapping route, or use --network host",

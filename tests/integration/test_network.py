@@ -88,6 +88,11 @@ class Container:
     def popen(self, *command: str, **kwargs) -> subprocess.Popen:
         return self.network.popen(*command, netns=self.netns, **kwargs)
 
+    def holder_log(self) -> str:
+        """Return what the attach process logged so far (its stderr), after it ends."""
+        self.detach()
+        return self.holder.stderr.read()
+
     def host_port(self, key: str = "80/tcp") -> int:
         return int(self.settings["Ports"][key][0]["HostPort"])
 
@@ -483,3 +488,16 @@ def test_iptables_forward_drop_gets_accept_rules(containers, test_network):
         assert rules.strip() == "-P FORWARD DROP"
     finally:
         test_network.run("nft", "delete", "table", "ip", "filter")
+
+
+def test_bridge_avoids_host_route(containers, test_network):
+    test_network.run("ip", "route", "add", "172.17.0.0/16", "via", test_network.outside_address, check=True)
+    try:
+        container = containers(bridge_plan())
+        assert container.settings["IPAddress"].startswith("172.18.")
+        assert "172.18.0.1/16" in test_network.addresses()
+        assert "the bridge uses 172.18.0.0/16" in container.holder_log()
+        container.detach()
+    finally:
+        test_network.run("ip", "route", "del", "172.17.0.0/16")
+    assert_nothing_left(test_network)

@@ -10,9 +10,10 @@ from runtime.errors import PyrunError
 from runtime.network import ipam
 
 
-def test_choose_subnet_skips_overlapping_routes():
+def test_choose_subnet_skips_overlapping_routes(caplog):
     subnet = ipam.choose_subnet(["0.0.0.0/0", "172.17.5.0/24", "172.18.0.0/15", "192.0.2.0/24"])
     assert subnet == ipaddress.IPv4Network("172.20.0.0/16")
+    assert "172.17.0.0/16 overlaps the host's 172.17.5.0/24" in caplog.text
 
 
 def test_choose_subnet_ignores_default_route():
