@@ -56,23 +56,62 @@ _narrating_pid = 0
 
 CHILD_MARK = "[child] "
 
+# Names the descriptor a pyrun process spawned by another (not forked) should
+# narrate to; see child_environment().
+EXPLAIN_FD_VARIABLE = "PYRUN_EXPLAIN_FD"
 
-def enable(*, colour: bool | None = None) -> None:
-    """Start narrating every step on stderr; `colour` None means "if a terminal"."""
+
+def enable(*, colour: bool | None = None, fd: int | None = None) -> None:
+    """Start narrating every step on stderr, or on `fd`; `colour` None means "if a terminal"."""
     global _output_fd, _output_identity, _colour, _parent_pid, _narrating_pid
     if _output_fd is not None:
         return
 
-    # Write to a duplicate of stderr, not to fd 2 itself: the container's
-    # child may point fd 2 at a terminal or log of the container before
-    # execve, and the narration of its last steps must still reach the
-    # user. os.dup() makes the copy close-on-exec, so the container's
-    # command never inherits it.
-    _output_fd = os.dup(2)
+    if fd is None:
+        # Write to a duplicate of stderr, not to fd 2 itself: the container's
+        # child may point fd 2 at a terminal or log of the container before
+        # execve, and the narration of its last steps must still reach the
+        # user. os.dup() makes the copy close-on-exec, so the container's
+        # command never inherits it.
+        fd = os.dup(2)
+    else:
+        os.set_inheritable(fd, False)
+    _output_fd = fd
     _output_identity = _identity(_output_fd)
     _colour = wants_colour(_output_fd) if colour is None else colour
     _parent_pid = _narrating_pid = os.getpid()
     syscalls.add_listener(narrate)
+
+
+def child_environment() -> dict[str, str]:
+    """Return what a pyrun process spawned by this one needs to narrate too, or {} when off.
+
+    For a helper started with exec (subprocess, posix_spawn) rather than
+    fork: add this to its environment, pass it output_fd() (``pass_fds``),
+    and call enable_from_environment() in it.
+    """
+    if _output_fd is None:
+        return {}
+    return {EXPLAIN_FD_VARIABLE: str(_output_fd)}
+
+
+def enable_from_environment() -> bool:
+    """Narrate to the descriptor named by child_environment(), if the variable is set.
+
+    Removes the variable from os.environ, so the container's command does not
+    see it, and returns whether the narration is now on.
+    """
+    value = os.environ.pop(EXPLAIN_FD_VARIABLE, None)
+    if value is None:
+        return False
+    try:
+        fd = int(value)
+        os.fstat(fd)
+    except (ValueError, OSError) as err:
+        log.debug("no narration: %s=%r is not an open descriptor (%s)", EXPLAIN_FD_VARIABLE, value, err)
+        return False
+    enable(fd=fd)
+    return True
 
 
 def disable() -> None:

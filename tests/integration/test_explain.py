@@ -26,6 +26,7 @@ CALL_LINE = re.compile(r"^    (\S.*?)    \[[^\]]+\]$")
 # How many calls may be traced but not yet narrated at one time: one per
 # process that narrates (pyrun, the container's child and its own child).
 MAX_IN_FLIGHT = 3
+FORK = "fork() = 0"
 
 
 def call_key(rendered: str) -> str:
@@ -50,7 +51,9 @@ def match_trace_and_narration(stderr: str) -> tuple[list[str], list[str]]:
     for line in stderr.splitlines():
         if line.startswith("trace: "):
             in_flight.append(call_key(line[len("trace: "):]))
-            assert len(in_flight) <= MAX_IN_FLIGHT, f"calls traced but never narrated: {in_flight}"
+            # The child's copy of each fork is never narrated (see the test), so it does not count.
+            waiting = [key for key in in_flight if key != FORK]
+            assert len(waiting) <= MAX_IN_FLIGHT, f"calls traced but never narrated: {waiting}"
             continue
         match = CALL_LINE.match(line)
         if not match or match.group(1).startswith("registry "):
@@ -77,7 +80,7 @@ def test_every_call_narrated_in_order(pulled_env):
 
     # fork(2) returns in two processes, so the trace lists it twice and the
     # narration once: the child's copy is the only call left unmatched.
-    assert left == ["fork() = 0"] * narrated.count("fork() = 0")
+    assert left == [FORK] * narrated.count(FORK)
 
     names = [key.split("(", 1)[0] for key in narrated]
     for expected in ("unshare", "mount", "pivot_root", "umount2", "sethostname", "write_cgroup_file",
@@ -145,3 +148,29 @@ def test_pull_narrates_registry_requests(pyrun_env):
 def test_plain_text_when_piped(pulled_env):
     result = run_pyrun("--explain", "run", "--rm", "--network", "none", "busybox", "true", env=pulled_env)
     assert "\033[" not in result.stderr
+
+
+def test_colour_on_terminal(pulled_env):
+    # script(1) gives pyrun a terminal as stdout and stderr.
+    command = f"{PYRUN} --explain run --rm --network none busybox true"
+    result = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True,
+                            env=dict(os.environ, **pulled_env), timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "\033[1mStack the image's layers" in result.stdout
+
+
+@pytest.mark.xfail(reason="the monitor's helper sets the container up without narration until it calls "
+                          "explain.enable_from_environment()", strict=False)
+def test_detached_setup_narrated_before_id(pulled_env):
+    result = subprocess.run(
+        [PYRUN, "--explain", "run", "-d", "--rm", "--network", "none", "busybox", "sleep", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ, **pulled_env),
+        timeout=120,
+    )
+    if "is not supported yet" in result.stdout:
+        pytest.skip("pyrun run -d is not supported yet")
+    assert result.returncode == 0, result.stdout[-3000:]
+    lines = result.stdout.splitlines()
+    id_line = next(i for i, line in enumerate(lines) if re.fullmatch(r"[0-9a-f]{64}", line))
+    execve = next(i for i, line in enumerate(lines) if line.startswith("[child] Run the container's command"))
+    assert execve < id_line

@@ -2,6 +2,8 @@
 
 import errno
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -366,3 +368,33 @@ def test_registry_url_redacted(capfd):
     assert "secret" not in err
     assert "deadbeef" not in err
     assert "url=https://cdn.example/blobs/ab?..." in err
+
+
+def test_spawned_helper_narrates_to_same_stderr(capfd, tmp_path):
+    # A helper started with exec, not fork, gets the descriptor and the
+    # variable, and narrates to the same stderr.
+    explain.enable(colour=False)
+    env = dict(os.environ, **explain.child_environment())
+    script = (
+        "import os\n"
+        "from runtime import explain, syscalls\n"
+        "assert explain.enable_from_environment()\n"
+        "assert 'PYRUN_EXPLAIN_FD' not in os.environ\n"
+        "with syscalls.recording():\n"
+        "    syscalls.sethostname('helper')\n"
+    )
+    fd = explain.output_fd()
+    result = subprocess.run([sys.executable, "-c", script], env=env, pass_fds=[fd],
+                            stderr=subprocess.DEVNULL, cwd=tmp_path.parent, timeout=60)
+    assert result.returncode == 0
+    assert "its own hostname, helper" in capfd.readouterr().err
+
+
+def test_environment_empty_when_off():
+    assert explain.child_environment() == {}
+
+
+def test_enable_from_environment_ignores_closed_fd(monkeypatch):
+    monkeypatch.setenv(explain.EXPLAIN_FD_VARIABLE, "987")
+    assert explain.enable_from_environment() is False
+    assert explain.is_enabled() is False
