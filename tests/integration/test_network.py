@@ -501,3 +501,33 @@ def test_bridge_avoids_host_route(containers, test_network):
     finally:
         test_network.run("ip", "route", "del", "172.17.0.0/16")
     assert_nothing_left(test_network)
+
+
+UDP_ECHO = """
+import socket
+server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+server.bind(("0.0.0.0", 53))
+while True:
+    data, peer = server.recvfrom(100)
+    server.sendto(data.upper(), peer)
+"""
+
+UDP_CLIENT = """
+import socket, sys
+client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+client.settimeout(3)
+client.sendto(b"ping", (sys.argv[1], int(sys.argv[2])))
+print(client.recvfrom(100)[0].decode())
+"""
+
+
+def test_published_udp_port(containers, test_network):
+    container = containers(bridge_plan(publish(53, protocol="udp")))
+    containers.servers.append(container.popen(sys.executable, "-c", UDP_ECHO))
+    time.sleep(0.5)
+    port = str(container.host_port("53/udp"))
+    result = test_network.run(sys.executable, "-c", UDP_CLIENT, "127.0.0.1", port)
+    assert result.stdout.strip() == "PING", result.stderr
+    result = test_network.run(sys.executable, "-c", UDP_CLIENT, test_network.host_address, port,
+                              netns=test_network.outside_netns)
+    assert result.stdout.strip() == "PING", result.stderr

@@ -75,3 +75,16 @@ def test_cleanup_dead_skips_live_records(state_dir):
     with syscalls.recording() as recorder:
         assert network.cleanup_dead() == []
     assert recorder.calls == []
+
+
+def test_attach_interrupted_rolls_back(state_dir, tmp_path, monkeypatch):
+    def interrupt(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(network.nat, "add_container_rules", interrupt)
+    with syscalls.recording():
+        with pytest.raises(KeyboardInterrupt):
+            network.attach(ID, os.getpid(), PLAN, str(tmp_path))
+    assert ports.held_sockets(ID) == []
+    state = json.loads((state_dir / "network.json").read_text())
+    assert state["containers"] == {}
