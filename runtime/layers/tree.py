@@ -2,9 +2,11 @@
 
 Safety comes from how paths are resolved, not from checking names:
 
-- A parent directory is opened with openat2(2) and RESOLVE_IN_ROOT, with
-  the layer directory as the root. ``..`` stops at the root and absolute
-  symlinks resolve from it, so a parent always lies inside the layer,
+- A parent directory is opened one name at a time with O_NOFOLLOW from a
+  directory already open inside the layer. When a symlink is on the way,
+  openat2(2) with RESOLVE_IN_ROOT opens it instead, with the layer
+  directory as the root: ``..`` stops at the root and absolute symlinks
+  resolve from it. Either way a parent always lies inside the layer,
   whatever symlinks earlier entries planted.
 - Everything else is done relative to that parent's file descriptor, on a
   single name that is never ``.`` or ``..`` (see `entry_path`). No call
@@ -19,7 +21,7 @@ directory with the attributes of the same directory below (or 0755 root
 when there is none). In the merged overlayfs tree that directory then
 replaces a lower symlink, which is the tree Docker and containerd give.
 NOTE: `umoci unpack` extracts all layers into one directory and so writes
-through such a lower symlink; the trees differ only for layers like that.
+through such a lower symlink instead, which gives a different tree.
 
 Directory modes, owners, xattrs and times are applied at the end, deepest
 first, so creating children neither fails in a read-only directory nor
