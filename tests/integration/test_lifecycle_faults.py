@@ -1,0 +1,172 @@
+"""The state stays true after faults and under concurrent commands.
+
+Faults: a monitor killed with SIGKILL, a container process killed from the
+host, a pid reused by another process, and a host reboot (a record from
+another boot_id).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_pyrun
+from tests.integration.run_support import run_env  # noqa: F401 - fixture
+
+pytestmark = [pytest.mark.root, pytest.mark.registry]
+
+
+def pyrun(run_env, *args, **kwargs) -> subprocess.CompletedProcess:  # noqa: F811 - fixture name
+    return run_pyrun(*args, root=run_env.root, env=run_env.env, **kwargs)
+
+
+def detached(run_env, *args) -> str:  # noqa: F811
+    result = pyrun(run_env, "run", "-d", "--network", "none", *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+@pytest.fixture
+def cleanup(run_env):  # noqa: F811
+    yield
+    ids = pyrun(run_env, "ps", "-a", "-q", "--no-trunc").stdout.split()
+    if ids:
+        pyrun(run_env, "rm", "-f", *ids)
+
+
+def record_of(run_env, container_id: str) -> dict:  # noqa: F811
+    return json.loads((run_env.root / "containers" / container_id / "state.json").read_text())
+
+
+def rewrite_record(run_env, container_id: str, **changes) -> None:  # noqa: F811
+    path = run_env.root / "containers" / container_id / "state.json"
+    record = json.loads(path.read_text())
+    record.update(changes)
+    path.write_text(json.dumps(record))
+
+
+def wait_gone(pid: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        stat = Path(f"/proc/{pid}/stat").read_text() if Path(f"/proc/{pid}").exists() else ""
+        if ") Z " in stat:
+            return
+        time.sleep(0.05)
+
+
+def mounted_under(root: Path) -> list[str]:
+    return [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if str(root) in line]
+
+
+def status_column(run_env, container_id: str) -> str:  # noqa: F811
+    return pyrun(run_env, "ps", "-a", "--filter", f"id={container_id}", "--format", "{{.Status}}").stdout.strip()
+
+
+def test_monitor_killed_container_keeps_running(run_env, cleanup):  # noqa: F811
+    container = detached(run_env, "--init", "busybox", "sleep", "600")
+    record = record_of(run_env, container)
+    os.kill(record["monitor_pid"], signal.SIGKILL)
+    wait_gone(record["monitor_pid"])
+
+    assert Path(f"/proc/{record['pid']}").exists()
+    assert status_column(run_env, container).startswith("Up ")
+    executed = pyrun(run_env, "exec", container, "echo", "still here")
+    assert executed.stdout == "still here\n"
+
+    assert pyrun(run_env, "stop", "-t", "5", container).returncode == 0
+    assert status_column(run_env, container).startswith("Exited (unknown) ")
+    document = json.loads(pyrun(run_env, "inspect", container).stdout)[0]
+    assert document["State"]["ExitCode"] == -1
+    assert "unknown" in document["State"]["Error"]
+    assert mounted_under(run_env.root / "containers" / container) == []
+
+
+def test_monitor_killed_then_rm_force(run_env, cleanup):  # noqa: F811
+    container = detached(run_env, "busybox", "sleep", "600")
+    record = record_of(run_env, container)
+    os.kill(record["monitor_pid"], signal.SIGKILL)
+    wait_gone(record["monitor_pid"])
+
+    assert pyrun(run_env, "rm", "-f", container).returncode == 0
+    wait_gone(record["pid"])
+    assert not Path(f"/proc/{record['pid']}").exists() or ") Z " in Path(f"/proc/{record['pid']}/stat").read_text()
+    assert not (run_env.root / "containers" / container).exists()
+    assert mounted_under(run_env.root / "containers" / container) == []
+
+
+def test_container_killed_from_host_shows_code(run_env, cleanup):  # noqa: F811
+    container = detached(run_env, "busybox", "sleep", "600")
+    os.kill(record_of(run_env, container)["pid"], signal.SIGKILL)
+    assert pyrun(run_env, "wait", container).stdout.strip() == "137"
+    assert status_column(run_env, container).startswith("Exited (137) ")
+
+
+def test_reused_pid_is_not_the_container(run_env, cleanup):  # noqa: F811
+    container = detached(run_env, "busybox", "sleep", "600")
+    record = record_of(run_env, container)
+    os.kill(record["monitor_pid"], signal.SIGKILL)
+    os.kill(record["pid"], signal.SIGKILL)
+    wait_gone(record["pid"])
+    # Another process now has a pid the record names, with another start time.
+    stranger = subprocess.Popen(["sleep", "60"])
+    try:
+        rewrite_record(run_env, container, pid=stranger.pid)
+        assert status_column(run_env, container).startswith("Exited (unknown) ")
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_record_from_before_reboot_is_exited(run_env, cleanup):  # noqa: F811
+    container = detached(run_env, "busybox", "sleep", "600")
+    record = record_of(run_env, container)
+    os.kill(record["monitor_pid"], signal.SIGKILL)
+    wait_gone(record["monitor_pid"])
+    # The pid and its start time still match a live process, but the boot differs.
+    rewrite_record(run_env, container, boot_id="00000000-0000-0000-0000-000000000000")
+    assert status_column(run_env, container).startswith("Exited (unknown) ")
+    assert pyrun(run_env, "rm", container).returncode == 0
+
+
+def test_same_name_at_once_one_wins(run_env, cleanup):  # noqa: F811
+    def run_named(_index: int) -> subprocess.CompletedProcess:
+        return pyrun(run_env, "run", "-d", "--network", "none", "--name", "only-one", "busybox", "sleep", "60")
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(run_named, range(6)))
+    winners = [result for result in results if result.returncode == 0]
+    assert len(winners) == 1
+    for result in results:
+        if result.returncode != 0:
+            assert "already in use" in result.stderr
+    assert len(pyrun(run_env, "ps", "-a", "-q").stdout.split()) == 1
+
+
+def test_concurrent_commands_leave_nothing(run_env, cleanup):  # noqa: F811
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        ids = list(pool.map(lambda _: detached(run_env, "busybox", "sleep", "600"), range(6)))
+        listings = list(pool.map(lambda _: pyrun(run_env, "ps", "-q").returncode, range(4)))
+    assert listings == [0, 0, 0, 0]
+    assert sorted(pyrun(run_env, "ps", "-q", "--no-trunc").stdout.split()) == sorted(ids)
+
+    # stop and rm -f of the same containers at the same time.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        stops = [pool.submit(pyrun, run_env, "stop", "-t", "1", container) for container in ids]
+        removals = [pool.submit(pyrun, run_env, "rm", "-f", container) for container in ids]
+        stop_results = [future.result() for future in stops]
+        removal_results = [future.result() for future in removals]
+    for result in removal_results:
+        assert result.returncode == 0, result.stderr
+    for result in stop_results:
+        assert result.returncode == 0 or "no such container" in result.stderr, result.stderr
+    assert pyrun(run_env, "ps", "-a", "-q").stdout == ""
+    assert list((run_env.root / "containers").iterdir()) == []
+    assert mounted_under(run_env.root / "containers") == []
