@@ -17,7 +17,7 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
-from runtime import etc_files, launch, overlay, rootfs, state, syscalls
+from runtime import devices, etc_files, launch, overlay, rootfs, state, syscalls
 from runtime.errors import PyrunError
 from runtime.spec import RunOptions, build_spec
 from runtime.users import resolve_user
@@ -108,7 +108,7 @@ def create(
             user_mounts=list(user_mounts),
             resources=resources,
             cgroups_path=cgroup_path(container_id, cgroup_parent),
-            devices=rootfs.host_devices() if options.privileged else [],
+            devices=devices.host_devices() if options.privileged else [],
         )
         _apply_network_mode(root, spec, network_plan)
         with open(os.path.join(directory, "config.json"), "w", encoding="utf-8") as file:

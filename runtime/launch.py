@@ -26,7 +26,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from runtime import init, namespaces, process, rootfs, syscalls
+from runtime import devices, init, namespaces, process, rootfs, syscalls
 from runtime.errors import PyrunError
 
 log = logging.getLogger(__name__)
@@ -236,7 +236,7 @@ def _container_process(
         if spec["process"].get("terminal"):
             step = "open terminal"
             master, console = process.open_console(rootfs_path)
-            rootfs.bind_console(rootfs_path, console)
+            devices.bind_console(rootfs_path, console)
             channel.send("console", fds=[master])
             os.close(master)
         step = "pivot_root"

@@ -53,6 +53,26 @@ READONLY_PATHS = [
 
 NAMESPACES = ["pid", "network", "ipc", "uts", "mount", "cgroup"]
 
+# Device cgroup rules: deny every device, then allow Docker's defaults
+# (moby oci/defaults.go: null, zero, urandom, random, tty, console) plus
+# full and the pty devices (ptmx 5:2, the ptys 136:*), which the container's
+# own /dev uses. Without them, root in a container could mknod(2) a host
+# disk and open it.
+# NOTE: runc enforces these rules; runtime.cgroups does not apply
+# "devices" yet, so under pyrun only the missing device nodes protect.
+DEFAULT_DEVICE_RULES = [
+    {"allow": False, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 1, "minor": 8, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 1, "minor": 7, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 5, "minor": 1, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 136, "access": "rwm"},
+]
+
 # Files pyrun writes per container into the bundle and binds over the image's.
 GENERATED_ETC_FILES = ["hostname", "hosts", "resolv.conf"]
 
@@ -272,7 +292,10 @@ def build_spec(
         "namespaces": [{"type": kind} for kind in NAMESPACES],
         "maskedPaths": [] if options.privileged else list(MASKED_PATHS),
         "readonlyPaths": [] if options.privileged else list(READONLY_PATHS),
-        "resources": resources or {},
+        "resources": {
+            "devices": [{"allow": True, "access": "rwm"}] if options.privileged else DEFAULT_DEVICE_RULES,
+            **(resources or {}),
+        },
         "devices": list(devices),
     }
     if cgroups_path:

@@ -196,3 +196,12 @@ def test_devices_listed_in_spec():
                         user_mounts=[], devices=[device])
     assert config["linux"]["devices"] == [device]
     assert build()["linux"]["devices"] == []
+
+
+def test_device_rules_deny_by_default():
+    rules = build()["linux"]["resources"]["devices"]
+    assert rules[0] == {"allow": False, "access": "rwm"}
+    allowed = {(rule["major"], rule.get("minor")) for rule in rules[1:]}
+    assert {(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0)} <= allowed
+    privileged = build(RunOptions(privileged=True))["linux"]["resources"]["devices"]
+    assert privileged == [{"allow": True, "access": "rwm"}]
