@@ -199,6 +199,8 @@ class Repository:
         self.name = name
         self.authenticator = authenticator
         self.scope = scope_for(name) if name else ""
+        # A caller with another endpoint to fall back to may lower this.
+        self.max_attempts = client.max_attempts
 
     def url(self, path: str) -> str:
         return f"{self.endpoint.url}/v2/{self.name}/{path}"
@@ -224,7 +226,7 @@ class Repository:
             try:
                 response = self._send(method, url, request_headers, stream)
             except OSError as err:
-                if attempt >= self.client.max_attempts:
+                if attempt >= self.max_attempts:
                     raise RegistryError(f"cannot reach {self.endpoint.describe()}: {err}",
                                         method=method, url=url) from err
                 self._backoff(attempt, f"{method} {url} failed ({type(err).__name__})")
@@ -240,7 +242,7 @@ class Repository:
                     continue
                 return response
             if status == 429 or status >= 500:
-                if attempt >= self.client.max_attempts:
+                if attempt >= self.max_attempts:
                     return response
                 if status == 429:
                     wait = retry_after_seconds(response.headers.get("Retry-After"))
@@ -282,7 +284,7 @@ class Repository:
             wait = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (attempt - 1))
             wait *= random.uniform(0.8, 1.2)
         log.warning("%s; retrying in %.1f s (attempt %d of %d)", reason, wait,
-                    attempt + 1, self.client.max_attempts)
+                    attempt + 1, self.max_attempts)
         if self.client.stopped.wait(wait):
             raise PullStopped("the pull was stopped")
 

@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 # Warn before pulling from Docker Hub when fewer pulls than this remain.
 RATE_LIMIT_WARNING = 10
+# Manifest attempts at an endpoint that has another one after it.
+FALLBACK_ATTEMPTS = 2
 
 
 class LayerMismatchError(PyrunError):
@@ -105,6 +107,11 @@ class Puller:
         for position, endpoint in enumerate(endpoints):
             repository = self.client.repository(endpoint, reference.repository)
             log.debug("resolving %s at %s", reference, endpoint.describe())
+            is_last = position == len(endpoints) - 1
+            # While another endpoint remains, retry once and then move on,
+            # as Docker does with a mirror that fails.
+            if not is_last:
+                repository.max_attempts = FALLBACK_ATTEMPTS
             try:
                 if reference.is_docker_hub and not endpoint.is_mirror:
                     digest = self.check_rate_limit(repository, reference)
@@ -114,12 +121,13 @@ class Puller:
                         return repository, None, image_id
                 manifest = fetch_manifest(repository, reference.manifest_reference(),
                                           expected_digest=reference.digest)
+                repository.max_attempts = self.client.max_attempts
                 log.debug("%s is %s, type %s", reference, manifest.digest, manifest.media_type)
                 image_id = find_pulled(index_data, reference, manifest.digest,
                                        self.requested, self.platform_requested)
                 return repository, manifest, image_id
             except RegistryError as err:
-                if position == len(endpoints) - 1:
+                if is_last:
                     raise
                 log.warning("pulling %s from %s failed: %s; trying %s", reference.familiar(),
                             endpoint.describe(), err, endpoints[position + 1].describe())
