@@ -154,3 +154,33 @@ def test_no_ignored_signals_in_container(run_env):
 def test_init_hides_host_command_line(run_env):
     result = pyrun_run(run_env, "--init", "busybox", "cat", "/proc/1/cmdline")
     assert result.stdout.rstrip("\0") == "pyrun-init"
+
+
+@pytest.mark.parametrize("flags", [[], ["--init"]])
+def test_ctrl_c_in_interactive_shell(run_env, flags):
+    # Ctrl-C on the terminal reaches the container's foreground command
+    # through its pty; the shell survives and runs the next line.
+    master, slave = os.openpty()
+    process = subprocess.Popen(pyrun_command(run_env, "-it", *flags, "busybox", "sh"), stdin=slave,
+                               stdout=slave, stderr=slave, env=popen_env(run_env), start_new_session=True)
+    os.close(slave)
+
+    def read_until(marker: bytes, timeout: float = 20) -> bytes:
+        output = b""
+        deadline = time.monotonic() + timeout
+        while marker not in output and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    output += os.read(master, 4096)
+                except OSError:
+                    break
+        return output
+
+    assert b"# " in read_until(b"# ")
+    os.write(master, b"sleep 60\n")
+    time.sleep(1)
+    os.write(master, b"\x03")
+    os.write(master, b"echo after-ctrl-c; exit 3\n")
+    assert b"after-ctrl-c\r\n" in read_until(b"after-ctrl-c\r\n")
+    assert process.wait(timeout=30) == 3
+    os.close(master)
