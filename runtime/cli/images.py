@@ -132,11 +132,11 @@ def _digest_for(image, reference) -> str:
 
 
 def print_table(rows: list[list[str]]) -> None:
-    """Print columns padded like Docker's tabwriter: 3 spaces between columns."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    """Print columns padded like Docker's tabwriter: at least 3 spaces, at least 10 wide."""
+    widths = [max(max(len(row[i]) for row in rows) + 3, 10) for i in range(len(rows[0]))]
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths)] + [row[-1]]
-        print("   ".join(cells).rstrip())
+        print("".join(cells).rstrip())
 
 
 def human_size(size: int) -> str:

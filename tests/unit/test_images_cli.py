@@ -40,11 +40,12 @@ def test_human_duration_like_docker(created, text):
 
 
 def test_print_table_pads_columns(capsys):
-    print_table([["REPOSITORY", "TAG"], ["busybox", "latest"], ["a", "b"]])
+    print_table([["REPOSITORY", "TAG", "IMAGE ID"], ["busybox", "latest", "a416a98b71e2"],
+                 ["a", "b", "c"]])
     assert capsys.readouterr().out == (
-        "REPOSITORY   TAG\n"
-        "busybox      latest\n"
-        "a            b\n")
+        "REPOSITORY   TAG       IMAGE ID\n"
+        "busybox      latest    a416a98b71e2\n"
+        "a            b         c\n")
 
 
 def test_progress_lines_without_terminal():
