@@ -41,6 +41,7 @@ from registry_client.manifests import (Manifest, fetch_manifest, head_manifest,
                                        resolve_platform, sha256_digest)
 from registry_client.platform import Platform
 from registry_client.reference import Reference
+from runtime import explain
 from runtime.errors import PyrunError
 from runtime.store.layout import (StoreLayout, hex_of, locked, remove_tree, tree_size,
                                   write_atomic)
@@ -257,6 +258,7 @@ class Puller:
                         f"config expects {layer.diff_id}",
                         hint="the image is corrupt; ask its publisher to push it again")
                 os.rename(work, dest)
+                explain.step("unpack layer", digest=layer.digest)
             except BaseException:
                 remove_tree(work)
                 raise
