@@ -287,17 +287,24 @@ def find_pulled(index_data: dict, reference: Reference, digest: str | None,
 
 
 def clean_stale_work(layout: StoreLayout) -> None:
-    """Delete unpack directories left by pulls that were killed."""
-    for path in layout.tmp.glob("unpack-*"):
+    """Delete the unpack and trash directories of pyrun processes that were killed.
+
+    Their names end in the creating process's ID (`unpack-<pid>-<random>`,
+    `trash-<layer>-<pid>`), so a directory that a running pull or `rmi`
+    still uses is left alone.
+    """
+    for path in [*layout.tmp.glob("unpack-*"), *layout.tmp.glob("trash-*")]:
+        if path.name.startswith("unpack-"):
+            pid_text = path.name.split("-")[1]
+        else:
+            pid_text = path.name.rsplit("-", 1)[1]
         try:
-            pid = int(path.name.split("-")[1])
-        except (IndexError, ValueError):
+            pid = int(pid_text)
+        except ValueError:
             continue
         if pid != os.getpid() and not _process_exists(pid):
-            log.debug("removing %s, left by a pull that was interrupted", path)
+            log.debug("removing %s, left by a pyrun process that was interrupted", path)
             remove_tree(path)
-    for path in layout.tmp.glob("trash-*"):
-        remove_tree(path)
 
 
 def _process_exists(pid: int) -> bool:

@@ -9,7 +9,7 @@ import pytest
 
 from runtime.errors import NotFoundError, UsageError
 from runtime.store import ImageInUseError, ImageStore
-from runtime.store.pull import chain_ids
+from runtime.store.pull import chain_ids, clean_stale_work
 
 
 def sha(data: bytes) -> str:
@@ -162,3 +162,19 @@ def test_list_images(store):
     add_image(store, ["docker.io/library/a:latest", "docker.io/library/a:v2"], ["x"])
     [image] = store.list_images()
     assert image.repo_tags == ["docker.io/library/a:latest", "docker.io/library/a:v2"]
+
+
+def test_stale_work_of_dead_processes_removed(store):
+    store.layout.create()
+    dead_pid = 2 ** 22 + 1  # above the kernel's maximum PID, so no such process
+    stale = [store.layout.tmp / f"unpack-{dead_pid}-abc",
+             store.layout.tmp / f"trash-{'a' * 64}-{dead_pid}"]
+    alive = [store.layout.tmp / f"unpack-{os.getpid()}-abc",
+             store.layout.tmp / f"trash-{'b' * 64}-{os.getppid()}"]
+    for path in stale + alive:
+        path.mkdir()
+    clean_stale_work(store.layout)
+    for path in stale:
+        assert not path.exists()
+    for path in alive:
+        assert path.exists()
