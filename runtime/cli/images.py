@@ -223,8 +223,8 @@ def remove_images(args) -> int:
             print(f"pyrun: {describe_error(err)}", file=sys.stderr)
             failed = err.exit_code if failed == 0 else failed
             continue
-        for action, what in steps:
-            print(f"{action}: {what}")
+        for action, subject in steps:
+            print(f"{action}: {subject}")
     return 1 if failed else 0
 
 
