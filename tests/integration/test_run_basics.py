@@ -1,5 +1,6 @@
 """`pyrun run`: pid 1, hostname, exit codes, command rules, env, workdir, users, records."""
 
+import glob
 import json
 import os
 import subprocess
@@ -172,6 +173,8 @@ def test_record_kept_without_rm(run_env):
     assert record["image_id"].startswith("sha256:")
     assert record["finished_at"]
     assert host_mounts_under(run_env.root / "containers" / container_id) == []
+    assert glob.glob(f"/sys/fs/cgroup/pyrun/{container_id}") == []
+    assert glob.glob(f"/sys/fs/cgroup/*/pyrun/{container_id}") == []
 
 
 def test_name_in_use_is_error(run_env):
