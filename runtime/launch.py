@@ -122,6 +122,7 @@ def start(
         payload, _ = channel.expect("pid")
         container_pid = int(payload)
         _wait_for(setup_pid)
+        log.debug("pid 1 of the new pid namespace is host pid %d", container_pid)
 
         console = None
         if spec["process"].get("terminal"):
