@@ -214,14 +214,14 @@ def remove_images(args) -> int:
     if args.no_prune:
         raise UsageError("pyrun rmi does not support --no-prune")
     store = ImageStore(args.root)
-    failed = 0
+    failed = False
     for name in args.images:
         try:
             steps = store.remove(name, force=args.force)
         except PyrunError as err:
             # Like Docker: report each image that failed, go on with the others.
             print(f"pyrun: {describe_error(err)}", file=sys.stderr)
-            failed = err.exit_code if failed == 0 else failed
+            failed = True
             continue
         for action, subject in steps:
             print(f"{action}: {subject}")
