@@ -31,6 +31,7 @@ Every nft run goes through the syscall seam, so a trace shows each rule.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import logging
@@ -71,26 +72,35 @@ def run_nft(script: str, *, json_input: bool = False) -> None:
     commands = script.strip().splitlines() if not json_input else [script]
     name = "nft -j -f -" if json_input else command_name(commands)
     arguments = [nft_binary()] + (["-j"] if json_input else []) + ["-f", "-"]
-
-    def action() -> None:
-        result = subprocess.run(arguments, input=script, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise OSError(1, f"nft failed: {result.stderr.strip()}")
-
-    syscalls.record(name, "nft(8)", action, commands=commands)
+    call_nft(name, arguments, script, commands=commands)
 
 
 def list_json(*objects: str) -> list[dict]:
     """Run `nft -j -a list ...` and return the objects it lists (rules carry handles)."""
     arguments = [nft_binary(), "-j", "-a", "list", *objects]
+    output = call_nft("nft list " + " ".join(objects), arguments, None)
+    return json.loads(output or "{}").get("nftables", [])
 
-    def action() -> list[dict]:
-        result = subprocess.run(arguments, capture_output=True, text=True)
+
+def call_nft(name: str, arguments: list[str], script: str | None, **trace_args) -> str | None:
+    """Run nft through the seam and return its output (None under the recorder).
+
+    The seam names a failure by errno only, so nft's own message, which says
+    what was wrong, is added to the error afterwards.
+    """
+    failure = {}
+
+    def action() -> str:
+        result = subprocess.run(arguments, input=script, capture_output=True, text=True)
         if result.returncode != 0:
-            raise OSError(1, f"nft failed: {result.stderr.strip()}")
-        return json.loads(result.stdout or "{}").get("nftables", [])
+            failure["message"] = " ".join(result.stderr.split())
+            raise OSError(errno.EINVAL, "nft failed")
+        return result.stdout
 
-    return syscalls.record("nft list " + " ".join(objects), "nft(8)", action) or []
+    try:
+        return syscalls.record(name, "nft(8)", action, **trace_args)
+    except OSError as err:
+        raise OSError(err.errno, f"{err.strerror}: {failure.get('message', '')}") from None
 
 
 def command_name(commands: list[str]) -> str:

@@ -1,6 +1,10 @@
 """nftables rules: the table script, DNAT rules, and the host firewall check."""
 
 import ipaddress
+import os
+import shutil
+
+import pytest
 
 from runtime import syscalls
 from runtime.network import nat, veth
@@ -70,3 +74,13 @@ def test_veth_names_fit_ifnamsiz():
     assert len(veth.host_ifname(ID)) <= 15
     assert len(veth.peer_ifname(ID)) <= 15
     assert veth.mac_address(ipaddress.IPv4Address("172.17.0.2")) == "02:42:ac:11:00:02"
+
+
+def test_nft_failure_carries_nft_message():
+    if not shutil.which("nft") and not os.path.exists("/usr/sbin/nft"):
+        pytest.skip("needs the nft command")
+    with pytest.raises(OSError) as info:
+        nat.run_nft("add rule ip pyrun-no-such-table")
+    message = str(info.value)
+    assert "nft add rule" in message
+    assert "syntax error" in message or "No such file or directory" in message
