@@ -337,6 +337,12 @@ def test_host_firewall_drop_gets_accept_rules(containers, test_network, outside_
         assert result.returncode == 0, result.stderr
         url = f"http://{test_network.host_address}:{container.host_port()}/"
         assert http_status(test_network, url, netns=test_network.outside_netns) == "200"
+        # Bridged traffic between containers passes the forward hook too when
+        # br_netfilter is loaded.
+        client = containers(bridge_plan())
+        direct = f"http://{container.settings['IPAddress']}:80/"
+        assert http_status(test_network, direct, netns=client.netns) == "200"
+        client.detach()
         container.detach()
         rules = test_network.run("nft", "list", "table", "inet", "hostfw", check=True).stdout
         assert "pyrun" not in rules
