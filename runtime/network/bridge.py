@@ -50,9 +50,10 @@ def ensure_bridge(iproute: Any, state: ipam.NetworkState) -> ipaddress.IPv4Netwo
 
     # The host reaches a published port through 127.0.0.1 by a DNAT in the
     # output hook, which sends a packet with source 127.0.0.1 out of the
-    # bridge. The kernel drops such packets unless route_localnet is set on
-    # the outgoing link (ip_route_output_key_hash_rcu in net/ipv4/route.c);
-    # nat.py masquerades them and drops the reverse direction.
+    # bridge. The kernel treats 127.0.0.0/8 as martian when routing, so such
+    # a packet is dropped (the connection times out) unless route_localnet
+    # is set on the outgoing link. nat.py masquerades these packets and
+    # drops packets from the bridge to 127.0.0.0/8.
     write_sysctl(f"/proc/sys/net/ipv4/conf/{BRIDGE}/route_localnet", "1")
 
     enable_forwarding(state)
