@@ -121,7 +121,12 @@ class LayerTree:
             return None
 
     def _open_directory(self, parts: tuple[str, ...]) -> int:
-        return syscalls.openat2(self.root_fd, "/".join(parts) or ".", DIRECTORY_FLAGS, RESOLVE_FLAGS)
+        fd = syscalls.openat2(self.root_fd, "/".join(parts) or ".", DIRECTORY_FLAGS, RESOLVE_FLAGS)
+        if not isinstance(fd, int):
+            # syscalls.recording() performs nothing and returns None, and a
+            # dir_fd of None would mean the current directory.
+            raise RuntimeError("cannot unpack a layer while syscalls.recording() is active")
+        return fd
 
     def _make_directories(self, parts: tuple[str, ...]) -> int:
         try:

@@ -554,3 +554,17 @@ def test_non_utf8_names_kept_as_bytes(tmp_path):
     dest.mkdir()
     unpack_layer(blob, dest, digest=DIGEST)
     assert os.listdir(os.fsencode(dest)) == [b"caf\xe9"]
+
+
+def test_recording_backend_rejected(tmp_path, monkeypatch):
+    from runtime import syscalls
+
+    monkeypatch.chdir(tmp_path)
+    blob = write_blob(tmp_path, tar_bytes([entry("deep/file", data=b"x")]))
+    dest = tmp_path / "layer"
+    dest.mkdir()
+    before = sorted(os.listdir(tmp_path))
+    with syscalls.recording(), pytest.raises(RuntimeError, match="recording"):
+        unpack_layer(blob, dest, digest=DIGEST)
+    # Nothing lands in the current directory, and the failed layer is gone.
+    assert sorted(os.listdir(tmp_path)) == [name for name in before if name != "layer"]
