@@ -20,7 +20,7 @@ import pytest
 from runtime import cgroups
 from runtime.cgroups import detect
 
-pytestmark = [pytest.mark.root]
+pytestmark = [pytest.mark.root, pytest.mark.cgroupv2]
 
 MiB = 1024 * 1024
 
@@ -175,6 +175,16 @@ def cpu_seconds_over(manager, window: float) -> float:
     return used / 1e9 / (time.monotonic() - start)
 
 
+def throttled_periods(manager) -> int:
+    """Return how many CFS periods the scheduler throttled the cgroup in (cpu.stat)."""
+    if manager.layout.kind == "v2":
+        directory = manager.directory
+    else:
+        directory = manager.controller_directory("cpu")
+    lines = Path(directory, "cpu.stat").read_text().splitlines()
+    return int(dict(line.split() for line in lines)["nr_throttled"])
+
+
 @pytest.mark.slow
 def test_cpus_half_caps_usage(manager):
     manager.apply({"cpu": {"quota": 50_000, "period": 100_000}})
@@ -182,11 +192,16 @@ def test_cpus_half_caps_usage(manager):
     try:
         time.sleep(0.3)
         share = cpu_seconds_over(manager, 3.0)
+        throttled = throttled_periods(manager)
     finally:
         manager.remove()
         process.wait(timeout=10)
     # A busy loop would use a whole core, but the quota allows half of one.
     assert share < 0.6
+    # On a busy host the loop may get less than half a core anyway. Then the
+    # quota never bites, and the measurement cannot show the cap.
+    if throttled == 0:
+        pytest.skip(f"the host is too busy to test the cap: the loop got {share:.2f} cores without throttling")
     assert share > 0.3
 
 

@@ -24,7 +24,7 @@ from tests.integration.test_cgroups_manager import (  # noqa: F401 (fixtures)
     start_in,
 )
 
-pytestmark = [pytest.mark.root]
+pytestmark = [pytest.mark.root, pytest.mark.cgroupv2]
 
 
 @pytest.fixture
