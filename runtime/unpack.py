@@ -23,11 +23,14 @@ directory only updates the attributes, as in Docker and containerd.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import os
 import shutil
 import stat
 import tarfile
+import urllib.parse
 from decimal import Decimal, InvalidOperation
 from typing import BinaryIO, Iterable
 
@@ -47,6 +50,7 @@ from runtime.layers.whiteouts import (
 log = logging.getLogger(__name__)
 
 XATTR_PAX_PREFIX = "SCHILY.xattr."
+LIBARCHIVE_XATTR_PAX_PREFIX = "LIBARCHIVE.xattr."
 NODE_KINDS = {
     tarfile.CHRTYPE: stat.S_IFCHR,
     tarfile.BLKTYPE: stat.S_IFBLK,
@@ -264,22 +268,37 @@ def _timestamp_ns(member: tarfile.TarInfo, key: str, fallback: float | None) -> 
 
 
 def _xattrs(member: tarfile.TarInfo) -> dict[str, bytes]:
-    """Return the xattrs of an entry from its SCHILY.xattr.* PAX records.
+    """Return the xattrs of an entry from its PAX records.
 
-    tarfile decodes record values with surrogateescape, so encoding them
-    back the same way gives the exact bytes, binary ones such as
-    security.capability included.
+    Go's archive/tar, and so Docker and BuildKit, write SCHILY.xattr.NAME
+    records. tarfile decodes their values with surrogateescape, so encoding
+    them back the same way gives the exact bytes, binary ones such as
+    security.capability included. bsdtar also writes LIBARCHIVE.xattr.NAME
+    records, with the name percent-encoded and the value in base64, which
+    are used for names that have no SCHILY record.
     """
     xattrs = {}
     for key, value in member.pax_headers.items():
-        if not key.startswith(XATTR_PAX_PREFIX):
-            continue
-        name = key[len(XATTR_PAX_PREFIX):]
-        if name.startswith(OVERLAY_XATTR_PREFIX):
-            log.warning("ignoring xattr %s on %s: overlayfs reserves it", name, member.name)
-            continue
-        xattrs[name] = value.encode("utf-8", "surrogateescape")
+        if key.startswith(XATTR_PAX_PREFIX):
+            xattrs[key[len(XATTR_PAX_PREFIX):]] = value.encode("utf-8", "surrogateescape")
+    for key, value in member.pax_headers.items():
+        if key.startswith(LIBARCHIVE_XATTR_PAX_PREFIX):
+            name = urllib.parse.unquote(key[len(LIBARCHIVE_XATTR_PAX_PREFIX):], errors="surrogateescape")
+            if name not in xattrs:
+                xattrs[name] = _decode_base64(value, key)
+
+    for name in [name for name in xattrs if name.startswith(OVERLAY_XATTR_PREFIX)]:
+        log.warning("ignoring xattr %s on %s: overlayfs reserves it", name, member.name)
+        del xattrs[name]
     return xattrs
+
+
+def _decode_base64(value: str, key: str) -> bytes:
+    # The "=" padding is added back when missing, so values decode with or without it.
+    try:
+        return base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
+    except binascii.Error:
+        raise InvalidEntry(f"PAX record {key} is not valid base64") from None
 
 
 def _remove_partial(dest: str) -> None:

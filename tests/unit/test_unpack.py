@@ -568,3 +568,24 @@ def test_recording_backend_rejected(tmp_path, monkeypatch):
         unpack_layer(blob, dest, digest=DIGEST)
     # Nothing lands in the current directory, and the failed layer is gone.
     assert sorted(os.listdir(tmp_path)) == [name for name in before if name != "layer"]
+
+
+def test_libarchive_xattr_records_decoded(tmp_path):
+    pax = {
+        "LIBARCHIVE.xattr.user.with%20space": "AP9iaW4",  # b"\x00\xffbin", unpadded base64
+        "LIBARCHIVE.xattr.user.both": "bGlidg==",
+        "SCHILY.xattr.user.both": "schily",
+    }
+    try:
+        dest = unpack(tmp_path, [entry("f", data=b"x", pax=pax)])
+    except LayerError as err:
+        if "Operation not supported" in str(err):
+            pytest.skip("the temp filesystem has no user xattrs")
+        raise
+    assert os.getxattr(dest / "f", "user.with space") == b"\x00\xffbin"
+    assert os.getxattr(dest / "f", "user.both") == b"schily"
+
+
+def test_invalid_libarchive_base64_rejected(tmp_path):
+    with pytest.raises(LayerError, match="base64"):
+        unpack(tmp_path, [entry("f", data=b"x", pax={"LIBARCHIVE.xattr.user.x": "not base64!"})])
