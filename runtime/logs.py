@@ -194,7 +194,11 @@ def format_entry(entry: dict, timestamps: bool) -> str:
 
 
 class Follower:
-    """Read entries appended to a log after a given point, across rotations."""
+    """A reader of the entries appended to a log after a given point, across rotations.
+
+    NOTE: a reader that falls more than one rotation behind skips the files
+    rotated in between, because it only finishes the file it has open.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path

@@ -1,0 +1,164 @@
+"""Lifecycle without root: ps columns, signal names, addressing and state reconciliation."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+
+import pytest
+
+from runtime import lifecycle, logs, state, syscalls
+from runtime.cli import lifecycle as cli
+from runtime.errors import UsageError
+
+
+@pytest.mark.parametrize("seconds, text", [
+    (0.4, "Less than a second"), (1, "1 second"), (59, "59 seconds"), (60, "About a minute"),
+    (119, "About a minute"), (120, "2 minutes"), (3600, "About an hour"), (7200, "2 hours"),
+    (47 * 3600, "47 hours"), (3 * 86400, "3 days"), (20 * 86400, "2 weeks"), (90 * 86400, "3 months"),
+    (800 * 86400, "2 years"),
+])
+def test_human_duration_like_docker(seconds, text):
+    assert cli.human_duration(seconds) == text
+
+
+def record(**fields) -> dict:
+    base = {"id": "a" * 64, "name": "web", "image_name": "httpd", "path": "httpd-foreground", "args": [],
+            "created": logs.timestamp(1_000 * 10**9), "status": "running",
+            "started_at": logs.timestamp(1_000 * 10**9), "finished_at": None, "exit_code": None,
+            "network_settings": {"Ports": {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "49153"}]}}}
+    base.update(fields)
+    return base
+
+
+def test_ps_row_running():
+    row = cli.ps_row(record(), now=1_003)
+    assert row["ID"] == "a" * 12
+    assert row["Image"] == "httpd"
+    assert row["Command"] == '"httpd-foreground"'
+    assert row["RunningFor"] == "3 seconds ago"
+    assert row["Status"] == "Up 3 seconds"
+    assert row["Ports"] == "0.0.0.0:49153->80/tcp"
+    assert row["Names"] == "web"
+
+
+def test_ps_row_exited_and_unknown():
+    finished = logs.timestamp(1_000 * 10**9)
+    exited = cli.ps_row(record(status="exited", exit_code=0, finished_at=finished), now=1_120)
+    assert exited["Status"] == "Exited (0) 2 minutes ago"
+    assert exited["Ports"] == ""
+    unknown = cli.ps_row(record(status="exited", exit_code=None, finished_at=finished), now=1_001)
+    assert unknown["Status"] == "Exited (unknown) 1 second ago"
+    assert cli.ps_row(record(status="created"), now=1_001)["Status"] == "Created"
+
+
+def test_ps_row_truncates_command():
+    long = record(path="sh", args=["-c", "echo a very long command line"])
+    assert cli.ps_row(long, now=1_001)["Command"] == '"sh -c echo a very l…"'
+    assert cli.ps_row(long, now=1_001, no_trunc=True)["Command"] == '"sh -c echo a very long command line"'
+
+
+def test_ps_filters():
+    running, exited = record(), record(id="b" * 64, name="db", status="exited", exit_code=3)
+    assert cli.matches(running, cli.parse_filters(["status=running"]))
+    assert not cli.matches(exited, cli.parse_filters(["status=running"]))
+    assert cli.matches(exited, cli.parse_filters(["status=running", "status=exited"]))
+    assert cli.matches(exited, cli.parse_filters(["exited=3", "name=d"]))
+    assert not cli.matches(exited, cli.parse_filters(["exited=3", "name=web"]))
+    assert cli.matches(running, cli.parse_filters(["ancestor=httpd", "id=aaa"]))
+    with pytest.raises(UsageError, match="status must be one of"):
+        cli.parse_filters(["status=sleeping"])
+
+
+def test_render_templates():
+    row = cli.ps_row(record(), now=1_003)
+    assert cli.render_template("{{.Names}}\\t{{ .Status }}", row) == "web\tUp 3 seconds"
+    document = {"State": {"Status": "running", "Running": True, "Pid": 5}, "Name": "/web"}
+    assert cli.render_inspect_format("{{.State.Status}} {{.State.Running}} {{.Name}}", document) == "running true /web"
+    assert cli.render_inspect_format("{{json .State}}", document) == '{"Status": "running", "Running": true, "Pid": 5}'
+
+
+@pytest.mark.parametrize("text, number", [("SIGWINCH", signal.SIGWINCH), ("KILL", signal.SIGKILL),
+                                          ("term", signal.SIGTERM), ("9", 9)])
+def test_parse_signal(text, number):
+    assert lifecycle.parse_signal(text) == number
+
+
+@pytest.mark.parametrize("text", ["SIGNOPE", "0", "999", ""])
+def test_parse_signal_rejects(text):
+    with pytest.raises(UsageError, match="invalid signal"):
+        lifecycle.parse_signal(text)
+
+
+def make_container(root, container_id: str, name: str, **fields) -> None:
+    state.reserve_name(str(root), name, container_id)
+    state.create_record(str(root), container_id, {"name": name, **fields})
+
+
+def test_find_by_name_id_and_prefix(tmp_path):
+    make_container(tmp_path, "abc" + "0" * 61, "first")
+    make_container(tmp_path, "abd" + "0" * 61, "second")
+    assert lifecycle.find(str(tmp_path), "first") == "abc" + "0" * 61
+    assert lifecycle.find(str(tmp_path), "/second") == "abd" + "0" * 61
+    assert lifecycle.find(str(tmp_path), "abc") == "abc" + "0" * 61
+    with pytest.raises(UsageError, match="'ab' is ambiguous: it matches abc000000000, abd000000000"):
+        lifecycle.find(str(tmp_path), "ab")
+
+
+def test_process_start_time_detects_reuse():
+    own = lifecycle.process_start_time(os.getpid())
+    assert own is not None
+    assert lifecycle.process_alive(os.getpid(), own)
+    assert not lifecycle.process_alive(os.getpid(), own + 1)
+    assert not lifecycle.process_alive(0, None)
+
+
+def test_process_start_time_of_zombie_is_none():
+    child = subprocess.Popen(["true"])
+    while lifecycle.process_start_time(child.pid) is not None:
+        pass  # until it has exited and is a zombie
+    assert lifecycle.process_start_time(child.pid) is None
+    child.wait()
+
+
+def test_reconcile_keeps_live_container(tmp_path):
+    make_container(tmp_path, "c" * 64, "alive", status="running", pid=os.getpid(),
+                   pid_start_time=lifecycle.process_start_time(os.getpid()), boot_id=lifecycle.boot_id())
+    assert lifecycle.reconcile(str(tmp_path), state.load_record(str(tmp_path), "c" * 64))["status"] == "running"
+
+
+def test_reconcile_dead_without_monitor_is_unknown(tmp_path):
+    make_container(tmp_path, "d" * 64, "dead", status="running", pid=os.getpid(), pid_start_time=1,
+                   boot_id=lifecycle.boot_id())
+    with syscalls.recording():
+        result = lifecycle.reconcile(str(tmp_path), state.load_record(str(tmp_path), "d" * 64))
+    assert result["status"] == "exited"
+    assert result["exit_code"] is None
+    assert result["error"] == lifecycle.UNKNOWN_EXIT_ERROR
+    assert state.load_record(str(tmp_path), "d" * 64)["status"] == "exited"
+
+
+def test_reconcile_trusts_live_monitor(tmp_path):
+    make_container(tmp_path, "e" * 64, "exiting", status="running", pid=0, boot_id=lifecycle.boot_id())
+    directory = state.container_dir(str(tmp_path), "e" * 64)
+    lock = os.open(os.path.join(directory, lifecycle.MONITOR_LOCK), os.O_RDWR | os.O_CREAT, 0o600)
+    # flock(2) locks belong to the open file, so a lock taken here blocks the
+    # reconcile's own LOCK_NB probe as a monitor's would.
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        assert lifecycle.monitor_alive(directory)
+        assert lifecycle.reconcile(str(tmp_path), state.load_record(str(tmp_path), "e" * 64))["status"] == "running"
+    finally:
+        os.close(lock)
+    assert not lifecycle.monitor_alive(directory)
+
+
+def test_reconcile_other_boot_is_exited(tmp_path):
+    make_container(tmp_path, "f" * 64, "rebooted", status="running", pid=os.getpid(),
+                   pid_start_time=lifecycle.process_start_time(os.getpid()), boot_id="another-boot")
+    with syscalls.recording():
+        result = lifecycle.reconcile(str(tmp_path), state.load_record(str(tmp_path), "f" * 64))
+    assert result["status"] == "exited"
+    assert result["exit_code"] is None

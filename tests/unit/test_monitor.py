@@ -1,0 +1,48 @@
+"""The monitor stays lean: a fresh `python -S` that imports only the standard library."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from runtime import monitor
+
+HEAVY_MODULES = ["prctl", "pyroute2", "requests", "subprocess", "runtime.syscalls", "runtime.cgroups",
+                 "runtime.state", "site"]
+
+
+def test_monitor_imports_stay_lean():
+    script = ("import runpy, sys; sys.argv = ['monitor.py']; "
+              f"runpy.run_path({monitor.__file__!r}, run_name='not_main'); print('\\n'.join(sorted(sys.modules)))")
+    # run_name other than __main__ loads the module without running main(),
+    # so the sys.path fix is made here.
+    result = subprocess.run([sys.executable, "-S", "-c", f"import sys; sys.path.insert(0, {repo()!r}); {script}"],
+                            capture_output=True, text=True, check=True)
+    loaded = set(result.stdout.split())
+    assert "runtime.logs" in loaded
+    for name in HEAVY_MODULES:
+        assert name not in loaded
+
+
+def repo() -> str:
+    import os
+
+    return os.path.dirname(os.path.dirname(monitor.__file__))
+
+
+def test_oom_killed_reads_counter(tmp_path):
+    events = tmp_path / "memory.events"
+    events.write_text("low 0\nhigh 0\nmax 2\noom 1\noom_kill 1\n")
+    assert monitor.oom_killed(str(events))
+    events.write_text("oom_kill 0\n")
+    assert not monitor.oom_killed(str(events))
+    control = tmp_path / "memory.oom_control"
+    control.write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n")
+    assert monitor.oom_killed(str(control))
+    assert not monitor.oom_killed(str(tmp_path / "missing"))
+    assert not monitor.oom_killed("")
+
+
+def test_helper_command_runs_lifecycle_module():
+    assert monitor.helper_command("/usr/bin/python3", "cleanup", "/root", "id", "0", "1") == [
+        "/usr/bin/python3", "-m", "runtime.lifecycle", "cleanup", "/root", "id", "0", "1"]
