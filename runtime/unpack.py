@@ -230,11 +230,11 @@ class _MemberData:
     def read(self, size: int) -> bytes:
         if self._remaining <= 0:
             return b""
-        wanted = min(size, self._remaining)
-        data = self._stream.read(wanted)
-        if len(data) != wanted:
+        requested = min(size, self._remaining)
+        data = self._stream.read(requested)
+        if len(data) != requested:
             raise tarfile.ReadError("unexpected end of data")
-        self._remaining -= wanted
+        self._remaining -= requested
         return data
 
 

@@ -315,19 +315,19 @@ class LayerReader:
             return data
 
         parts = [self._buffer[self._offset:]]
-        wanted = size - available
+        requested = size - available
         self._buffer, self._offset = b"", 0
-        while wanted > 0:
+        while requested > 0:
             chunk = self._next_chunk()
             if not chunk:
                 break
-            if len(chunk) > wanted:
-                parts.append(chunk[:wanted])
-                self._buffer, self._offset = chunk, wanted
-                wanted = 0
+            if len(chunk) > requested:
+                parts.append(chunk[:requested])
+                self._buffer, self._offset = chunk, requested
+                requested = 0
             else:
                 parts.append(chunk)
-                wanted -= len(chunk)
+                requested -= len(chunk)
         data = b"".join(parts)
         self.position += len(data)
         return data
