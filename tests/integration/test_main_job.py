@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -157,4 +158,17 @@ def test_run_detached_httpd(test_network, env, store_root):
     for removed_id in (container_id, second_id):
         assert monitors_of(removed_id) == []
         assert cgroup_dirs(removed_id) == []
+    assert_nothing_left(test_network)
+
+
+def test_demo_serves_httpd(test_network, env, store_root):
+    # The demo's last step, as `make demo` runs it, in the test namespace.
+    script = "import os, sys; from tests.fixtures import demo; sys.exit(demo.serve_httpd(dict(os.environ)))"
+    result = test_network.run(sys.executable, "-c", script, env=env, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "It works!" in result.stdout
+    assert "pyrun stop " in result.stdout
+    container_id = next(line for line in result.stdout.splitlines() if len(line) == 64)
+    removed = test_network.pyrun("rm", "-f", container_id, env=env)
+    assert removed.returncode == 0, removed.stderr
     assert_nothing_left(test_network)
