@@ -118,9 +118,12 @@ class Bench:
 
 
 def fresh_dir(path: Path) -> Path:
-    if path.exists():
+    """Empty `path` (unmounting anything left mounted below it) and recreate it."""
+    if path.is_dir() and not path.is_symlink():
         subprocess.run(["umount", "-R", str(path)], stderr=subprocess.DEVNULL)
         shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
     path.mkdir(parents=True)
     return path
 
@@ -237,11 +240,14 @@ def unpack_layout(layout: Path, target: Path) -> None:
     index = json.loads((layout / "index.json").read_text())
     manifest_digest = index["manifests"][0]["digest"].split(":", 1)[1]
     manifest = json.loads((layout / "blobs/sha256" / manifest_digest).read_text())
+    lowers: list[str] = []
     for number, layer in enumerate(manifest["layers"]):
         dest = target / str(number)
-        dest.mkdir()
+        dest.mkdir(mode=0o700)
         blob = layout / "blobs/sha256" / layer["digest"].split(":", 1)[1]
-        unpack_layer(str(blob), str(dest), media_type=layer["mediaType"], digest=layer["digest"])
+        unpack_layer(str(blob), str(dest), media_type=layer["mediaType"],
+                     digest=layer["digest"], lowers=list(lowers))
+        lowers.append(str(dest))
 
 
 # -- run ----------------------------------------------------------------------
@@ -471,7 +477,8 @@ def main() -> int:
         finally:
             bench.stop_registry()
             for leftover in Path(scratch).iterdir():
-                fresh_dir(leftover)
+                if leftover.is_dir():
+                    fresh_dir(leftover)
         write_report(bench, args.output)
     return 0
 
