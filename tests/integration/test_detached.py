@@ -269,3 +269,11 @@ def test_rmi_of_image_in_use_needs_force(run_env, cleanup):  # noqa: F811
     refused = pyrun(run_env, "rmi", "busybox")
     assert refused.returncode != 0
     assert pyrun(run_env, "images", "-q").stdout.strip() != ""
+
+
+def test_oom_killed_is_recorded(run_env, cleanup):  # noqa: F811
+    # `tail -c` keeps 90 MiB in memory, far above the 16 MiB limit.
+    container = detached(run_env, "-m", "16m", "--memory-swap", "16m", "busybox", "sh", "-c",
+                         "head -c 100m /dev/zero | tail -c 90m > /dev/null")
+    assert pyrun(run_env, "wait", container).stdout.strip() == "137"
+    assert pyrun(run_env, "inspect", "-f", "{{.State.OOMKilled}}", container).stdout.strip() == "true"
