@@ -302,15 +302,16 @@ STEPS = [
          "it back."),
     step("prctl", "Drop capability number {arg2} from the bounding set: no program the container runs can "
          "get it back.", option="PR_CAPBSET_DROP"),
-    step("capset", "Keep only the capabilities the container needs; effective: {effective}."),
+    step("capset", "Set the container's effective, permitted and inheritable capabilities; effective: "
+         "{effective}."),
     step("prctl", "Clear the ambient capabilities, so execve grants none beyond the file's own.",
          option="PR_CAP_AMBIENT"),
     step("prctl", "Forbid gaining privileges through setuid programs or file capabilities, from here on.",
          option="PR_SET_NO_NEW_PRIVS"),
     step("prctl", "Keep the permitted capabilities across the change of user ID that follows.",
          option="PR_SET_KEEPCAPS"),
-    step("prctl", "Ask the kernel to send signal {arg2} to this process when its parent dies, so no "
-         "container outlives pyrun by accident.", option="PR_SET_PDEATHSIG"),
+    step("prctl", "Ask the kernel to send signal {arg2} to this process when its parent dies.",
+         option="PR_SET_PDEATHSIG"),
     step("prctl", "Set whether this process may be dumped or traced (dumpable = {arg2}).",
          option="PR_SET_DUMPABLE"),
     step("prctl", "Adopt orphaned descendants, so pyrun can reap them and read their exit status.",
