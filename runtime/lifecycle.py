@@ -3,10 +3,10 @@
 There is no daemon, so the truth about a container is spread over three
 places, and `reconcile` puts them together each time a command looks:
 
-* the record (`state.json`), written by the start helper and the monitor;
+* the record (`state.json`), written by the monitor's start and clean-up helpers;
 * the container's pid 1, identified by its pid and its start time in
   /proc/<pid>/stat (a pid alone may be reused by another process);
-* the monitor, which holds `monitor.lock` while it lives.
+* the monitor, which keeps an exclusive flock(2) on `monitor.lock` while it lives.
 
 A record that says "running" is wrong when the host rebooted since
 (/proc/sys/kernel/random/boot_id differs), or when pid 1 is gone and no
@@ -144,9 +144,9 @@ def find(root: str, reference: str) -> str:
     try:
         return state.find_container(root, reference.lstrip("/"))
     except UsageError:
-        matches = [entry for entry in os.listdir(state.containers_dir(root)) if entry.startswith(reference)]
+        matches = sorted(entry[:12] for entry in os.listdir(state.containers_dir(root)) if entry.startswith(reference))
         raise UsageError(
-            f"container ID prefix {reference!r} is ambiguous: it matches {', '.join(sorted(m[:12] for m in matches))}",
+            f"container ID prefix {reference!r} is ambiguous: it matches {', '.join(matches)}",
             hint="give more characters of the ID, or the name",
         ) from None
 
@@ -197,8 +197,13 @@ def start(root: str, container_id: str) -> None:
         for fd in (ready_read, ready_write):
             if fd >= 0:
                 os.close(fd)
-    if answer != "ok":
-        raise PyrunError(f"start container {container_id[:12]}: {answer or 'the monitor exited early'}")
+    if answer == "ok":
+        return
+    # The monitor reports "CODE MESSAGE" when the start helper named an exit code.
+    code, _, message = answer.partition(" ")
+    if not code.isdigit():
+        code, message = "125", answer or "the monitor exited before it started the container"
+    raise PyrunError(f"start container {container_id[:12]}: {message}", exit_code=int(code))
 
 
 def run_start_helper(root: str, container_id: str, channel_fd: int) -> int:
@@ -236,7 +241,7 @@ def run_start_helper(root: str, container_id: str, channel_fd: int) -> int:
         except PyrunError as cleanup_error:
             log.warning("clean-up after a failed start: %s", cleanup_error)
         finish(root, container_id, code, False, error=message)
-        channel.send(f"failed\0{message}".encode())
+        channel.send(f"failed\0{code} {message}".encode())
         return 1
 
     state.update_record(
@@ -266,7 +271,7 @@ def _mount_rootfs(created: Any, *, ephemeral: bool) -> None:
 
 
 def _oom_file(cgroup: Any) -> str:
-    """The file whose "oom_kill" count the monitor reads: memory.events (v2) or memory.oom_control (v1)."""
+    """Return the file with the cgroup's "oom_kill" count: memory.events (v2) or memory.oom_control (v1)."""
     controller_directory = getattr(cgroup, "controller_directory", None)
     if controller_directory is not None:
         memory = controller_directory("memory")
@@ -342,8 +347,8 @@ def run_cleanup_helper(root: str, container_id: str, exit_code: int, oom_killed:
 # -- Commands ------------------------------------------------------------------
 
 
-def stop_signal(root: str, record: dict[str, Any]) -> int:
-    """The image's StopSignal (SIGWINCH for httpd), SIGTERM when it names none."""
+def stop_signal(record: dict[str, Any]) -> int:
+    """Return the image's StopSignal (SIGWINCH for httpd), or SIGTERM when the image sets none."""
     return parse_signal(record.get("stop_signal") or "SIGTERM")
 
 
@@ -364,7 +369,7 @@ def parse_signal(text: str) -> int:
 def send_signal(record: dict[str, Any], sig: int) -> None:
     """Send `sig` to the container's pid 1 after checking that the pid was not reused."""
     if record.get("status") != state.STATUS_RUNNING or not container_alive(record):
-        raise PyrunError(f"container {record['id'][:12]} is not running")
+        raise PyrunError(f"container {record['name']!r} is not running", hint=f"start it with pyrun start {record['name']}")
     try:
         syscalls.kill(record["pid"], sig)
     except ProcessLookupError:
@@ -398,7 +403,7 @@ def stop(root: str, reference: str, timeout: float | None = None) -> str:
         return container_id
     timeout = 10 if timeout is None else timeout
     try:
-        send_signal(record, stop_signal(root, record))
+        send_signal(record, stop_signal(record))
     except PyrunError:
         pass  # exited meanwhile
     if not wait_until_stopped(root, container_id, timeout):
@@ -476,7 +481,7 @@ def prune(root: str) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    """The monitor's helpers: `start ROOT ID CHANNEL_FD` and `cleanup ROOT ID EXIT_CODE OOM`."""
+    """Run one of the monitor's helpers: `start ROOT ID CHANNEL_FD` or `cleanup ROOT ID EXIT_CODE OOM`."""
     logging.basicConfig(level=logging.WARNING, format="pyrun %(name)s: %(message)s")
     verb, root, container_id, *rest = argv
     if verb == "start":

@@ -4,8 +4,8 @@ Like Podman's conmon, the monitor is the parent of a detached container's
 pid 1 for the container's whole life:
 
     pyrun run -d         spawns the monitor and waits for its "ready" line
-      monitor            own session, no terminal; PR_SET_CHILD_SUBREAPER;
-        |                holds the container's stdout/stderr and its published ports
+      monitor            own session, no terminal, PR_SET_CHILD_SUBREAPER; keeps the
+        |                container's stdout and stderr pipes and its published ports' sockets
         +-- start helper   `python -m runtime.lifecycle start ...` (the full
         |                  runtime): cgroup, network, namespaces, then exits;
         |                  the container's pid 1 is re-parented to the monitor
@@ -22,6 +22,11 @@ While it lives, the monitor holds an exclusive flock(2) on
 monitor exits or is killed, so `pyrun wait`, `stop` and `rm -f` wait for the
 monitor by taking the same lock, and any command can tell whether a
 monitor is still watching the container.
+
+NOTE: a monitor killed with SIGKILL takes the read ends of the container's
+stdout and stderr with it. The container keeps running, but a write to its
+stdout or stderr then fails with EPIPE (or SIGPIPE), as it does under
+Podman when conmon is gone, and its published ports are no longer held.
 """
 
 from __future__ import annotations
@@ -100,6 +105,8 @@ def oom_killed(oom_file: str) -> bool:
 
 
 class Monitor:
+    """One detached container's monitor: starts it, logs its output, reaps it and cleans up."""
+
     def __init__(self, root: str, container_id: str, ready_fd: int) -> None:
         self.root = root
         self.container_id = container_id
@@ -115,7 +122,7 @@ class Monitor:
         try:
             os.write(self.ready_fd, (message + "\n").encode())
         except OSError:
-            pass  # the CLI was interrupted; the record still tells the story
+            pass  # the CLI was interrupted, and the record still shows the outcome
         os.close(self.ready_fd)
         self.ready_fd = -1
 
@@ -140,7 +147,7 @@ class Monitor:
         self.copy_output(streams, writer)
         writer.close()
         exit_code = self.wait_for(pid)
-        self.clean_up(exit_code, record)
+        self.clean_up(exit_code)
         return 0
 
     def start_container(self) -> tuple[int, dict[int, str]]:
@@ -167,9 +174,11 @@ class Monitor:
         os.waitpid(helper, 0)
         kind, _, payload = message.decode(errors="replace").partition("\0")
         if kind != "started":
+            # The helper has exited, so its stderr pipe reads to end-of-file.
+            last_words = last_line(stderr_read)
             for fd in fds + [stdout_read, stderr_read]:
                 os.close(fd)
-            self.report_ready(payload or "the start helper exited without starting the container")
+            self.report_ready(payload or last_words or "the start helper exited without starting the container")
             return 0, {}
 
         pid_text, _, console_text = payload.partition("\0")
@@ -210,14 +219,17 @@ class Monitor:
                 code = os.waitstatus_to_exitcode(status)
                 return 128 - code if code < 0 else code
 
-    def clean_up(self, exit_code: int, record: dict) -> None:
+    def clean_up(self, exit_code: int) -> None:
         """Run the clean-up helper, which records the exit and undoes cgroup, network and mounts."""
         oom = oom_killed(read_record(self.directory).get("oom_file", ""))
         argv = helper_command(
             self.python, "cleanup", self.root, self.container_id, str(exit_code), "1" if oom else "0"
         )
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-        error_log = os.open(os.path.join(self.directory, "cleanup.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        # The helper's errors go to cleanup.log, which `rm` deletes with the container.
+        error_log = os.open(
+            os.path.join(self.directory, "cleanup.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600
+        )
         helper = spawn(argv, null, null, error_log)
         os.close(null)
         os.close(error_log)
@@ -225,6 +237,15 @@ class Monitor:
         # The published ports stay held until the helper removed their DNAT rules.
         for fd in self.held_fds:
             os.close(fd)
+
+
+def last_line(fd: int) -> str:
+    """Read `fd` to end-of-file and return its last non-empty line."""
+    data = b""
+    while chunk := os.read(fd, READ_SIZE):
+        data = (data + chunk)[-READ_SIZE:]
+    lines = [line for line in data.decode(errors="replace").splitlines() if line.strip()]
+    return lines[-1] if lines else ""
 
 
 def daemonize() -> None:

@@ -277,3 +277,11 @@ def test_oom_killed_is_recorded(run_env, cleanup):  # noqa: F811
                          "head -c 100m /dev/zero | tail -c 90m > /dev/null")
     assert pyrun(run_env, "wait", container).stdout.strip() == "137"
     assert pyrun(run_env, "inspect", "-f", "{{.State.OOMKilled}}", container).stdout.strip() == "true"
+
+
+def test_missing_command_exit_code(run_env, cleanup):  # noqa: F811
+    result = pyrun(run_env, "run", "-d", "--network", "none", "--name", "broken", "busybox", "no-such-command")
+    assert result.returncode == 127
+    assert "no-such-command" in result.stderr
+    assert "executable file not found" in result.stderr
+    assert pyrun(run_env, "inspect", "-f", "{{.State.ExitCode}}", "broken").stdout.strip() == "127"
