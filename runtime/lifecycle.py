@@ -395,15 +395,15 @@ def settle(root: str, container_id: str) -> dict[str, Any]:
     return reconcile(root, state.load_record(root, container_id))
 
 
-def stop(root: str, reference: str, timeout: float | None = None) -> str:
-    """Send the stop signal, then SIGKILL after `timeout` seconds (default 10); return the ID."""
+def stop(root: str, reference: str, timeout: float | None = None, sig: int | None = None) -> str:
+    """Send `sig` or the image's stop signal, then SIGKILL after `timeout` seconds (default 10); return the ID."""
     record = load(root, reference)
     container_id = record["id"]
     if record.get("status") != state.STATUS_RUNNING:
         return container_id
     timeout = 10 if timeout is None else timeout
     try:
-        send_signal(record, stop_signal(record))
+        send_signal(record, sig or stop_signal(record))
     except PyrunError:
         pass  # exited meanwhile
     if not wait_until_stopped(root, container_id, timeout):

@@ -2,9 +2,9 @@
 
 `pyrun run IMAGE [COMMAND...]` behaves like `docker run`: the image is looked
 up locally and pulled when missing, and a container is created from it. In
-the foreground pyrun waits for it and exits with its exit code; with `-d`
-a monitor process takes the container over (runtime.lifecycle), and pyrun
-prints the container's ID and returns.
+the foreground, pyrun waits for the container and exits with its exit code.
+With `-d`, a monitor process takes the container over (runtime.lifecycle),
+so pyrun prints the container's ID and returns.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "run",
         help="run a command in a new container",
-        description="Create a container from IMAGE and run COMMAND in it, in the foreground.",
+        description="Create a container from IMAGE and run COMMAND in it, in the foreground or with -d in the background.",
         add_help=False,
     )
     # -h is Docker's --hostname, so help is only --help.

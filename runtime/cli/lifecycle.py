@@ -244,11 +244,10 @@ def start_command(args: argparse.Namespace) -> int:
 def stop_command(args: argparse.Namespace) -> int:
     from runtime import lifecycle
 
+    sig = lifecycle.parse_signal(args.signal) if args.signal else None
+
     def stop_one(reference: str) -> None:
-        if args.signal:
-            record = lifecycle.load(args.root, reference)
-            lifecycle.send_signal(record, lifecycle.parse_signal(args.signal))
-        lifecycle.stop(args.root, reference, args.timeout)
+        lifecycle.stop(args.root, reference, args.timeout, sig)
         print(reference)
 
     return for_each(args, stop_one)
