@@ -1,9 +1,17 @@
-"""The `pyrun` command: global options, one sub-command per module.
+"""The `pyrun` command: global options, then one sub-command.
 
+COMMANDS lists every sub-command with the modules that define it and its
+one-line help. `main` finds the sub-command on the command line first and
+imports only its modules, so `pyrun run` does not build the parsers of all
+the other commands. `pyrun --help` lists the table without importing any.
 Each module in COMMAND_MODULES defines `register(subparsers)`, which adds its
 sub-commands and sets `handler` on each. Modules here import only the
 standard library at the top: the heavy imports (requests, pyroute2) happen
-inside the handlers, so `pyrun ps` and `pyrun --help` stay fast.
+inside the handlers.
+
+A usage error (an unknown flag, a missing argument, an invalid value) exits
+with status 125, as Docker does, with the message and the command's help
+flag: "pyrun: unknown flag: --bogus", then "See 'pyrun run --help'.".
 """
 
 from __future__ import annotations
@@ -14,11 +22,12 @@ import logging
 import os
 import sys
 
-from runtime.errors import PyrunError
+from runtime.errors import PyrunError, UsageError
 
 DEFAULT_ROOT = "/var/lib/pyrun"
 
-# Add a module here when it defines new sub-commands.
+# Add a module here when it defines new sub-commands, and add its commands
+# to COMMANDS below.
 COMMAND_MODULES = [
     "runtime.cli.images",
     "runtime.cli.containers",
@@ -28,12 +37,72 @@ COMMAND_MODULES = [
     "runtime.cli.teach",
 ]
 
+IMAGES = ("runtime.cli.images",)
+LIFECYCLE = ("runtime.cli.lifecycle",)
+RESOURCES = ("runtime.cli.resources",)
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="pyrun",
-        description="Run Linux containers from OCI images, without a daemon.",
-    )
+# Sub-command -> (modules whose register() adds it, help line), in the order
+# `pyrun --help` lists them. The help lines repeat the modules' own, and a
+# unit test checks both against what the modules register. `container`
+# needs two modules because runtime.cli.resources adds `stats` and `top` to
+# the group that runtime.cli.lifecycle creates.
+COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "pull": (IMAGES, "download an image from a registry"),
+    "images": (IMAGES, "list images"),
+    "rmi": (IMAGES, "remove images"),
+    "tag": (IMAGES, "give an image another name"),
+    "login": (IMAGES, "save credentials for a registry"),
+    "logout": (IMAGES, "remove saved credentials for a registry"),
+    "image": (IMAGES, "manage images"),
+    "run": (("runtime.cli.containers",), "run a command in a new container"),
+    "container": (LIFECYCLE + RESOURCES, "manage containers (pyrun container VERB)"),
+    "create": (LIFECYCLE, "create a container without starting it"),
+    "start": (LIFECYCLE, "start one or more stopped containers"),
+    "ps": (LIFECYCLE, "list containers"),
+    "stop": (LIFECYCLE, "stop running containers with the stop signal, then SIGKILL"),
+    "kill": (LIFECYCLE, "send a signal to running containers"),
+    "restart": (LIFECYCLE, "stop and start containers again"),
+    "rm": (LIFECYCLE, "remove containers"),
+    "wait": (LIFECYCLE, "wait for containers to stop and print their exit codes"),
+    "attach": (LIFECYCLE, "print a running container's output until it exits"),
+    "inspect": (LIFECYCLE, "show containers' details as JSON"),
+    "rename": (LIFECYCLE, "rename a container"),
+    "logs": (LIFECYCLE, "print a container's output"),
+    "exec": (LIFECYCLE, "run a command in a running container"),
+    "stats": (RESOURCES, "show containers' CPU, memory and process use"),
+    "top": (RESOURCES, "list the processes running in a container"),
+    "port": (("runtime.cli.networks",), "list a container's published ports"),
+    "explain": (("runtime.cli.teach",), "print a short lesson on a container topic, using this host"),
+}
+
+
+class CommandLineError(UsageError):
+    """A usage error found by the argument parser; `prog` is the command it concerns."""
+
+    def __init__(self, message: str, prog: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An ArgumentParser that raises CommandLineError where argparse would exit 2.
+
+    Sub-command parsers are made with the class of their parent, so every
+    parser under `pyrun` raises the same way. Each parser also sets
+    `command_prog` (e.g. "pyrun container ps") as a default, and the most
+    deeply nested one wins, so `main` can name the command whose help to
+    read.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.set_defaults(command_prog=self.prog)
+
+    def error(self, message: str):
+        raise CommandLineError(message, self.prog)
+
+
+def add_global_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--root",
         default=os.environ.get("PYRUN_ROOT", DEFAULT_ROOT),
@@ -50,16 +119,72 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="narrate each step pyrun takes with the kernel and the registry, on stderr",
     )
+
+
+def find_command(argv: list[str]) -> str | None:
+    """Return the sub-command named in `argv`, or None when there is none.
+
+    Only the global options are parsed, by argparse itself, so `--root DIR`,
+    `--root=DIR` and abbreviations such as `--log debug` are skipped exactly
+    as the full parse skips them. Returns None as well when an unknown
+    option or `--help` comes before the sub-command, or when a global option
+    is invalid: the full parser then lists every command or reports the error.
+    """
+    parser = CommandParser(prog="pyrun", add_help=False)
+    add_global_options(parser)
+    parser.add_argument("command", nargs="?")
+    parser.add_argument("arguments", nargs=argparse.REMAINDER)
+    try:
+        args, unknown = parser.parse_known_args(argv)
+    except CommandLineError:
+        return None
+    if unknown:
+        return None
+    return args.command
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Build the `pyrun` parser for `command`, or with every command listed.
+
+    For a command in COMMANDS, only the modules that define it are imported
+    and registered. Otherwise each command gets an empty placeholder parser,
+    which is enough for `pyrun --help` and for the error on an unknown
+    command, but not for running one.
+    """
+    parser = CommandParser(
+        prog="pyrun",
+        description="Run Linux containers from OCI images, without a daemon.",
+    )
+    add_global_options(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name != name:
-                raise
-            continue
-        module.register(subparsers)
+    if command in COMMANDS:
+        modules, _ = COMMANDS[command]
+        for name in modules:
+            importlib.import_module(name).register(subparsers)
+    else:
+        for name, (_, help_text) in COMMANDS.items():
+            subparsers.add_parser(name, help=help_text, add_help=False)
     return parser
+
+
+def parse_command_line(argv: list[str]) -> argparse.Namespace:
+    """Parse `argv` into the options of one sub-command.
+
+    Raises CommandLineError for any usage error, unknown flags included.
+    """
+    command = find_command(argv)
+    if command is not None and command not in COMMANDS:
+        raise CommandLineError(f"unknown command: {command!r}", "pyrun")
+    parser = build_parser(command)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        first = unknown[0]
+        if first.startswith("-") and first != "-":
+            message = f"unknown flag: {first.split('=', 1)[0]}"
+        else:
+            message = f"unexpected argument: {first!r}"
+        raise CommandLineError(message, args.command_prog)
+    return args
 
 
 def configure_logging(level: str) -> None:
@@ -87,10 +212,16 @@ def describe_error(err: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    if argv is None:
+        argv = sys.argv[1:]
+    try:
+        args = parse_command_line(argv)
+    except CommandLineError as err:
+        print(f"pyrun: {err}", file=sys.stderr)
+        print(f"See '{err.prog} --help'.", file=sys.stderr)
+        return err.exit_code
     if not getattr(args, "handler", None):
-        parser.print_help(sys.stderr)
+        build_parser().print_help(sys.stderr)
         return 2
     configure_logging(args.log_level)
     if args.explain:

@@ -1,0 +1,186 @@
+"""The top-level parser: the command table, lazy loading, and usage errors."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import subprocess
+import sys
+
+import pytest
+
+from runtime import cli
+from runtime.cli import COMMANDS, COMMAND_MODULES, main
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def registered_commands(module_name: str) -> dict[str, str]:
+    """Return the top-level commands a module's register() adds, with their help lines."""
+    parser = argparse.ArgumentParser()
+    subparsers = parser.add_subparsers()
+    importlib.import_module(module_name).register(subparsers)
+    return {action.dest: action.help for action in subparsers._choices_actions}
+
+
+def test_table_lists_every_registered_command():
+    registered = {}
+    for module_name in COMMAND_MODULES:
+        for name, help_text in registered_commands(module_name).items():
+            registered[name] = help_text
+            assert module_name in COMMANDS[name][0], f"{name} is registered by {module_name}"
+    assert set(registered) == set(COMMANDS)
+    for name, help_text in registered.items():
+        assert COMMANDS[name][1] == help_text, name
+
+
+def test_table_names_only_listed_modules():
+    for name, (modules, _) in COMMANDS.items():
+        for module_name in modules:
+            assert module_name in COMMAND_MODULES, name
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for name, (_, help_text) in COMMANDS.items():
+        assert f"    {name} " in out
+        assert help_text.split()[0] in out
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["run", "--rm", "busybox", "true"], "run"),
+        (["--root", "/tmp/store", "run", "busybox"], "run"),
+        (["--root=/tmp/store", "--log-level", "debug", "ps", "-a"], "ps"),
+        (["--log", "debug", "--explain", "images"], "images"),
+        (["--root", "run", "ps"], "ps"),
+        (["container", "ps"], "container"),
+        ([], None),
+        (["--help"], None),
+        (["--bogus", "run"], None),
+        (["--log-level", "bogus", "run"], None),
+    ],
+)
+def test_find_command(argv, expected):
+    assert cli.find_command(argv) == expected
+
+
+@pytest.mark.parametrize(
+    "argv, handler_module",
+    [
+        (["run", "-d", "--rm", "busybox", "sleep", "1"], "runtime.cli.containers"),
+        (["container", "run", "busybox"], "runtime.cli.containers"),
+        (["container", "ls", "-a"], "runtime.cli.lifecycle"),
+        (["container", "stats", "--no-stream"], "runtime.cli.resources"),
+        (["container", "top", "web"], "runtime.cli.resources"),
+        (["image", "ls"], "runtime.cli.images"),
+        (["image", "rm", "busybox"], "runtime.cli.images"),
+        (["stats", "--no-stream"], "runtime.cli.resources"),
+        (["port", "web", "80"], "runtime.cli.networks"),
+    ],
+)
+def test_parse_reaches_handler(argv, handler_module):
+    args = cli.parse_command_line(argv)
+    assert args.handler.__module__ == handler_module
+
+
+def test_run_keeps_command_flags():
+    args = cli.parse_command_line(["--root", "/tmp/store", "run", "--rm", "-h", "box", "busybox", "ls", "-l"])
+    assert args.root == "/tmp/store"
+    assert args.rm is True
+    assert args.hostname == "box"
+    assert args.image == "busybox"
+    assert args.command == ["ls", "-l"]
+
+
+def usage_error(capsys, argv: list[str]) -> list[str]:
+    """Run main(argv), check that it exits 125, and return the lines on stderr."""
+    assert main(argv) == 125
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    return captured.err.splitlines()
+
+
+def test_unknown_flag_exits_125(capsys):
+    lines = usage_error(capsys, ["run", "--bogus", "busybox"])
+    assert lines == ["pyrun: unknown flag: --bogus", "See 'pyrun run --help'."]
+
+
+def test_unknown_flag_with_value_named_alone(capsys):
+    lines = usage_error(capsys, ["run", "--bogus=1", "busybox"])
+    assert lines[0] == "pyrun: unknown flag: --bogus"
+
+
+def test_unknown_flag_in_group_names_verb(capsys):
+    lines = usage_error(capsys, ["container", "ps", "--bogus"])
+    assert lines == ["pyrun: unknown flag: --bogus", "See 'pyrun container ps --help'."]
+
+
+def test_unsupported_docker_flag_named(capsys):
+    lines = usage_error(capsys, ["run", "--restart", "always", "busybox"])
+    assert lines[0] == "pyrun: --restart is not supported by pyrun"
+    assert lines[1] == "See 'pyrun run --help'."
+
+
+def test_invalid_value_names_flag(capsys):
+    lines = usage_error(capsys, ["run", "--memory-swappiness", "lots", "busybox"])
+    assert lines[0].startswith("pyrun: argument --memory-swappiness: invalid")
+    assert "'lots'" in lines[0]
+
+
+def test_missing_image_exits_125(capsys):
+    lines = usage_error(capsys, ["run"])
+    assert "IMAGE" in lines[0]
+    assert lines[1] == "See 'pyrun run --help'."
+
+
+def test_unexpected_argument_exits_125(capsys):
+    lines = usage_error(capsys, ["ps", "extra"])
+    assert lines == ["pyrun: unexpected argument: 'extra'", "See 'pyrun ps --help'."]
+
+
+def test_unknown_command_exits_125(capsys):
+    lines = usage_error(capsys, ["bogus"])
+    assert lines == ["pyrun: unknown command: 'bogus'", "See 'pyrun --help'."]
+
+
+def test_invalid_global_option_exits_125(capsys):
+    lines = usage_error(capsys, ["--log-level", "loud", "ps"])
+    assert lines[0].startswith("pyrun: argument --log-level: invalid choice: 'loud'")
+    assert lines[1] == "See 'pyrun --help'."
+
+
+def loaded_modules(code: str) -> set[str]:
+    """Run `code` in a fresh interpreter and return the names in its sys.modules."""
+    script = f"import sys\n{code}\nprint('\\n'.join(sorted(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True, cwd=REPO)
+    return set(result.stdout.split())
+
+
+def test_run_parse_imports_only_its_module():
+    loaded = loaded_modules("from runtime.cli import parse_command_line\n"
+                            "parse_command_line(['run', '--rm', 'busybox', 'true'])")
+    assert "runtime.cli.containers" in loaded
+    for name in ["runtime.cli.lifecycle", "runtime.cli.images", "runtime.cli.resources",
+                 "runtime.cli.networks", "runtime.cli.teach"]:
+        assert name not in loaded
+
+
+def test_run_path_skips_requests_and_pyroute2():
+    # What `pyrun run` imports when the image is in the store and there is
+    # no network to attach: the registry client and netlink load only on a
+    # pull or a network attach.
+    loaded = loaded_modules(
+        "from runtime.cli import parse_command_line\n"
+        "parse_command_line(['run', '--rm', '--network', 'none', 'busybox', 'true'])\n"
+        "import runtime.container, runtime.store, runtime.cgroups, runtime.network, runtime.launch"
+    )
+    assert "runtime.container" in loaded
+    assert "requests" not in loaded
+    assert "pyroute2" not in loaded
