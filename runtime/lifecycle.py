@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -45,7 +46,9 @@ UNKNOWN_EXIT_ERROR = "the container exited while no monitor watched it, so its e
 # -- Processes -----------------------------------------------------------------
 
 
+@functools.cache
 def boot_id() -> str:
+    """Return this boot's random ID, which changes on every reboot."""
     with open(BOOT_ID_FILE, encoding="ascii") as file:
         return file.read().strip()
 

@@ -182,18 +182,40 @@ def add_exec(subparsers) -> None:
 # -- Handlers ------------------------------------------------------------------
 
 
+# Containers that stop, kill, rm and restart handle at the same time: each
+# mostly waits for a process to exit or for a monitor's clean-up helper.
+PARALLEL_CONTAINERS = 16
+
+
 def for_each(args: argparse.Namespace, action) -> int:
-    """Run `action(reference)` for each container; print errors and go on, as Docker does."""
+    """Run `action(reference)` for each container, several at once; print errors and go on, as Docker does.
+
+    `action` prints nothing: it returns the line to print, and the lines
+    come out in the order of the arguments.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     from runtime.cli import describe_error
     from runtime.errors import PyrunError
 
-    status = 0
-    for reference in args.containers:
+    def attempt(reference: str) -> tuple[str | None, str | None]:
         try:
-            action(reference)
+            return action(reference), None
         except PyrunError as err:
-            print(f"pyrun: {describe_error(err)}" + (f" ({err.hint})" if err.hint else ""), file=sys.stderr)
+            return None, f"pyrun: {describe_error(err)}" + (f" ({err.hint})" if err.hint else "")
+
+    if len(args.containers) == 1:
+        outcomes = [attempt(args.containers[0])]
+    else:
+        with ThreadPoolExecutor(max_workers=PARALLEL_CONTAINERS) as pool:
+            outcomes = list(pool.map(attempt, args.containers))
+    status = 0
+    for line, error in outcomes:
+        if error is not None:
+            print(error, file=sys.stderr)
             status = 1
+        elif line is not None:
+            print(line)
     return status
 
 
@@ -234,9 +256,9 @@ def start_command(args: argparse.Namespace) -> int:
         lifecycle.start(args.root, container_id)
         return follow_until_exit(args.root, container_id, follower, timestamps=False)
 
-    def start_one(reference: str) -> None:
+    def start_one(reference: str) -> str:
         lifecycle.start(args.root, lifecycle.find(args.root, reference))
-        print(reference)
+        return reference
 
     return for_each(args, start_one)
 
@@ -246,9 +268,9 @@ def stop_command(args: argparse.Namespace) -> int:
 
     sig = lifecycle.parse_signal(args.signal) if args.signal else None
 
-    def stop_one(reference: str) -> None:
+    def stop_one(reference: str) -> str:
         lifecycle.stop(args.root, reference, args.timeout, sig)
-        print(reference)
+        return reference
 
     return for_each(args, stop_one)
 
@@ -258,9 +280,9 @@ def kill_command(args: argparse.Namespace) -> int:
 
     sig = lifecycle.parse_signal(args.signal)
 
-    def kill_one(reference: str) -> None:
+    def kill_one(reference: str) -> str:
         lifecycle.kill(args.root, reference, sig)
-        print(reference)
+        return reference
 
     return for_each(args, kill_one)
 
@@ -268,10 +290,10 @@ def kill_command(args: argparse.Namespace) -> int:
 def restart_command(args: argparse.Namespace) -> int:
     from runtime import lifecycle
 
-    def restart_one(reference: str) -> None:
+    def restart_one(reference: str) -> str:
         container_id = lifecycle.stop(args.root, reference, args.timeout)
         lifecycle.start(args.root, container_id)
-        print(reference)
+        return reference
 
     return for_each(args, restart_one)
 
@@ -279,9 +301,9 @@ def restart_command(args: argparse.Namespace) -> int:
 def rm_command(args: argparse.Namespace) -> int:
     from runtime import lifecycle
 
-    def remove_one(reference: str) -> None:
+    def remove_one(reference: str) -> str:
         lifecycle.remove(args.root, reference, force=args.force)
-        print(reference)
+        return reference
 
     return for_each(args, remove_one)
 
@@ -289,9 +311,9 @@ def rm_command(args: argparse.Namespace) -> int:
 def wait_command(args: argparse.Namespace) -> int:
     from runtime import lifecycle
 
-    def wait_one(reference: str) -> None:
+    def wait_one(reference: str) -> str:
         code = lifecycle.wait(args.root, reference)
-        print(-1 if code is None else code)
+        return str(-1 if code is None else code)
 
     return for_each(args, wait_one)
 
@@ -570,14 +592,16 @@ def inspect_command(args: argparse.Namespace) -> int:
 
     def inspect_one(reference: str) -> None:
         record = lifecycle.load(args.root, reference)
-        documents.append(inspect_document(record, lifecycle.spec_of(args.root, record["id"]), args.root))
+        documents[reference] = inspect_document(record, lifecycle.spec_of(args.root, record["id"]), args.root)
 
+    documents: dict[str, dict] = {}
     status = for_each(args, inspect_one)
+    found = [documents[reference] for reference in args.containers if reference in documents]
     if args.format:
-        for document in documents:
+        for document in found:
             print(render_inspect_format(args.format, document))
     else:
-        print(json.dumps(documents, indent=4))
+        print(json.dumps(found, indent=4))
     return status
 
 
