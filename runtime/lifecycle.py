@@ -15,6 +15,16 @@ its exit code is unknown (recorded as None); `reconcile` then cleans up
 the cgroup, network and overlay mount the container left behind.
 
 The helpers the monitor runs are `python -m runtime.lifecycle start|cleanup`.
+
+Record fields this module and the monitor add to runtime.state's:
+
+    monitor_pid, pid_start_time, boot_id   who watches pid 1, and which pid 1 it is
+    oom_file                              the cgroup file with the "oom_kill" count
+    error                                 why the start failed, or that the exit is unknown
+    auto_remove, init, tty, stop_signal, log_config, path, args, image_name
+                                          the run options (written by the CLI at create)
+
+`exit_code` is None while the container runs and when its exit was unknown.
 """
 
 from __future__ import annotations
