@@ -29,13 +29,19 @@ apt-packages:
 
 venv: $(VENV)/.installed
 
+# The editable install's compat mode puts the checkout on sys.path with a
+# plain .pth line. The default mode's import finder costs every pyrun start
+# its own import of pathlib and importlib.util.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip
-	$(VPY) -m pip install --quiet -e '.[test]'
+	$(VPY) -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
 	touch $@
 
+# compileall writes the .pyc files even under PYTHONDONTWRITEBYTECODE=1,
+# which would otherwise make every pyrun start compile its modules again.
 install: apt-packages venv
+	$(VPY) -m compileall -q runtime registry_client
 	ln -sf $(VENV)/bin/pyrun /usr/local/bin/pyrun
 	@echo "pyrun installed: $$(command -v pyrun)"
 
