@@ -32,6 +32,9 @@ venv: $(VENV)/.installed
 # The editable install's compat mode puts the checkout on sys.path with a
 # plain .pth line. The default mode's import finder costs every pyrun start
 # its own import of pathlib and importlib.util.
+# NOTE: setuptools (65 here) warns that compat mode is transitional. If a
+# release drops it, this install fails: remove the setting to get the slower
+# default mode.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip
