@@ -8,13 +8,15 @@ places, and `reconcile` puts them together each time a command looks:
   /proc/<pid>/stat (a pid alone may be reused by another process);
 * the monitor, which keeps an exclusive flock(2) on `monitor.lock` while it lives.
 
-A record that says "running" is wrong when the host rebooted since
+A record with status "running" is wrong when the host rebooted since
 (/proc/sys/kernel/random/boot_id differs), or when pid 1 is gone and no
 monitor is left to record its exit. Such an exit was seen by nobody, so
 its exit code is unknown (recorded as None); `reconcile` then cleans up
 the cgroup, network and overlay mount the container left behind.
 
-The helpers the monitor runs are `python -m runtime.lifecycle start|cleanup`.
+`start` forks the future monitor, which forks the start helper and then
+execs `runtime/monitor.py`; the monitor runs `python -m runtime.lifecycle
+cleanup` after the exit.
 
 Record fields this module and the monitor add to runtime.state's:
 
@@ -36,7 +38,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from typing import Any, Iterator
@@ -177,7 +178,10 @@ def spec_of(root: str, container_id: str) -> dict[str, Any]:
 
 
 def start(root: str, container_id: str) -> None:
-    """Start a created or exited container under a new monitor; return once its command runs."""
+    """Start a created or exited container under a new monitor; return once its command runs.
+
+    Must be called from a process without other threads, because it forks.
+    """
     directory = state.container_dir(root, container_id)
     record = reconcile(root, state.load_record(root, container_id))
     if record.get("status") == state.STATUS_RUNNING:
@@ -185,48 +189,128 @@ def start(root: str, container_id: str) -> None:
     with _flock(os.path.join(directory, MONITOR_LOCK), fcntl.LOCK_SH | fcntl.LOCK_NB) as free:
         if not free:
             raise PyrunError(f"container {container_id[:12]} is still being cleaned up", hint="try again in a moment")
-    from runtime import explain
 
-    # With --explain, the start helper narrates to this process's stderr
-    # through a descriptor that the monitor passes on and then closes.
-    narration = explain.child_environment()
-    passed = [explain.output_fd()] if narration else []
     ready_read, ready_write = os.pipe()
-    try:
-        # `python -S`: the monitor needs no site-packages, which saves memory.
-        command = [sys.executable, "-S", MONITOR_SCRIPT, root, container_id, str(ready_write)]
-        subprocess.run(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            pass_fds=[ready_write, *passed], start_new_session=True, check=True, env={**os.environ, **narration},
-        )
-        os.close(ready_write)
-        ready_write = -1
-        with os.fdopen(ready_read, encoding="utf-8", errors="replace") as ready:
-            ready_read = -1
-            answer = ready.readline().strip()
-    except subprocess.CalledProcessError as err:
-        raise PyrunError(f"start the monitor of container {container_id[:12]}") from err
-    finally:
-        for fd in (ready_read, ready_write):
-            if fd >= 0:
-                os.close(fd)
+    intermediate = syscalls.fork()
+    if intermediate == 0:
+        os.close(ready_read)
+        _become_monitor(root, container_id, ready_write)
+    os.close(ready_write)
+    os.waitpid(intermediate, 0)
+    with os.fdopen(ready_read, encoding="utf-8", errors="replace") as ready:
+        answer = ready.readline().strip()
     if answer == "ok":
         return
-    # The monitor reports "CODE MESSAGE" when the start helper named an exit code.
+    # The monitor reports "CODE MESSAGE" when the start named an exit code.
     code, _, message = answer.partition(" ")
     if not code.isdigit():
         code, message = "125", answer or "the monitor exited before it started the container"
     raise PyrunError(f"start container {container_id[:12]}: {message}", exit_code=int(code))
 
 
+def _become_monitor(root: str, container_id: str, ready_fd: int) -> None:
+    """In a child of the CLI: leave its session, start the container, then exec the monitor.
+
+    The fork and the start in a child of this process reuse the modules
+    the CLI has imported, which saves starting a full interpreter per
+    container. The monitor itself is then a fresh, lean `python -S`.
+    Never returns; a failure is reported on `ready_fd` as "CODE MESSAGE".
+    """
+    try:
+        # A new session without a terminal, and a second fork so that the
+        # monitor is no session leader and cannot get a terminal again.
+        os.setsid()
+        if syscalls.fork() > 0:
+            os._exit(0)
+        argv = _start_for_monitor(root, container_id, ready_fd)
+        os.execv(sys.executable, argv)
+    except BaseException as err:  # noqa: BLE001 - reported to the CLI, then exit
+        _write_line(ready_fd, f"125 {describe(err)}")
+    os._exit(125)
+
+
+def _start_for_monitor(root: str, container_id: str, ready_fd: int) -> list[str]:
+    """Take the monitor's lock, start pid 1 through a forked start helper, and return the monitor's argv."""
+    import socket
+
+    from runtime import monitor
+
+    null = os.open(os.devnull, os.O_RDWR)
+    for target in (0, 1, 2):
+        os.dup2(null, target)  # let go of the CLI's terminal and output pipes
+    os.close(null)
+    lock = os.open(os.path.join(state.container_dir(root, container_id), MONITOR_LOCK), os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    # Orphaned descendants become this process's children: pid 1 once the start helper exits.
+    syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+
+    stdout_read, stdout_write = os.pipe()
+    stderr_read, stderr_write = os.pipe()
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    helper = syscalls.fork()
+    if helper == 0:
+        try:
+            for fd in (stdout_read, stderr_read, lock, ready_fd):
+                os.close(fd)
+            ours.close()
+            os.dup2(stdout_write, 1)
+            os.dup2(stderr_write, 2)
+            os._exit(run_start_helper(root, container_id, theirs.detach()))
+        except BaseException as err:  # noqa: BLE001 - the monitor reads this from the pipe
+            _write_line(2, describe(err))
+        os._exit(125)
+    os.close(stdout_write)
+    os.close(stderr_write)
+    theirs.close()
+
+    message, fds, _, _ = socket.recv_fds(ours, 65536, monitor.MAX_PASSED_FDS)
+    ours.close()
+    os.waitpid(helper, 0)
+    kind, _, payload = message.decode(errors="replace").partition("\0")
+    if kind != "started":
+        # The payload is "CODE MESSAGE". A helper that died without one has
+        # exited, so its stderr pipe reads to end-of-file.
+        report = payload or "125 " + (monitor.last_line(stderr_read) or "the start helper exited without a report")
+        _write_line(ready_fd, report)
+        os._exit(1)
+
+    pid_text, _, console_flag = payload.partition("\0")
+    console = fds.pop() if console_flag == "console" else -1
+    passed = [ready_fd, lock, stdout_read, stderr_read, *fds] + ([console] if console >= 0 else [])
+    for fd in passed:
+        os.set_inheritable(fd, True)
+    # Descriptors the CLI inherited from its caller (a test's pipes, a
+    # shell's files) would otherwise stay open in the monitor for the
+    # container's whole life.
+    for name in os.listdir("/proc/self/fd"):
+        if int(name) > 2 and int(name) not in passed:
+            with contextlib.suppress(OSError):
+                os.close(int(name))
+    # `python -S`: the monitor needs no site-packages, which saves memory.
+    return [
+        sys.executable, "-S", MONITOR_SCRIPT, root, container_id, str(ready_fd), str(lock), pid_text,
+        str(stdout_read), str(stderr_read), str(console), ",".join(str(fd) for fd in fds),
+    ]
+
+
+def _write_line(fd: int, text: str) -> None:
+    try:
+        os.write(fd, (text.replace("\n", " ") + "\n").encode(errors="replace"))
+    except OSError:
+        pass  # the reader is gone
+
+
 def run_start_helper(root: str, container_id: str, channel_fd: int) -> int:
-    """In the start helper: set up and start the container, hand pid 1's fds to the monitor, exit."""
+    """In the start helper: set up and start the container, send pid 1's fds to the monitor; return the exit status.
+
+    The helper's stdout and stderr are the pipes the monitor logs, so pid 1
+    inherits them.
+    """
     import socket
 
     from runtime import container as containers
-    from runtime import explain, launch
+    from runtime import launch
 
-    explain.enable_from_environment()
     channel = socket.socket(fileno=channel_fd)
     record = state.load_record(root, container_id)
     spec = spec_of(root, container_id)
@@ -494,11 +578,9 @@ def prune(root: str) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    """Run one of the monitor's helpers: `start ROOT ID CHANNEL_FD` or `cleanup ROOT ID EXIT_CODE OOM`."""
+    """Run the monitor's helper: `cleanup ROOT ID EXIT_CODE OOM`."""
     logging.basicConfig(level=logging.WARNING, format="pyrun %(name)s: %(message)s")
     verb, root, container_id, *rest = argv
-    if verb == "start":
-        return run_start_helper(root, container_id, int(rest[0]))
     if verb == "cleanup":
         return run_cleanup_helper(root, container_id, int(rest[0]), rest[1] == "1")
     print(f"pyrun lifecycle helper: unknown verb {verb!r}", file=sys.stderr)

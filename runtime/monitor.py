@@ -3,25 +3,28 @@
 Like Podman's conmon, the monitor is the parent of a detached container's
 pid 1 for the container's whole life:
 
-    pyrun run -d         spawns the monitor and waits for its "ready" line
-      monitor            own session, no terminal, PR_SET_CHILD_SUBREAPER; keeps the
-        |                container's stdout and stderr pipes and its published ports' sockets
-        +-- start helper   `python -m runtime.lifecycle start ...` (the full
-        |                  runtime): cgroup, network, namespaces, then exits;
-        |                  the container's pid 1 is re-parented to the monitor
-        +-- pid 1          the container; the monitor logs its output and waitpid()s it
+    pyrun run -d / start     forks the future monitor and waits for its "ok" line
+      future monitor         new session, no terminal, PR_SET_CHILD_SUBREAPER,
+        |                    flock(2) on monitor.lock
+        +-- start helper     a fork of it (the CLI's modules are loaded already):
+        |                    cgroup, network, namespaces, then exits, and pid 1
+        |                    is re-parented to the future monitor
+        |                  the future monitor then execs `python -S runtime/monitor.py`
+      monitor                keeps the container's stdout and stderr pipes and its
+        |                    published ports' sockets; logs the output, waitpid()s pid 1
         +-- clean-up helper  `python -m runtime.lifecycle cleanup ...` after the exit
 
-The monitor runs as `python -S runtime/monitor.py ...`: a fresh interpreter
-(not a fork of the CLI) that imports only the standard library and
-runtime.logs, so it stays near 10 MiB of memory. Everything heavy (cgroups,
-pyroute2, mounts) runs in the short-lived helpers.
+The monitor is a fresh interpreter started with -S (no site module) that
+imports only the standard library and runtime.logs, so it stays near
+10 MiB of memory. Everything heavy (cgroups, pyroute2, mounts) runs in the
+short-lived helpers.
 
 While it lives, the monitor holds an exclusive flock(2) on
-`<container dir>/monitor.lock`. The kernel drops the lock when the
-monitor exits or is killed, so `pyrun wait`, `stop` and `rm -f` wait for the
-monitor by taking the same lock, and any command can tell whether a
-monitor is still watching the container.
+`<container dir>/monitor.lock`, taken before the exec and inherited
+through it. The kernel drops the lock when the monitor exits or is killed,
+so `pyrun wait`, `stop` and `rm -f` wait for the monitor by taking the same
+lock, and any command can tell whether a monitor is still watching the
+container.
 
 NOTE: a monitor killed with SIGKILL takes the read ends of the container's
 stdout and stderr with it. The container keeps running, but a write to its
@@ -32,12 +35,10 @@ Podman when conmon is gone, and its published ports are no longer held.
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import json
 import os
 import select
 import signal
-import socket
 import sys
 
 # When run by path with -S, the directory above `runtime/` is not on
@@ -48,10 +49,8 @@ if __name__ == "__main__":
 from runtime import logs  # noqa: E402 - after the sys.path fix above
 
 PR_SET_CHILD_SUBREAPER = 36
-MONITOR_LOCK = "monitor.lock"
 MAX_PASSED_FDS = 254  # published-port sockets (at most 253) plus a terminal
 READ_SIZE = 65536
-EXPLAIN_FD_VARIABLE = "PYRUN_EXPLAIN_FD"  # runtime.explain.EXPLAIN_FD_VARIABLE, which imports the seam
 
 
 def set_child_subreaper() -> None:
@@ -105,7 +104,7 @@ def oom_killed(oom_file: str) -> bool:
 
 
 class Monitor:
-    """One detached container's monitor: starts it, logs its output, reaps it and cleans up."""
+    """One detached container's monitor: logs its output, reaps it and cleans up after it."""
 
     def __init__(self, root: str, container_id: str, ready_fd: int) -> None:
         self.root = root
@@ -116,7 +115,7 @@ class Monitor:
         self.held_fds: list[int] = []
 
     def report_ready(self, message: str) -> None:
-        """Tell `pyrun run -d` / `start` how the start went: "ok" or an error message."""
+        """Tell `pyrun run -d` / `start` how the start went: "ok" or "CODE MESSAGE"."""
         if self.ready_fd < 0:
             return
         try:
@@ -126,10 +125,9 @@ class Monitor:
         os.close(self.ready_fd)
         self.ready_fd = -1
 
-    def run(self) -> int:
-        lock = os.open(os.path.join(self.directory, MONITOR_LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        set_child_subreaper()
+    def run(self, pid: int, streams: dict[int, str], held_fds: list[int]) -> int:
+        """Log pid 1's `streams` until they end, reap it, and clean up; `held_fds` close last."""
+        self.held_fds = held_fds
         record = read_record(self.directory)
         log_config = record.get("log_config") or {}
         writer = logs.JsonFileWriter(
@@ -137,11 +135,6 @@ class Monitor:
             log_config.get("max_size", 0),
             log_config.get("max_file", 1),
         )
-
-        pid, streams = self.start_container()
-        if not pid:
-            writer.close()
-            return 1
         self.report_ready("ok")
 
         self.copy_output(streams, writer)
@@ -149,45 +142,6 @@ class Monitor:
         exit_code = self.wait_for(pid)
         self.clean_up(exit_code)
         return 0
-
-    def start_container(self) -> tuple[int, dict[int, str]]:
-        """Run the start helper; return pid 1 and the fds to log, or (0, {}) after a failure."""
-        stdout_read, stdout_write = os.pipe2(os.O_CLOEXEC)
-        stderr_read, stderr_write = os.pipe2(os.O_CLOEXEC)
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        argv = helper_command(self.python, "start", self.root, self.container_id, str(theirs.fileno()))
-        # `pyrun --explain` passes the descriptor its narration goes to; only
-        # the start helper uses it, so the monitor lets go of it afterwards.
-        narration = os.environ.get(EXPLAIN_FD_VARIABLE)
-        keep = [theirs.fileno()] + ([int(narration)] if narration else [])
-        helper = spawn(argv, null, stdout_write, stderr_write, keep=keep)
-        for fd in (stdout_write, stderr_write, null):
-            os.close(fd)
-        theirs.close()
-        if narration:
-            del os.environ[EXPLAIN_FD_VARIABLE]
-            os.close(int(narration))
-
-        message, fds, _, _ = socket.recv_fds(ours, READ_SIZE, MAX_PASSED_FDS)
-        ours.close()
-        os.waitpid(helper, 0)
-        kind, _, payload = message.decode(errors="replace").partition("\0")
-        if kind != "started":
-            # The helper has exited, so its stderr pipe reads to end-of-file.
-            last_words = last_line(stderr_read)
-            for fd in fds + [stdout_read, stderr_read]:
-                os.close(fd)
-            self.report_ready(payload or last_words or "the start helper exited without starting the container")
-            return 0, {}
-
-        pid_text, _, console_text = payload.partition("\0")
-        streams = {stdout_read: "stdout", stderr_read: "stderr"}
-        if console_text == "console":
-            # With -t the last fd is the pty master: everything arrives there as stdout.
-            streams[fds.pop()] = "stdout"
-        self.held_fds = fds
-        return int(pid_text), streams
 
     def copy_output(self, streams: dict[int, str], writer: logs.JsonFileWriter) -> None:
         """Log the container's output until every stream has ended."""
@@ -248,10 +202,8 @@ def last_line(fd: int) -> str:
     return lines[-1] if lines else ""
 
 
-def daemonize() -> None:
-    """Leave the CLI's process: fork once more so the CLI can reap us and we are not a session leader."""
-    if os.fork() > 0:
-        os._exit(0)
+def detach_from_caller() -> None:
+    """Ignore the terminal's and the caller's signals, and leave the caller's working directory."""
     os.chdir("/")
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT):
@@ -259,14 +211,33 @@ def daemonize() -> None:
 
 
 def main(argv: list[str]) -> int:
-    """`monitor.py ROOT CONTAINER_ID READY_FD`: watch one container until it exits."""
-    root, container_id, ready_fd = argv[0], argv[1], int(argv[2])
-    daemonize()
+    """Watch one container until it exits.
+
+    argv: ROOT CONTAINER_ID READY_FD LOCK_FD PID STDOUT_FD STDERR_FD CONSOLE_FD HELD_FDS,
+    where the fds are inherited from runtime.lifecycle.start, CONSOLE_FD is
+    -1 without -t and HELD_FDS is a comma-separated list (maybe empty).
+    """
+    root, container_id = argv[0], argv[1]
+    ready_fd, lock_fd, pid, stdout_fd, stderr_fd, console_fd = (int(value) for value in argv[2:8])
+    held_fds = [int(fd) for fd in argv[8].split(",") if fd]
+    # None of these may leak into the clean-up helper; the lock stays held
+    # by this process, because flock(2) locks belong to the open file.
+    for fd in [ready_fd, lock_fd, stdout_fd, stderr_fd, *held_fds] + ([console_fd] if console_fd >= 0 else []):
+        os.set_inheritable(fd, False)
+    detach_from_caller()
+    # runtime.lifecycle set it before the exec already; setting it again
+    # keeps the monitor correct on its own.
+    set_child_subreaper()
+
+    streams = {stdout_fd: "stdout", stderr_fd: "stderr"}
+    if console_fd >= 0:
+        # With -t, everything the container writes arrives on the pty master, as stdout.
+        streams[console_fd] = "stdout"
     monitor = Monitor(root, container_id, ready_fd)
     try:
-        return monitor.run()
+        return monitor.run(pid, streams, held_fds)
     except Exception as err:  # noqa: BLE001 - the CLI shows it; nobody else would
-        monitor.report_ready(f"monitor failed: {err}")
+        monitor.report_ready(f"125 monitor failed: {err}")
         return 1
 
 

@@ -187,11 +187,13 @@ def add_exec(subparsers) -> None:
 PARALLEL_CONTAINERS = 16
 
 
-def for_each(args: argparse.Namespace, action) -> int:
-    """Run `action(reference)` for each container, several at once; print errors and go on, as Docker does.
+def for_each(args: argparse.Namespace, action, *, parallel: bool = True) -> int:
+    """Run `action(reference)` for each container; print errors and go on, as Docker does.
 
     `action` prints nothing: it returns the line to print, and the lines
-    come out in the order of the arguments.
+    come out in the order of the arguments. With `parallel`, several run at
+    once in threads, so an `action` that forks (starts a container) must
+    pass parallel=False.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -204,8 +206,8 @@ def for_each(args: argparse.Namespace, action) -> int:
         except PyrunError as err:
             return None, f"pyrun: {describe_error(err)}" + (f" ({err.hint})" if err.hint else "")
 
-    if len(args.containers) == 1:
-        outcomes = [attempt(args.containers[0])]
+    if not parallel or len(args.containers) == 1:
+        outcomes = [attempt(reference) for reference in args.containers]
     else:
         with ThreadPoolExecutor(max_workers=PARALLEL_CONTAINERS) as pool:
             outcomes = list(pool.map(attempt, args.containers))
@@ -260,7 +262,7 @@ def start_command(args: argparse.Namespace) -> int:
         lifecycle.start(args.root, lifecycle.find(args.root, reference))
         return reference
 
-    return for_each(args, start_one)
+    return for_each(args, start_one, parallel=False)
 
 
 def stop_command(args: argparse.Namespace) -> int:
@@ -295,7 +297,7 @@ def restart_command(args: argparse.Namespace) -> int:
         lifecycle.start(args.root, container_id)
         return reference
 
-    return for_each(args, restart_one)
+    return for_each(args, restart_one, parallel=False)
 
 
 def rm_command(args: argparse.Namespace) -> int:
@@ -432,9 +434,9 @@ def ps_command(args: argparse.Namespace) -> int:
     records = lifecycle.list_containers(args.root)
     records.sort(key=lambda record: record.get("created", ""), reverse=True)
     filters = parse_filters(args.filter)
-    shown = [record for record in records if (args.all or is_running(record)) and matches(record, filters)]
+    selected = [record for record in records if (args.all or is_running(record)) and matches(record, filters)]
     now = time.time()
-    rows = [ps_row(record, now, no_trunc=args.no_trunc) for record in shown]
+    rows = [ps_row(record, now, no_trunc=args.no_trunc) for record in selected]
 
     if args.quiet:
         for row in rows:
@@ -483,20 +485,20 @@ def parse_filters(values: list[str]) -> list[tuple[str, str]]:
 
     filters = []
     for value in values:
-        key, separator, wanted = value.partition("=")
+        key, separator, expected = value.partition("=")
         if not separator or key not in PS_FILTERS:
             raise UsageError(f"invalid filter {value!r}", hint=f"use KEY=VALUE with KEY one of {', '.join(PS_FILTERS)}")
-        if key == "status" and wanted not in DOCKER_STATUSES:
+        if key == "status" and expected not in DOCKER_STATUSES:
             raise UsageError(f"invalid filter {value!r}: status must be one of {', '.join(DOCKER_STATUSES)}")
-        filters.append((key, wanted))
+        filters.append((key, expected))
     return filters
 
 
 def matches(record: dict, filters: list[tuple[str, str]]) -> bool:
     """Docker's rule: values of one key are alternatives, different keys must all match."""
     by_key: dict[str, list[str]] = {}
-    for key, wanted in filters:
-        by_key.setdefault(key, []).append(wanted)
+    for key, expected in filters:
+        by_key.setdefault(key, []).append(expected)
     for key, values in by_key.items():
         if key == "id":
             ok = any(record["id"].startswith(value) for value in values)
@@ -514,7 +516,7 @@ def matches(record: dict, filters: list[tuple[str, str]]) -> bool:
 
 
 def ps_row(record: dict, now: float, *, no_trunc: bool = False) -> dict:
-    """One container as Docker's `ps` fields (ID, Image, Command, RunningFor, Status, Ports, Names, ...)."""
+    """Return one container as Docker's `ps` fields (ID, Image, Command, RunningFor, Status, Ports, Names, ...)."""
     from runtime.network import format_ports
 
     command = " ".join([record.get("path", "")] + list(record.get("args") or [])).strip()
@@ -542,8 +544,8 @@ def status_text(record: dict, now: float) -> str:
         return "Up " + human_duration(seconds_since(record.get("started_at"), now))
     if status == "exited":
         code = record.get("exit_code")
-        shown = "unknown" if code is None else code
-        return f"Exited ({shown}) {human_duration(seconds_since(record.get('finished_at'), now))} ago"
+        code_text = "unknown" if code is None else code
+        return f"Exited ({code_text}) {human_duration(seconds_since(record.get('finished_at'), now))} ago"
     return "Created"
 
 
@@ -623,7 +625,7 @@ def render_inspect_format(template: str, document: dict) -> str:
 
 
 def inspect_document(record: dict, spec: dict, root: str) -> dict:
-    """The record in the shape of `docker inspect`."""
+    """Return the record in the shape of `docker inspect`'s output."""
     import os
 
     from runtime import state

@@ -8,7 +8,7 @@ import sys
 from runtime import monitor
 
 HEAVY_MODULES = ["prctl", "pyroute2", "requests", "subprocess", "runtime.syscalls", "runtime.cgroups",
-                 "runtime.state", "site"]
+                 "runtime.state", "site", "calendar"]
 
 
 def test_monitor_imports_stay_lean():
