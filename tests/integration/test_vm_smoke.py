@@ -1,9 +1,9 @@
 """Smoke tests of the cgroup v2 test VM that `make vm-test` boots.
 
 tests/vm/run.py and vagrant/vm-test.sh set PYRUN_VM_GUEST=1 in the guest.
-The checks that need the guest (cgroup2 at /sys/fs/cgroup, systemd as init,
-a container that leaves systemd's cgroups as they were) skip elsewhere with
-the reason; the others run on any root host.
+Three checks need the guest: cgroup2 at /sys/fs/cgroup, systemd as init,
+and a container that leaves systemd's cgroups as they were. They skip
+elsewhere with the reason, and the others run on any root host.
 """
 
 from __future__ import annotations
