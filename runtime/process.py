@@ -20,6 +20,7 @@ import errno
 import os
 import stat
 import struct
+import sys
 from typing import Any
 
 from runtime import capabilities, syscalls
@@ -89,14 +90,28 @@ def change_directory(cwd: str) -> None:
 LAST_FD = 2**31 - 2
 
 
-def close_other_fds(keep: int | None) -> None:
-    """Close every descriptor above stderr except `keep` (close_range(2))."""
-    if keep is None or keep < 3:
-        syscalls.close_range(3, LAST_FD)
-        return
-    if keep > 3:
-        syscalls.close_range(3, keep - 1)
-    syscalls.close_range(keep + 1, LAST_FD)
+def close_other_fds(*keep: int | None) -> None:
+    """Close every descriptor above stderr except those in `keep` (close_range(2))."""
+    first = 3
+    for fd in sorted({fd for fd in keep if fd is not None and fd >= 3}):
+        if fd > first:
+            syscalls.close_range(first, fd - 1)
+        first = fd + 1
+    syscalls.close_range(first, LAST_FD)
+
+
+def narration_fd() -> int | None:
+    """Return the --explain output descriptor, if the teaching mode is loaded.
+
+    It is close-on-exec, so the command never inherits it, and keeping it
+    open lets the last steps (closing descriptors, execve) be narrated even
+    when fd 2 is already the container's log or terminal. The module is
+    looked up rather than imported, because only `--explain` loads it.
+    """
+    explain = sys.modules.get("runtime.explain")
+    if explain is None:
+        return None
+    return explain.output_fd()
 
 
 def find_executable(name: str, env: list[str]) -> str:
@@ -146,4 +161,4 @@ def finalize(process: dict[str, Any], keep_fd: int | None) -> None:
     capabilities.apply_capabilities(caps)
     if process.get("noNewPrivileges"):
         syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
-    close_other_fds(keep_fd)
+    close_other_fds(keep_fd, narration_fd())

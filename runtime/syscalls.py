@@ -245,7 +245,7 @@ def record(
     `action` performs the call. Library calls (python-prctl, pyroute2, nft)
     use this directly so that they are traced like libc calls. A call that
     does not return on success (execve) sets `returns=False`, so listeners
-    hear of it before it is made.
+    hear of it before it is made, and once more if it fails.
     """
     call = Call(name, manpage, args)
     if not returns:
@@ -253,9 +253,10 @@ def record(
     try:
         result = _backend.perform(call, action)
     except OSError as err:
+        # A call that does not return on success was announced already;
+        # listeners hear of it again, with its error, when it does return.
         call.error = err
-        if returns:
-            _notify(call)
+        _notify(call)
         raise _describe(call, err) from None
     if returns:
         _notify(call)

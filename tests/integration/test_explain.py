@@ -160,17 +160,12 @@ def test_colour_on_terminal(pulled_env):
     assert "\033[1mStack the image's layers" in result.stdout
 
 
-@pytest.mark.xfail(reason="process.close_other_fds closes the narration descriptor before execve, and "
-                          "fd 2 is the container's log by then; it should keep explain.output_fd() open",
-                   strict=False)
 def test_detached_setup_narrated_before_id(pulled_env):
     result = subprocess.run(
         [PYRUN, "--explain", "run", "-d", "--rm", "--network", "none", "busybox", "sleep", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ, **pulled_env),
         timeout=120,
     )
-    if "is not supported yet" in result.stdout:
-        pytest.skip("pyrun run -d is not supported yet")
     assert result.returncode == 0, result.stdout[-3000:]
     lines = result.stdout.splitlines()
     id_line = next(i for i, line in enumerate(lines) if re.fullmatch(r"[0-9a-f]{64}", line))

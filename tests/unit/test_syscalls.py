@@ -59,3 +59,18 @@ def test_execve_is_announced_before_it_runs():
     finally:
         syscalls.remove_listener(seen.append)
     assert [call.name for call in seen] == ["execve"]
+
+
+def test_failed_execve_is_announced_again_with_error():
+    seen = []
+    syscalls.add_listener(seen.append)
+    try:
+        with syscalls.recording() as recorder:
+            recorder.fail["execve"] = errno.ENOENT
+            with pytest.raises(OSError):
+                syscalls.execve("/missing", ["missing"], {})
+    finally:
+        syscalls.remove_listener(seen.append)
+    assert [call.name for call in seen] == ["execve", "execve"]
+    assert seen[1].error is not None
+    assert seen[1].error.errno == errno.ENOENT
