@@ -1,14 +1,18 @@
 """Smoke tests of the cgroup v2 test VM that `make vm-test` boots.
 
 tests/vm/run.py and vagrant/vm-test.sh set PYRUN_VM_GUEST=1 in the guest.
-Three checks need the guest: cgroup2 at /sys/fs/cgroup, systemd as init,
-and a container that leaves systemd's cgroups as they were. They skip
-elsewhere with the reason, and the others run on any root host.
+The checks that need the guest (cgroup2 at /sys/fs/cgroup, systemd as init,
+a container that leaves systemd's cgroups as they were, httpd on a
+published port) skip elsewhere with the reason. The httpd check is among
+them because it adds a bridge and NAT rules to the network namespace it
+runs in, which only the guest may change freely. The others run on any
+root host.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -77,3 +81,48 @@ def test_container_leaves_systemd_cgroups(run_env):
     result = pyrun_run(run_env, "--memory", "64m", "--pids-limit", "20", "busybox", "true")
     assert result.returncode == 0, result.stderr
     assert cgroups_outside_pyrun() == before
+
+
+def test_detached_busybox_listed_and_removed(run_env):
+    started = run_pyrun("run", "-d", "--network", "none", "busybox", "sleep", "300",
+                        root=run_env.root, env=run_env.env)
+    assert started.returncode == 0, started.stderr
+    container_id = started.stdout.strip()
+    try:
+        listed = run_pyrun("ps", "-q", "--no-trunc", root=run_env.root, env=run_env.env)
+        assert listed.returncode == 0, listed.stderr
+        assert container_id in listed.stdout.split()
+    finally:
+        removed = run_pyrun("rm", "-f", container_id, root=run_env.root, env=run_env.env)
+    assert removed.returncode == 0, removed.stderr
+    listed_after = run_pyrun("ps", "-a", "-q", "--no-trunc", root=run_env.root, env=run_env.env)
+    assert container_id not in listed_after.stdout.split()
+
+
+@vm_only
+@pytest.mark.registry
+@pytest.mark.network
+def test_httpd_published_port_serves_page(pyrun_env):
+    # The students' first command: `pyrun run -d -P httpd`, then the page on
+    # the published port of 127.0.0.1.
+    started = run_pyrun("run", "-d", "-P", "httpd", env=pyrun_env, timeout=600)
+    assert started.returncode == 0, started.stderr
+    container_id = started.stdout.strip()
+    try:
+        port = run_pyrun("port", container_id, "80/tcp", env=pyrun_env)
+        assert port.returncode == 0, port.stderr
+        host_port = int(port.stdout.split()[0].rsplit(":", 1)[1])
+        # Apache takes a while to start under software emulation.
+        deadline = time.monotonic() + 120
+        page = None
+        while page is None and time.monotonic() < deadline:
+            try:
+                page = requests.get(f"http://127.0.0.1:{host_port}/", timeout=10)
+            except requests.ConnectionError:
+                time.sleep(1)
+        assert page is not None, f"nothing answered on 127.0.0.1:{host_port} within 120 s"
+        assert page.status_code == 200
+        assert "It works!" in page.text
+    finally:
+        removed = run_pyrun("rm", "-f", container_id, env=pyrun_env)
+    assert removed.returncode == 0, removed.stderr
