@@ -92,8 +92,15 @@ def container_alive(record: dict[str, Any]) -> bool:
 
 @contextlib.contextmanager
 def _flock(path: str, operation: int) -> Iterator[bool]:
-    """Hold flock(2) `operation` on `path`; yields False when LOCK_NB could not take it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    """Hold flock(2) `operation` on `path`; yields False when LOCK_NB could not take it.
+
+    Raises NotFoundError when the container's directory is gone (removed by
+    another command or by --rm).
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except FileNotFoundError:
+        raise NotFoundError(f"no such container: {os.path.basename(os.path.dirname(path))}") from None
     try:
         try:
             fcntl.flock(fd, operation)
@@ -115,8 +122,11 @@ def monitor_alive(directory: str) -> bool:
 
 def wait_for_monitor(directory: str) -> None:
     """Block until no monitor watches the container (its lock is released on exit or kill)."""
-    with _flock(os.path.join(directory, MONITOR_LOCK), fcntl.LOCK_SH):
-        pass
+    try:
+        with _flock(os.path.join(directory, MONITOR_LOCK), fcntl.LOCK_SH):
+            pass
+    except NotFoundError:
+        pass  # removed, so no monitor is left either
 
 
 # -- The true state ------------------------------------------------------------
@@ -166,7 +176,14 @@ def find(root: str, reference: str) -> str:
 
 
 def list_containers(root: str) -> list[dict[str, Any]]:
-    return [reconcile(root, record) for record in state.list_records(root)]
+    """Return every container's reconciled record, skipping those removed meanwhile."""
+    records = []
+    for record in state.list_records(root):
+        try:
+            records.append(reconcile(root, record))
+        except NotFoundError:
+            continue
+    return records
 
 
 def spec_of(root: str, container_id: str) -> dict[str, Any]:
@@ -534,11 +551,14 @@ def remove(root: str, reference: str, *, force: bool = False) -> str:
         settle(root, container_id)
     directory = state.container_dir(root, container_id)
     wait_for_monitor(directory)
-    with _flock(os.path.join(directory, CLEANUP_LOCK), fcntl.LOCK_EX):
-        if not os.path.isdir(directory):
-            return container_id  # an --rm monitor or another rm removed it
-        release_resources(root, container_id)
-        state.remove_container(root, container_id)
+    try:
+        with _flock(os.path.join(directory, CLEANUP_LOCK), fcntl.LOCK_EX):
+            if not os.path.exists(os.path.join(directory, "state.json")):
+                return container_id  # another rm removed it while this one waited
+            release_resources(root, container_id)
+            state.remove_container(root, container_id)
+    except NotFoundError:
+        pass  # an --rm monitor or another rm removed it
     return container_id
 
 
