@@ -28,8 +28,15 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
-# A marker, not a call in the test, so the skip comes before any fixture set-up.
-vm_only = pytest.mark.skipif(not IN_TEST_VM, reason="checks the test VM's set-up: run it with `make vm-test`")
+
+
+def vm_only(test):
+    """Mark `test` as a check of the test VM: it skips elsewhere, even under make test.
+
+    A marker, not a call in the test, so the skip comes before any fixture set-up.
+    """
+    skip = pytest.mark.skipif(not IN_TEST_VM, reason="checks the test VM's set-up: run it with `make vm-test`")
+    return pytest.mark.vmonly(skip(test))
 
 
 def mounted_fs_type(mount_point: str) -> str | None:
