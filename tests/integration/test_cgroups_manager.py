@@ -263,7 +263,9 @@ def test_freeze_stops_cpu_use(manager):
         manager.remove()
         process.wait(timeout=10)
     assert frozen_share < 0.05
-    assert running_share > 0.2
+    # A thawed busy loop runs again; how much CPU it gets depends on the
+    # host's load, so only require clearly more than while frozen.
+    assert running_share > 0.1
 
 
 def test_remove_kills_leftover_processes(cgroup_parent):
