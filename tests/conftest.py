@@ -51,6 +51,39 @@ def pytest_runtest_makereport(item, call):
     report.longrepr = f"skipped under PYRUN_TEST_STRICT: {reason}"
 
 
+def host_network_marks() -> set[str]:
+    """List what pyrun's bridge network would leave in the host's network namespace."""
+    marks = set()
+    if os.path.exists("/sys/class/net/pyrun0"):
+        marks.add("link pyrun0")
+    try:
+        tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True,
+                                timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return marks
+    for line in tables.splitlines():
+        if line.split()[-1:] == ["pyrun"]:
+            marks.add(line.strip())
+    return marks
+
+
+@pytest.fixture(autouse=True)
+def host_network_untouched(request):
+    """Fail a test that leaves pyrun's bridge or nftables table on the host.
+
+    Tests run containers with --network none, or inside the test network
+    namespace (tests/fixtures/netns.py), so the host's own network never
+    changes. Only marks that were absent before the test count.
+    """
+    if os.geteuid() != 0 or "root" not in request.keywords:
+        yield
+        return
+    before = host_network_marks()
+    yield
+    added = host_network_marks() - before
+    assert not added, f"the test left {sorted(added)} in the host's network namespace"
+
+
 @pytest.fixture
 def store_root(tmp_path: Path) -> Path:
     """An empty pyrun root (images and containers) for one test."""

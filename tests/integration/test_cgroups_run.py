@@ -29,13 +29,16 @@ pytestmark = [pytest.mark.root, pytest.mark.registry, pytest.mark.slow, pytest.m
 BUSY_FOR_FIVE_SECONDS = "while :; do :; done & sleep 5; kill $!"
 
 
+# Every container here runs with --network none: these tests run in the
+# host's network namespace, which must not get pyrun's bridge or rules.
 def run_in_container(pyrun_env, parent, *args):
-    return run_pyrun("run", "--rm", "--cgroup-parent", parent, *args, env=pyrun_env, timeout=120)
+    return run_pyrun("run", "--rm", "--network", "none", "--cgroup-parent", parent, *args,
+                     env=pyrun_env, timeout=120)
 
 
 def start_container(pyrun_env, parent, *args) -> subprocess.Popen:
     """Start `pyrun run --rm` in the background, for reading its cgroup from the host."""
-    command = [PYRUN, "run", "--rm", "--cgroup-parent", parent, *args]
+    command = [PYRUN, "run", "--rm", "--network", "none", "--cgroup-parent", parent, *args]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **pyrun_env})
 
@@ -77,7 +80,7 @@ def test_memory_hog_oom_killed(pyrun_env, cgroup_parent):
 
 
 def test_oom_kill_recorded(pyrun_env, cgroup_parent, store_root):
-    result = run_pyrun("run", "--cgroup-parent", cgroup_parent, "--name", "hog", "--memory", "16m",
+    result = run_pyrun("run", "--network", "none", "--cgroup-parent", cgroup_parent, "--name", "hog", "--memory", "16m",
                        "busybox", "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1",
                        env=pyrun_env, timeout=120)
     container_id = state.find_container(str(store_root), "hog")
@@ -89,7 +92,7 @@ def test_oom_kill_recorded(pyrun_env, cgroup_parent, store_root):
 
 
 def test_no_oom_recorded_without_oom(pyrun_env, cgroup_parent, store_root):
-    result = run_pyrun("run", "--cgroup-parent", cgroup_parent, "--name", "calm", "--memory", "16m",
+    result = run_pyrun("run", "--network", "none", "--cgroup-parent", cgroup_parent, "--name", "calm", "--memory", "16m",
                        "busybox", "true", env=pyrun_env, timeout=120)
     container_id = state.find_container(str(store_root), "calm")
     record = state.load_record(str(store_root), container_id)
