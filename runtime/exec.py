@@ -28,6 +28,9 @@ import socket
 from typing import Any
 
 from runtime import launch, process, rootfs, state, syscalls
+# Imported here: the joining process cannot import modules once it is in
+# the container's mount namespace.
+from runtime.container import FORWARDED_SIGNALS
 from runtime.errors import PyrunError
 from runtime.namespaces import NAMESPACE_FLAGS, PROC_NAMES
 
@@ -110,9 +113,26 @@ def exec_in(root: str, record: dict[str, Any], command: list[str], *, user: str 
                 terminal.relay(console, interactive)
         finally:
             os.close(console)
-    _, status = os.waitpid(joiner, 0)
+    previous = _forward_signals_to(joiner)
+    try:
+        _, status = os.waitpid(joiner, 0)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
+
+
+def _forward_signals_to(pid: int) -> dict[int, Any]:
+    """Pass the signals `docker exec` passes on (Ctrl-C among them) to `pid`; return the old handlers."""
+
+    def forward(signum: int, _frame: Any) -> None:
+        try:
+            syscalls.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    return {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
 
 
 class _nothing:
@@ -181,6 +201,9 @@ def _joiner_process(channel: launch.Channel, namespace_fds: list[tuple[str, int]
         os.close(console)
     if detach:
         os._exit(0)
+    # E runs in a session of its own, so the terminal's signals reach pyrun
+    # and this process, which pass them on.
+    _forward_signals_to(child)
     _, status = os.waitpid(child, 0)
     code = os.waitstatus_to_exitcode(status)
     os._exit(128 - code if code < 0 else code)

@@ -126,3 +126,14 @@ def test_exec_in_stopped_container_fails(run_env, container):  # noqa: F811
     assert result.returncode != 0
     assert "is not running" in result.stderr
 
+
+
+def test_exec_passes_on_sigterm(run_env, container):  # noqa: F811
+    command = ["pyrun", "--root", str(run_env.root), "exec", container, "sh", "-c",
+               "trap 'echo got TERM; exit 3' TERM; echo ready; while true; do sleep 0.1; done"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**os.environ, **run_env.env})
+    assert process.stdout.readline() == "ready\n"
+    process.terminate()
+    output, _ = process.communicate(timeout=30)
+    assert output == "got TERM\n"
+    assert process.returncode == 3
