@@ -74,6 +74,21 @@ class Bench:
     def pyrun_env(self, root: Path) -> dict[str, str]:
         return dict(os.environ, PYRUN_CONFIG=str(self.config_path), PYRUN_ROOT=str(root))
 
+    @staticmethod
+    def podman_ulimits() -> list[str]:
+        """Podman's rlimit flags, at this process's hard limits.
+
+        Podman asks runc to raise nofile and nproc to its own defaults, which
+        fails on hosts where a process may not raise them; the hard limits
+        this process already has can always be set.
+        """
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        nproc = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+        flags = [f"--ulimit=nofile={nofile}:{nofile}"]
+        if nproc != resource.RLIM_INFINITY:
+            flags.append(f"--ulimit=nproc={nproc}:{nproc}")
+        return flags
+
     def podman(self, root: Path) -> list[str]:
         """Podman with its own storage and the settings this kind of host needs."""
         return [
@@ -264,13 +279,12 @@ def bench_run(bench: Bench) -> None:
     subprocess.run(bench.podman(podman_root) + ["pull", "-q", "--tls-verify=false", image],
                    check=True, stdout=subprocess.DEVNULL)
     bundle = make_runc_bundle(bench, root)
-    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 
     bench.attempt("run --rm busybox true", "pyrun", lambda: bench.time_command(
         [PYRUN, "run", "--rm", "--network", "none", "busybox", "true"], env=env))
     bench.attempt("run --rm busybox true", "podman run", lambda: bench.time_command(
         bench.podman(podman_root) + ["run", "--rm", "--network", "none",
-                                     f"--ulimit=nofile={limit}:{limit}", image, "true"]))
+                                     *bench.podman_ulimits(), image, "true"]))
     for tool in ("runc", "crun"):
         bench.attempt("run --rm busybox true", f"{tool} run", lambda tool=tool: bench.time_command(
             [tool, "run", "-b", str(bundle), f"bench-{os.getpid()}"]))
@@ -308,11 +322,10 @@ def bench_scale(bench: Bench) -> None:
     podman = bench.podman(podman_root)
     subprocess.run(podman + ["pull", "-q", "--tls-verify=false", image], check=True,
                    stdout=subprocess.DEVNULL)
-    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 
     tools = {
         "pyrun": ([PYRUN], ["--network", "none"], "busybox", env),
-        "podman": (podman, ["--network", "none", f"--ulimit=nofile={limit}:{limit}"], image, None),
+        "podman": (podman, ["--network", "none", *bench.podman_ulimits()], image, None),
     }
     for tool, (command, run_flags, reference, tool_env) in tools.items():
         try:
