@@ -82,14 +82,27 @@ def exec_in(root: str, record: dict[str, Any], command: list[str], *, user: str 
 
     parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     channel = launch.Channel(parent_end)
+    # A signal that arrives before the forwarding handlers are in place stays
+    # pending instead of ending pyrun or the joiner; E unblocks it before execve(2).
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
     joiner = syscalls.fork()
     if joiner == 0:
         parent_end.close()
         _joiner_process(launch.Channel(child_end), namespace_fds, cgroup, exec_spec, interactive, detach)
+    previous_handlers = _forward_signals_to(joiner)
+    signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
     child_end.close()
     for _, fd in namespace_fds:
         os.close(fd)
+    try:
+        return _wait_for_exec(joiner, channel, exec_spec, interactive)
+    finally:
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
 
+
+def _wait_for_exec(joiner: int, channel: launch.Channel, exec_spec: dict[str, Any], interactive: bool) -> int:
+    """Relay the terminal, if any, and wait for the joiner; return the command's exit code."""
     try:
         console = None
         if exec_spec["terminal"]:
@@ -113,12 +126,7 @@ def exec_in(root: str, record: dict[str, Any], command: list[str], *, user: str 
                 terminal.relay(console, interactive)
         finally:
             os.close(console)
-    previous = _forward_signals_to(joiner)
-    try:
-        _, status = os.waitpid(joiner, 0)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    _, status = os.waitpid(joiner, 0)
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
 
@@ -202,8 +210,9 @@ def _joiner_process(channel: launch.Channel, namespace_fds: list[tuple[str, int]
     if detach:
         os._exit(0)
     # E runs in a session of its own, so the terminal's signals reach pyrun
-    # and this process, which pass them on.
+    # and this process, which pass them on. They were blocked until now.
     _forward_signals_to(child)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
     _, status = os.waitpid(child, 0)
     code = os.waitstatus_to_exitcode(status)
     os._exit(128 - code if code < 0 else code)
@@ -214,6 +223,8 @@ def _exec_process(channel: launch.Channel, exec_spec: dict[str, Any], console: i
     """E: stdio, identity, capabilities, close pyrun's descriptors, execve(2)."""
     step = "set up stdio"
     try:
+        # The signal mask survives execve(2), so the command would start with these blocked.
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
         if console is not None:
             process.setup_terminal(console)
         else:

@@ -203,9 +203,8 @@ def start(root: str, container_id: str) -> None:
     record = reconcile(root, state.load_record(root, container_id))
     if record.get("status") == state.STATUS_RUNNING:
         return  # Docker's start of a running container does nothing
-    with _flock(os.path.join(directory, MONITOR_LOCK), fcntl.LOCK_SH | fcntl.LOCK_NB) as free:
-        if not free:
-            raise PyrunError(f"container {container_id[:12]} is still being cleaned up", hint="try again in a moment")
+    # The previous run's monitor may still be cleaning up (after stop, restart).
+    wait_for_monitor(directory)
 
     ready_read, ready_write = os.pipe()
     intermediate = syscalls.fork()
@@ -447,14 +446,20 @@ def finish(root: str, container_id: str, exit_code: int | None, oom_killed: bool
 
 
 def run_cleanup_helper(root: str, container_id: str, exit_code: int, oom_killed: bool) -> int:
-    """In the clean-up helper: undo cgroup, network and mounts, then record the exit."""
+    """In the clean-up helper: undo cgroup, network and mounts; remove an --rm container.
+
+    The monitor records the exit first; the record is written here only
+    when the monitor could not write it.
+    """
     status = 0
     try:
         release_resources(root, container_id)
     except PyrunError as err:
         print(f"pyrun: {describe(err)}", file=sys.stderr)
         status = 1
-    finish(root, container_id, exit_code, oom_killed)
+    record = state.load_record(root, container_id)
+    if record.get("auto_remove") or record.get("status") == state.STATUS_RUNNING:
+        finish(root, container_id, exit_code, oom_killed)
     return status
 
 
@@ -504,9 +509,20 @@ def wait_until_stopped(root: str, container_id: str, timeout: float | None) -> b
 
 
 def settle(root: str, container_id: str) -> dict[str, Any]:
-    """After pid 1 exited: wait for the monitor to record it, or clean up when there is none."""
-    wait_for_monitor(state.container_dir(root, container_id))
-    return reconcile(root, state.load_record(root, container_id))
+    """After pid 1 exited: wait for the monitor to record the exit, or clean up when there is none.
+
+    The monitor records the exit before its clean-up helper runs, so this
+    returns before the cgroup, network and mounts are gone; `start` and
+    `rm` wait for the monitor itself.
+    """
+    directory = state.container_dir(root, container_id)
+    delay = 0.002
+    while True:
+        record = state.load_record(root, container_id)
+        if record.get("status") != state.STATUS_RUNNING or not monitor_alive(directory):
+            return reconcile(root, record)
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def stop(root: str, reference: str, timeout: float | None = None, sig: int | None = None) -> str:
@@ -565,17 +581,15 @@ def remove(root: str, reference: str, *, force: bool = False) -> str:
 def wait(root: str, reference: str) -> int | None:
     """Block until the container is not running; return its exit code (None when unknown)."""
     container_id = find(root, reference)
-    directory = state.container_dir(root, container_id)
     record = reconcile(root, state.load_record(root, container_id))
     if record.get("status") == state.STATUS_RUNNING:
-        if monitor_alive(directory):
-            wait_for_monitor(directory)
-        else:
-            wait_until_stopped(root, container_id, None)
+        wait_until_stopped(root, container_id, None)
         try:
-            record = reconcile(root, state.load_record(root, container_id))
+            record = settle(root, container_id)
         except NotFoundError:
-            return record.get("exit_code")  # removed by --rm; Docker reports the code it saw
+            # NOTE: an --rm container whose clean-up won the race is gone
+            # with its record, so its exit code is unknown here.
+            return None
     return record.get("exit_code")
 
 

@@ -35,6 +35,7 @@ Podman when conmon is gone, and its published ports are no longer held.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import json
 import os
 import select
@@ -90,6 +91,28 @@ def read_record(container_dir: str) -> dict:
         return json.load(file)
 
 
+def record_exit(container_dir: str, exit_code: int, oom: bool) -> None:
+    """Set the record to exited, as runtime.state.update_record does: under flock(2) on `lock`, by rename(2).
+
+    runtime.state is not imported, because it would import more than the
+    monitor needs; the file names and the lock must stay the same as there.
+    """
+    fields = {"status": "exited", "exit_code": exit_code, "pid": 0, "finished_at": logs.timestamp(),
+              "oom_killed": oom, "error": ""}
+    lock = os.open(os.path.join(container_dir, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        record = read_record(container_dir)
+        record.update(fields)
+        temporary = os.path.join(container_dir, "state.json.tmp")
+        with open(temporary, "w", encoding="utf-8") as file:
+            json.dump(record, file, indent=2)
+            file.write("\n")
+        os.rename(temporary, os.path.join(container_dir, "state.json"))
+    finally:
+        os.close(lock)
+
+
 def oom_killed(oom_file: str) -> bool:
     """Read the "oom_kill N" line of memory.events (v2) or memory.oom_control (v1)."""
     try:
@@ -140,7 +163,14 @@ class Monitor:
         self.copy_output(streams, writer)
         writer.close()
         exit_code = self.wait_for(pid)
-        self.clean_up(exit_code)
+        oom = oom_killed(read_record(self.directory).get("oom_file", ""))
+        # Recorded before the clean-up, so `stop` and `wait` return as soon
+        # as the container has exited.
+        try:
+            record_exit(self.directory, exit_code, oom)
+        except OSError:
+            pass  # the clean-up helper records the exit instead
+        self.clean_up(exit_code, oom)
         return 0
 
     def copy_output(self, streams: dict[int, str], writer: logs.JsonFileWriter) -> None:
@@ -173,9 +203,8 @@ class Monitor:
                 code = os.waitstatus_to_exitcode(status)
                 return 128 - code if code < 0 else code
 
-    def clean_up(self, exit_code: int) -> None:
-        """Run the clean-up helper, which records the exit and undoes cgroup, network and mounts."""
-        oom = oom_killed(read_record(self.directory).get("oom_file", ""))
+    def clean_up(self, exit_code: int, oom: bool) -> None:
+        """Run the clean-up helper, which undoes cgroup, network and mounts (and removes an --rm container)."""
         argv = helper_command(
             self.python, "cleanup", self.root, self.container_id, str(exit_code), "1" if oom else "0"
         )

@@ -135,6 +135,10 @@ def test_run_detached_httpd(test_network, env, store_root):
     assert "caught SIGWINCH, shutting down gracefully" in pyrun("logs", container_id).stderr
     state = pyrun("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", container_id).stdout.split()
     assert state == ["exited", "0"]
+    # stop returns once the exit is recorded; the monitor exits after its clean-up.
+    deadline = time.monotonic() + 15
+    while monitors_of(container_id) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert monitors_of(container_id) == []
 
     # start again: a new monitor, the page is served again.
