@@ -182,8 +182,8 @@ def add_exec(subparsers) -> None:
 # -- Handlers ------------------------------------------------------------------
 
 
-# Containers that stop, kill, rm and restart handle at the same time: each
-# mostly waits for a process to exit or for a monitor's clean-up helper.
+# Containers that stop, kill, rm, wait and inspect handle at the same time:
+# each mostly waits for a process to exit or for a monitor.
 PARALLEL_CONTAINERS = 16
 
 
