@@ -5,9 +5,9 @@ Each line the container writes becomes one JSON object on its own line:
     {"log":"It works!\\n","stream":"stdout","time":"2026-12-04T17:05:49.123456789Z"}
 
 The monitor writes `<container dir>/<id>-json.log`. With `max-size`, a
-file that would grow past the limit is renamed to `.1` (older ones move up
-to `.2`, ...) and a new file starts; `max-file` counts the files kept,
-the current one included. This module imports only the standard library,
+file that would grow past the limit is renamed to `.1`, older ones move up
+to `.2` and so on, and a new file starts. `max-file` counts the files
+kept, the current one included. This module imports only the standard library,
 because the lean monitor imports it. The parsers import `re` and `calendar`
 when they are called, which keeps about 2 MiB out of every monitor (measured
 with VmRSS, Python 3.11).
@@ -159,7 +159,7 @@ class JsonFileWriter:
 
 
 def log_files(path: str) -> list[str]:
-    """The log's files, oldest first: the rotated ones (highest number first), then the current one."""
+    """Return the log's files, oldest first: the rotated ones (highest number first), then the current one."""
     directory, base = os.path.split(path)
     try:
         names = os.listdir(directory)
@@ -177,7 +177,7 @@ def log_files(path: str) -> list[str]:
 
 
 def read_entries(path: str) -> list[dict]:
-    """Every complete entry of the log, oldest first; a half-written last line is skipped."""
+    """Return every complete entry of the log, oldest first, skipping a half-written last line."""
     entries = []
     for file in log_files(path):
         with open(file, "rb") as stream:
