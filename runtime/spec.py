@@ -58,8 +58,8 @@ NAMESPACES = ["pid", "network", "ipc", "uts", "mount", "cgroup"]
 # full and the pty devices (ptmx 5:2, the ptys 136:*), which the container's
 # own /dev uses. Without them, root in a container could mknod(2) a host
 # disk and open it.
-# NOTE: runc enforces these rules; runtime.cgroups does not apply
-# "devices" yet, so under pyrun only the missing device nodes protect.
+# runtime.cgroups applies them, through devices.allow on cgroup v1 and an
+# eBPF program on cgroup v2.
 DEFAULT_DEVICE_RULES = [
     {"allow": False, "access": "rwm"},
     {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},

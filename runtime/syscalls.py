@@ -112,8 +112,8 @@ UMOUNT_FLAGS = {
 # (from the kernel's syscall tables: arch/x86/entry/syscalls/syscall_64.tbl
 # and include/uapi/asm-generic/unistd.h for arm64).
 SYSCALL_NUMBERS = {
-    "x86_64": {"pivot_root": 155, "openat2": 437},
-    "aarch64": {"pivot_root": 41, "openat2": 437},
+    "x86_64": {"pivot_root": 155, "openat2": 437, "bpf": 321},
+    "aarch64": {"pivot_root": 41, "openat2": 437, "bpf": 280},
 }
 
 
@@ -663,4 +663,133 @@ def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> i
         path=path,
         flags=render_flags(flags, OPEN_FLAGS),
         resolve=render_flags(resolve, RESOLVE_FLAGS),
+    )
+
+
+# -- eBPF: bpf(2) -------------------------------------------------------------------
+# Values from <linux/bpf.h>. glibc has no bpf() wrapper, so the call goes
+# through syscall(2) with a `union bpf_attr`, which each command reads as
+# its own struct. The kernel treats the bytes after the struct as zero.
+
+BPF_PROG_LOAD = 5
+BPF_PROG_ATTACH = 8
+
+BPF_PROG_TYPE_CGROUP_DEVICE = 15
+BPF_CGROUP_DEVICE = 6
+
+BPF_F_ALLOW_OVERRIDE = 1 << 0
+BPF_F_ALLOW_MULTI = 1 << 1
+
+BPF_PROG_TYPES = {BPF_PROG_TYPE_CGROUP_DEVICE: "BPF_PROG_TYPE_CGROUP_DEVICE"}
+BPF_ATTACH_TYPES = {BPF_CGROUP_DEVICE: "BPF_CGROUP_DEVICE"}
+BPF_ATTACH_FLAGS = {
+    "BPF_F_ALLOW_OVERRIDE": BPF_F_ALLOW_OVERRIDE,
+    "BPF_F_ALLOW_MULTI": BPF_F_ALLOW_MULTI,
+}
+
+# The size of one `struct bpf_insn`, the unit of an eBPF program.
+BPF_INSN_SIZE = 8
+
+
+class _BpfProgLoadAttr(ctypes.Structure):
+    """The part of `union bpf_attr` that BPF_PROG_LOAD reads."""
+
+    _fields_ = [
+        ("prog_type", ctypes.c_uint32),
+        ("insn_cnt", ctypes.c_uint32),
+        ("insns", ctypes.c_uint64),
+        ("license", ctypes.c_uint64),
+        ("log_level", ctypes.c_uint32),
+        ("log_size", ctypes.c_uint32),
+        ("log_buf", ctypes.c_uint64),
+        ("kern_version", ctypes.c_uint32),
+        ("prog_flags", ctypes.c_uint32),
+        ("prog_name", ctypes.c_char * 16),
+        ("prog_ifindex", ctypes.c_uint32),
+        ("expected_attach_type", ctypes.c_uint32),
+    ]
+
+
+class _BpfProgAttachAttr(ctypes.Structure):
+    """The part of `union bpf_attr` that BPF_PROG_ATTACH reads."""
+
+    _fields_ = [
+        ("target_fd", ctypes.c_uint32),
+        ("attach_bpf_fd", ctypes.c_uint32),
+        ("attach_type", ctypes.c_uint32),
+        ("attach_flags", ctypes.c_uint32),
+    ]
+
+
+def _bpf(command: int, attr: ctypes.Structure) -> int:
+    number = syscall_number("bpf")
+    return _check(
+        libc().syscall(ctypes.c_long(number), ctypes.c_int(command), ctypes.byref(attr),
+                       ctypes.c_uint(ctypes.sizeof(attr)))
+    )
+
+
+def bpf_prog_load(
+    prog_type: int,
+    instructions: bytes,
+    *,
+    license: str,
+    name: str,
+    log: ctypes.Array | None = None,
+) -> int:
+    """Load an eBPF program and return its file descriptor (bpf(2), BPF_PROG_LOAD).
+
+    `instructions` are encoded `struct bpf_insn`s, 8 bytes each. The kernel's
+    verifier checks the program before it accepts it. When a `log` buffer
+    (from ctypes.create_string_buffer) is given, the verifier writes its
+    reasons there. `name` is at most 15 characters: letters, digits, _ and ".".
+    """
+    code = ctypes.create_string_buffer(instructions, len(instructions))
+    license_text = ctypes.create_string_buffer(license.encode())
+    attr = _BpfProgLoadAttr(
+        prog_type=prog_type,
+        insn_cnt=len(instructions) // BPF_INSN_SIZE,
+        insns=ctypes.addressof(code),
+        license=ctypes.addressof(license_text),
+        prog_name=name.encode(),
+    )
+    if log is not None:
+        attr.log_level = 1
+        attr.log_size = len(log)
+        attr.log_buf = ctypes.addressof(log)
+    return record(
+        "bpf",
+        "bpf(2)",
+        lambda: _bpf(BPF_PROG_LOAD, attr),
+        cmd="BPF_PROG_LOAD",
+        prog_type=BPF_PROG_TYPES.get(prog_type, str(prog_type)),
+        insn_cnt=attr.insn_cnt,
+        name=name,
+    )
+
+
+def bpf_prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int = 0, *, path: str = "") -> None:
+    """Attach the loaded program `prog_fd` to the cgroup open as `target_fd` (bpf(2), BPF_PROG_ATTACH).
+
+    The program stays attached after both file descriptors are closed,
+    until the cgroup is removed.
+    """
+
+    def action() -> int:
+        attr = _BpfProgAttachAttr(
+            target_fd=target_fd,
+            attach_bpf_fd=prog_fd,
+            attach_type=attach_type,
+            attach_flags=flags,
+        )
+        return _bpf(BPF_PROG_ATTACH, attr)
+
+    record(
+        "bpf",
+        "bpf(2)",
+        action,
+        cmd="BPF_PROG_ATTACH",
+        target=path or f"fd {target_fd}",
+        attach_type=BPF_ATTACH_TYPES.get(attach_type, str(attach_type)),
+        flags=render_flags(flags, BPF_ATTACH_FLAGS),
     )

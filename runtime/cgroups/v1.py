@@ -21,7 +21,7 @@ import os
 import time
 from typing import Any
 
-from runtime.cgroups import files
+from runtime.cgroups import bpf, devices, files
 from runtime.cgroups.base import Cgroup
 from runtime.cgroups.detect import CgroupError, Layout
 from runtime.cgroups.flags import FLAG_NAMES
@@ -126,6 +126,9 @@ class V1Cgroup(Cgroup):
         cpu = resources.get("cpu") or {}
         memory = resources.get("memory") or {}
         pids = resources.get("pids") or {}
+        device_rules = devices.rules_from_resources(resources)
+        if device_rules is not None:
+            self.apply_devices(device_rules)
         self.apply_cpuset(cpu)
         self.apply_memory(memory)
         self.apply_cpu(cpu)
@@ -134,6 +137,15 @@ class V1Cgroup(Cgroup):
             limit = pids["limit"]
             files.write_file(directory, "pids.max", "max" if limit <= 0 else limit,
                              flag=FLAG_NAMES["pids", "limit"])
+
+    def apply_devices(self, rules: list[devices.DeviceRule]) -> None:
+        directory = self.controller_directory("devices")
+        if directory is None and self.unified_mount:
+            # A hybrid host without a v1 devices hierarchy: a device program
+            # in the cgroup2 hierarchy restricts the same processes.
+            bpf.attach_device_program(os.path.join(self.unified_mount, self.path), rules)
+            return
+        devices.apply_v1(self.require("devices", "applying the device rules"), rules)
 
     def apply_cpuset(self, cpu: dict[str, Any]) -> None:
         for key, name in (("cpus", "cpuset.cpus"), ("mems", "cpuset.mems")):

@@ -20,7 +20,7 @@ import os
 import time
 from typing import Any
 
-from runtime.cgroups import files
+from runtime.cgroups import bpf, devices, files
 from runtime.cgroups.base import Cgroup
 from runtime.cgroups.detect import CgroupError, Layout
 from runtime.cgroups.flags import FLAG_NAMES
@@ -118,6 +118,10 @@ class V2Cgroup(Cgroup):
         cpu = resources.get("cpu") or {}
         memory = resources.get("memory") or {}
         pids = resources.get("pids") or {}
+        device_rules = devices.rules_from_resources(resources)
+        if device_rules is not None:
+            # cgroup v2 has no devices files: an eBPF program applies the rules.
+            bpf.attach_device_program(self.directory, device_rules)
 
         for key, name in (("cpus", "cpuset.cpus"), ("mems", "cpuset.mems")):
             if cpu.get(key):

@@ -86,7 +86,8 @@ def add_container_flags(parser: argparse.ArgumentParser) -> None:
 
 
 # Docker flags that pyrun does not implement: named in an error, never ignored.
-UNSUPPORTED_FLAGS = ["--restart", "--health-cmd", "--log-driver-opt", "--detach-keys", "--sig-proxy"]
+UNSUPPORTED_FLAGS = ["--restart", "--health-cmd", "--log-driver-opt", "--detach-keys", "--sig-proxy",
+                     "--device", "--device-cgroup-rule"]
 
 
 class RejectFlag(argparse.Action):

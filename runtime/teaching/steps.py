@@ -202,6 +202,13 @@ STEPS = [
     step("chdir", "Change the working directory to {path}."),
     # -- Files in the new root ---------------------------------------------
     step("mknod", "Create the device node {path} ({device}), one of the few devices a container may use."),
+    # -- Device rules on cgroup v2: an eBPF program -------------------------
+    step("bpf", "Load an eBPF program of {insn_cnt} instructions that decides which devices the container may "
+         "open or create; cgroup v2 has no devices files. The kernel's verifier checks the program first.",
+         cmd="BPF_PROG_LOAD"),
+    step("bpf", "Attach the device program to the cgroup {target}, so the kernel runs it each time a process "
+         "there opens or creates a device node.", cmd="BPF_PROG_ATTACH"),
+    step("bpf", "Make the eBPF call {cmd}."),
     step("symlink", "Create the symbolic link {path} pointing to {target}."),
     # -- Cgroups: limits, written as files ---------------------------------
     step("mkdir", "Create the cgroup {path}: a directory in the cgroup filesystem, which groups the "
@@ -242,7 +249,15 @@ STEPS = [
          path="*/cgroup.freeze"),
     step("write_cgroup_file", "Set the freezer state of the cgroup to {value} (cgroup v1).", path="*/freezer.state"),
     step("write_cgroup_file", "Kill every process left in the cgroup at once (cgroup v2).", path="*/cgroup.kill"),
-    step("write_cgroup_file", "Allow or deny device access: {value} (cgroup v1).", path="*/devices.*"),
+    step("write_cgroup_file", "Deny the container every device (cgroup v1). Each rule written next allows a few "
+         "back, as \"type major:minor access\": c or b, then r(ead), w(rite) and m(knod).",
+         path="*/devices.deny", value="a"),
+    step("write_cgroup_file", "Allow the container every device, as --privileged requests (cgroup v1).",
+         path="*/devices.allow", value="a"),
+    step("write_cgroup_file", "Allow the container the device access \"{value}\" (cgroup v1).",
+         path="*/devices.allow"),
+    step("write_cgroup_file", "Deny the container the device access \"{value}\" (cgroup v1).",
+         path="*/devices.deny"),
     step("write_cgroup_file", "Write {value} to the cgroup file {path}."),
     # -- Network: links, addresses and routes over netlink -----------------
     step("netlink RTM_NEWLINK", "Create a veth pair {ifname} and {peer}: a virtual cable, whatever goes in one "
