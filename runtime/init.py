@@ -64,7 +64,10 @@ def run_init(channel) -> None:
     if command_pid == 0:
         for sig in FORWARDED_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
-        os.setpgid(0, 0)
+        # The command's process takes the terminal itself, before execve(2).
+        # An interactive shell that starts in a background process group
+        # stops itself with SIGTTIN, and nothing would continue it.
+        _take_terminal()
         return
 
     channel.close()
@@ -75,28 +78,26 @@ def run_init(channel) -> None:
         lambda: (prctl.set_name(PROCESS_TITLE), prctl.set_proctitle(PROCESS_TITLE)),
         title=PROCESS_TITLE,
     )
-    _give_terminal_to(command_pid)
     os._exit(reap_until_exit(command_pid))
 
 
-def _give_terminal_to(pid: int) -> None:
-    """Make the command's process group the terminal's foreground group, if there is a terminal.
+def _take_terminal() -> None:
+    """Put this process in a new process group and make it the terminal's foreground group.
 
     Then Ctrl-C on the terminal reaches the command directly, as in tini.
+    tcsetpgrp(3) from a background group sends SIGTTOU, so the signal is ignored
+    for the call and set back to the default, which execve(2) keeps.
     """
-    try:
-        os.setpgid(pid, pid)
-    except OSError:
-        pass  # the child already did it, or has exited
+    os.setpgid(0, 0)
     if not os.isatty(0):
         return
-    previous = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    signal.signal(signal.SIGTTOU, signal.SIG_IGN)
     try:
-        os.tcsetpgrp(0, pid)
+        os.tcsetpgrp(0, os.getpid())
     except OSError:
-        pass
+        pass  # ENOTTY: with -i but no -t, stdin is a terminal of the host's session
     finally:
-        signal.signal(signal.SIGTTOU, previous)
+        signal.signal(signal.SIGTTOU, signal.SIG_DFL)
 
 
 def reap_until_exit(command_pid: int) -> int:
