@@ -34,7 +34,12 @@ def raw_mode(fd: int) -> Iterator[None]:
     try:
         yield
     finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        try:
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        except termios.error as err:
+            # EIO: the terminal hung up, so it has no settings left to restore.
+            if err.args[0] != errno.EIO:
+                raise
 
 
 def copy_window_size(source_fd: int, master_fd: int) -> None:
@@ -52,14 +57,20 @@ def relay(master_fd: int, interactive: bool) -> None:
 
     Returns when the pty is closed on the container's side (read(2) on the
     master fails with EIO), which happens once every process in the
-    container has exited. Output that stdout no longer accepts (a closed
-    pipe) is read and dropped, so a full pty buffer cannot stall the container.
+    container has exited. With `-i`, it also returns when the host terminal
+    hangs up. The caller then closes the master, which hangs up the
+    container's terminal too: the kernel sends SIGHUP to the container's
+    session leader, and reads from the terminal return end-of-file. Output
+    that stdout no longer accepts (a closed pipe) is read and dropped, so a
+    full pty buffer cannot stall the container.
     """
     previous = signal.signal(signal.SIGWINCH, lambda *_: copy_window_size(0, master_fd))
     poller = select.poll()
     poller.register(master_fd, select.POLLIN)
     if interactive:
         poller.register(0, select.POLLIN)
+    # Checked once, because isatty(3) returns False on a terminal that has hung up.
+    stdin_is_terminal = os.isatty(0)
     output: int | None = 1
     try:
         while True:
@@ -71,11 +82,16 @@ def relay(master_fd: int, interactive: bool) -> None:
                     output = _write(output, data)
                 else:
                     data = _read(0)
-                    if not data:
+                    if data:
+                        _write(master_fd, data)
+                    elif stdin_is_terminal:
+                        # A terminal in raw mode reads end-of-file or EIO only
+                        # after a hangup. Without this return, a shell in the
+                        # container would wait for input that can never come.
+                        return
+                    else:
                         # End of input: stop reading stdin, keep showing output.
                         poller.unregister(0)
-                    else:
-                        _write(master_fd, data)
     finally:
         signal.signal(signal.SIGWINCH, previous)
 
