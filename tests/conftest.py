@@ -84,6 +84,31 @@ def host_network_untouched(request):
     assert not added, f"the test left {sorted(added)} in the host's network namespace"
 
 
+@pytest.fixture(autouse=True)
+def host_resources_released(request, tmp_path_factory):
+    """Fail a test that leaves a mount, a container cgroup or a process of its pyrun behind.
+
+    The rules for what counts are in tests/fixtures/hostleaks.py. After the
+    failure the leftovers are removed, so that the tests after it start clean.
+    """
+    if os.geteuid() != 0 or "root" not in request.keywords:
+        yield
+        return
+    from tests.fixtures import hostleaks
+
+    basetemp = tmp_path_factory.getbasetemp()
+    before = hostleaks.take_snapshot()
+    yield
+    leaks = hostleaks.wait_for_leaks(before, basetemp)
+    if not leaks:
+        return
+    failures = hostleaks.remove_leaks(leaks)
+    message = f"the test left {len(leaks)} things on the host: " + "; ".join(str(leak) for leak in leaks)
+    if failures:
+        message += ". Removing them failed too: " + "; ".join(failures)
+    pytest.fail(message, pytrace=False)
+
+
 @pytest.fixture
 def store_root(tmp_path: Path) -> Path:
     """An empty pyrun root (images and containers) for one test."""
