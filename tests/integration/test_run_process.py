@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.root, pytest.mark.registry]
 
 
 def run_in_pty(run_env, *args, rows=33, columns=101, timeout=30):
-    """Run pyrun with a new pty as its terminal; return (exit code, output, terminal settings after)."""
+    """Run pyrun with a new pty as its terminal; return (exit code, output)."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
     before = termios.tcgetattr(slave)
@@ -25,19 +25,23 @@ def run_in_pty(run_env, *args, rows=33, columns=101, timeout=30):
                                env=popen_env(run_env), start_new_session=True)
     output = b""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.2)
-        if ready:
-            try:
-                output += os.read(master, 4096)
-            except OSError:
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    output += os.read(master, 4096)
+                except OSError:
+                    break
+            elif process.poll() is not None:
                 break
-        elif process.poll() is not None:
-            break
-    code = process.wait(timeout=timeout)
-    after = termios.tcgetattr(slave)
-    os.close(master)
-    os.close(slave)
+        code = process.wait(timeout=timeout)
+        after = termios.tcgetattr(slave)
+    finally:
+        # A pyrun still running after a failed check ends with the hangup.
+        os.close(master)
+        os.close(slave)
+        process.wait(timeout=timeout)
     assert after == before, "pyrun left the host terminal in another mode"
     return code, output.decode(errors="replace")
 
@@ -160,27 +164,51 @@ def test_init_hides_host_command_line(run_env):
 def test_ctrl_c_in_interactive_shell(run_env, flags):
     # Ctrl-C on the terminal reaches the container's foreground command
     # through its pty; the shell survives and runs the next line.
+    master, process = start_interactive_shell(run_env, flags)
+    try:
+        assert b"# " in read_until(master, b"# ")
+        os.write(master, b"sleep 60\n")
+        time.sleep(1)
+        os.write(master, b"\x03")
+        os.write(master, b"echo after-ctrl-c; exit 3\n")
+        assert b"after-ctrl-c\r\n" in read_until(master, b"after-ctrl-c\r\n")
+        assert process.wait(timeout=30) == 3
+    finally:
+        # A pyrun still running after a failed check ends with the hangup.
+        os.close(master)
+        process.wait(timeout=30)
+
+
+@pytest.mark.parametrize(("flags", "expected_code"), [([], 0), (["--init"], 128 + signal.SIGHUP)])
+def test_hangup_ends_interactive_shell(run_env, flags, expected_code):
+    # Closing the host terminal hangs up the container's terminal: the shell
+    # reads end-of-file as pid 1, or gets SIGHUP under --init, and pyrun
+    # exits and cleans up.
+    master, process = start_interactive_shell(run_env, flags)
+    try:
+        assert b"# " in read_until(master, b"# ")
+    finally:
+        os.close(master)
+    assert process.wait(timeout=30) == expected_code
+
+
+def start_interactive_shell(run_env, flags: list[str]) -> tuple[int, subprocess.Popen]:
+    """Start `pyrun run -it FLAGS busybox sh` on a new pty; return the pty master and the process."""
     master, slave = os.openpty()
     process = subprocess.Popen(pyrun_command(run_env, "-it", *flags, "busybox", "sh"), stdin=slave,
                                stdout=slave, stderr=slave, env=popen_env(run_env), start_new_session=True)
     os.close(slave)
+    return master, process
 
-    def read_until(marker: bytes, timeout: float = 20) -> bytes:
-        output = b""
-        deadline = time.monotonic() + timeout
-        while marker not in output and time.monotonic() < deadline:
-            if select.select([master], [], [], 0.2)[0]:
-                try:
-                    output += os.read(master, 4096)
-                except OSError:
-                    break
-        return output
 
-    assert b"# " in read_until(b"# ")
-    os.write(master, b"sleep 60\n")
-    time.sleep(1)
-    os.write(master, b"\x03")
-    os.write(master, b"echo after-ctrl-c; exit 3\n")
-    assert b"after-ctrl-c\r\n" in read_until(b"after-ctrl-c\r\n")
-    assert process.wait(timeout=30) == 3
-    os.close(master)
+def read_until(master: int, marker: bytes, timeout: float = 20) -> bytes:
+    """Read the pty master until `marker` arrives or `timeout` seconds pass; return what was read."""
+    output = b""
+    deadline = time.monotonic() + timeout
+    while marker not in output and time.monotonic() < deadline:
+        if select.select([master], [], [], 0.2)[0]:
+            try:
+                output += os.read(master, 4096)
+            except OSError:
+                break
+    return output
