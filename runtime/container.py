@@ -272,7 +272,9 @@ def cleanup(container: Container, exit_code: int | None, *, remove: bool) -> Non
     except OSError as err:
         errors.append(err)
 
-    if remove:
+    # A record whose clean-up failed stays, even with --rm, because no later
+    # command could find the cgroup, mount or network to retry without it.
+    if remove and not errors:
         state.remove_container(container.root, container.id)
     else:
         state.update_record(
@@ -285,4 +287,6 @@ def cleanup(container: Container, exit_code: int | None, *, remove: bool) -> Non
             oom_killed=oom_killed,
         )
     if errors:
-        raise PyrunError(f"clean up container {container.id[:12]}") from errors[0]
+        raise PyrunError(
+            f"clean up container {container.id[:12]}", hint=f"retry with pyrun rm {container.id[:12]}"
+        ) from errors[0]

@@ -1,0 +1,53 @@
+"""container.cleanup: what a foreground `run` leaves in the store once the container exited."""
+
+import errno
+import os
+
+import pytest
+
+from runtime import container, state, syscalls
+from runtime.errors import PyrunError
+
+
+class FakeCgroup:
+    """A cgroup manager whose remove() fails when `fails` is set."""
+
+    def __init__(self, fails: bool) -> None:
+        self.fails = fails
+        self.removed = False
+
+    def oom_killed(self) -> bool:
+        return False
+
+    def remove(self) -> None:
+        if self.fails:
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY))
+        self.removed = True
+
+
+def created_container(root: str, cgroup: FakeCgroup) -> container.Container:
+    container_id = state.new_container_id()
+    state.create_record(root, container_id, {"name": "web"})
+    directory = state.container_dir(root, container_id)
+    spec = {"root": {"path": "rootfs"}}
+    return container.Container(root, container_id, "web", directory, spec, cgroup=cgroup)
+
+
+def test_rm_deletes_cleaned_container(tmp_path):
+    cgroup = FakeCgroup(fails=False)
+    created = created_container(str(tmp_path), cgroup)
+    with syscalls.recording() as recorder:
+        container.cleanup(created, 0, remove=True)
+    assert cgroup.removed
+    assert [call.name for call in recorder.calls] == ["umount2"]
+    assert not os.path.exists(created.directory)
+
+
+def test_rm_keeps_record_when_cleanup_fails(tmp_path):
+    created = created_container(str(tmp_path), FakeCgroup(fails=True))
+    with syscalls.recording(), pytest.raises(PyrunError) as raised:
+        container.cleanup(created, 3, remove=True)
+    assert f"pyrun rm {created.id[:12]}" in raised.value.hint
+    record = state.load_record(str(tmp_path), created.id)
+    assert record["status"] == state.STATUS_EXITED
+    assert record["exit_code"] == 3
