@@ -349,11 +349,13 @@ def run_start_helper(root: str, container_id: str, channel_fd: int) -> int:
     except BaseException as err:
         message = describe(err)
         code = getattr(err, "exit_code", 125)
+        released = True
         try:
             release_resources(root, container_id)
         except PyrunError as cleanup_error:
-            log.warning("clean-up after a failed start: %s", cleanup_error)
-        finish(root, container_id, code, False, error=message)
+            log.warning("clean-up after a failed start: %s", describe(cleanup_error))
+            released = False
+        finish(root, container_id, code, False, error=message, released=released)
         channel.send(f"failed\0{code} {message}".encode())
         return 1
 
@@ -433,10 +435,16 @@ def release_resources(root: str, container_id: str) -> None:
         raise PyrunError(f"clean up container {container_id[:12]}") from errors[0]
 
 
-def finish(root: str, container_id: str, exit_code: int | None, oom_killed: bool, *, error: str = "") -> None:
-    """Record the exit, or remove the container when it was started with --rm."""
+def finish(
+    root: str, container_id: str, exit_code: int | None, oom_killed: bool, *, error: str = "", released: bool = True
+) -> None:
+    """Record the exit, or remove the container when it was started with --rm.
+
+    An --rm container whose resources were not all `released` keeps its
+    record, because `pyrun rm` needs it to find them and retry.
+    """
     record = state.load_record(root, container_id)
-    if record.get("auto_remove"):
+    if record.get("auto_remove") and released:
         state.remove_container(root, container_id)
         return
     state.update_record(
@@ -446,21 +454,21 @@ def finish(root: str, container_id: str, exit_code: int | None, oom_killed: bool
 
 
 def run_cleanup_helper(root: str, container_id: str, exit_code: int, oom_killed: bool) -> int:
-    """In the clean-up helper: undo cgroup, network and mounts; remove an --rm container.
+    """In the clean-up helper: undo cgroup, network and mounts, then remove an --rm container if that worked.
 
     The monitor records the exit first; the record is written here only
     when the monitor could not write it.
     """
-    status = 0
+    error = ""
     try:
         release_resources(root, container_id)
     except PyrunError as err:
-        print(f"pyrun: {describe(err)}", file=sys.stderr)
-        status = 1
+        error = describe(err)
+        print(f"pyrun: {error}", file=sys.stderr)
     record = state.load_record(root, container_id)
     if record.get("auto_remove") or record.get("status") == state.STATUS_RUNNING:
-        finish(root, container_id, exit_code, oom_killed)
-    return status
+        finish(root, container_id, exit_code, oom_killed, error=error, released=not error)
+    return 1 if error else 0
 
 
 # -- Commands ------------------------------------------------------------------
