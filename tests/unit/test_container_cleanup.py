@@ -1,11 +1,12 @@
-"""container.cleanup: what a foreground `run` leaves in the store once the container exited."""
+"""What the clean-up of a foreground `run` and of a monitor leaves in the store once the container exited."""
 
 import errno
+import json
 import os
 
 import pytest
 
-from runtime import container, state, syscalls
+from runtime import container, lifecycle, state, syscalls
 from runtime.errors import PyrunError
 
 
@@ -51,3 +52,33 @@ def test_rm_keeps_record_when_cleanup_fails(tmp_path):
     record = state.load_record(str(tmp_path), created.id)
     assert record["status"] == state.STATUS_EXITED
     assert record["exit_code"] == 3
+
+
+def detached_rm_container(root: str) -> str:
+    """Create the record and config.json of an exited `run -d --rm` container."""
+    container_id = state.new_container_id()
+    state.create_record(root, container_id, {"name": "job", "auto_remove": True, "status": state.STATUS_EXITED})
+    config = os.path.join(state.container_dir(root, container_id), "config.json")
+    with open(config, "w", encoding="utf-8") as file:
+        json.dump({"linux": {"cgroupsPath": f"/pyrun-unit-test/{container_id}"}}, file)
+    return container_id
+
+
+def test_cleanup_helper_removes_rm_container(tmp_path):
+    container_id = detached_rm_container(str(tmp_path))
+    with syscalls.recording():
+        status = lifecycle.run_cleanup_helper(str(tmp_path), container_id, 0, False)
+    assert status == 0
+    assert not os.path.exists(state.container_dir(str(tmp_path), container_id))
+
+
+def test_cleanup_helper_keeps_rm_record_on_failure(tmp_path, capsys):
+    container_id = detached_rm_container(str(tmp_path))
+    with syscalls.recording() as recorder:
+        recorder.fail["umount2"] = errno.EBUSY
+        status = lifecycle.run_cleanup_helper(str(tmp_path), container_id, 0, False)
+    assert status == 1
+    record = state.load_record(str(tmp_path), container_id)
+    assert record["status"] == state.STATUS_EXITED
+    assert "umount2" in record["error"]
+    assert "umount2" in capsys.readouterr().err
