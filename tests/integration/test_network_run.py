@@ -7,14 +7,17 @@ finds them without a pull.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import PYRUN, run_pyrun
+from tests.fixtures import hostleaks
 from tests.integration.test_network import PEER_SERVER, assert_nothing_left, http_status
 
 pytestmark = [pytest.mark.root, pytest.mark.network, pytest.mark.registry]
@@ -52,7 +55,7 @@ def start_pyrun(test_network, env, *args) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-def stop_pyrun(process: subprocess.Popen) -> str:
+def stop_pyrun(test_network, env, process: subprocess.Popen) -> str:
     """Stop a foreground `pyrun run` with SIGTERM, which it passes to the container."""
     process.send_signal(signal.SIGTERM)
     try:
@@ -60,6 +63,9 @@ def stop_pyrun(process: subprocess.Popen) -> str:
     except subprocess.TimeoutExpired:
         process.kill()
         _, stderr = process.communicate()
+        # A killed pyrun cleans up nothing. Its next command finds the dead
+        # container and releases its cgroup, mount and network.
+        pyrun(test_network, env, "container", "prune", "-f")
     return stderr
 
 
@@ -104,7 +110,7 @@ def test_run_published_port(test_network, env):
         assert http_status(test_network, f"http://{test_network.host_address}:18090/passwd",
                            netns=test_network.outside_netns) == "200"
     finally:
-        stop_pyrun(process)
+        stop_pyrun(test_network, env, process)
     assert_nothing_left(test_network)
 
 
@@ -168,7 +174,7 @@ def test_run_publish_all_exposed(test_network, env):
         assert int(host_port) > 0
         assert wait_for_http(test_network, f"http://127.0.0.1:{host_port}/passwd") == "200"
     finally:
-        stop_pyrun(process)
+        stop_pyrun(test_network, env, process)
     assert_nothing_left(test_network)
 
 
@@ -189,5 +195,31 @@ def test_run_container_to_container(test_network, env):
         assert joined.returncode == 0, joined.stderr
         assert "root:x:0:0" in joined.stdout
     finally:
-        stop_pyrun(process)
+        stop_pyrun(test_network, env, process)
     assert_nothing_left(test_network)
+
+
+def test_killed_pyrun_cleaned_by_next_command(test_network, env):
+    # SIGKILL gives pyrun no chance to clean up, and PR_SET_PDEATHSIG kills
+    # the container with it. The next pyrun command finds the dead container
+    # and releases its cgroup, rootfs mount, veth and published port.
+    process = start_pyrun(test_network, env, "run", "--rm", "--init", "-p", "18094:80", "busybox", *HTTPD)
+    try:
+        assert wait_for_http(test_network, "http://127.0.0.1:18094/passwd") == "200"
+    finally:
+        process.kill()
+        process.communicate()
+    store = Path(env["PYRUN_ROOT"])
+    (container_id,) = os.listdir(store / "containers")
+    assert hostleaks.cgroup_directories(f"pyrun/{container_id}") != []
+    assert str(store) in Path("/proc/self/mountinfo").read_text()
+    assert "dport 18094" in test_network.ruleset()
+
+    pruned = pyrun(test_network, env, "container", "prune", "-f")
+    assert pruned.returncode == 0, pruned.stderr
+    assert container_id in pruned.stdout
+    assert os.listdir(store / "containers") == []
+    assert hostleaks.cgroup_directories(f"pyrun/{container_id}") == []
+    assert str(store) not in Path("/proc/self/mountinfo").read_text()
+    assert "dport 18094" not in test_network.ruleset()
+    assert not [link for link in test_network.links() if link.startswith("veth")]
