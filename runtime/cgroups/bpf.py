@@ -1,17 +1,17 @@
 """The cgroup v2 device filter: an eBPF program built from the device rules.
 
-cgroup v2 has no devices.allow file. Instead, the kernel runs a program of
-type BPF_PROG_TYPE_CGROUP_DEVICE attached to the cgroup each time a process
-in it opens a device node or creates one with mknod(2) (cgroup-v2.rst,
-"Device controller"). The program reads the request from a
+cgroup v2 has no devices.allow file. Instead, a program of type
+BPF_PROG_TYPE_CGROUP_DEVICE is attached to the cgroup, and the kernel runs
+it each time a process in the cgroup opens a device node or creates one
+with mknod(2) (cgroup-v2.rst, "Device controller"). The program reads the request from a
 `struct bpf_cgroup_dev_ctx` (<linux/bpf.h>):
 
     offset 0  access_type   (access bits << 16) | device type
     offset 4  major
     offset 8  minor
 
-and returns 1 to allow the request or 0 to deny it, and then the call fails
-with EPERM.
+and returns 1 to allow the request or 0 to deny it, which makes the call
+fail with EPERM.
 
 The program pyrun generates runs the rules of runtime.cgroups.devices from
 first to last and keeps, in register r6, the access bits allowed so far.
@@ -26,8 +26,8 @@ request is allowed only when every bit it requests is set. For the rule
     r6 |= 7                     allow m, r and w
 
 Each instruction is made by a named helper below, which also renders it
-as text in this notation. The instruction set is described in the kernel's
-Documentation/bpf/standardization/instruction-set.rst.
+as text in this notation. The kernel's "BPF Instruction Set Specification"
+(Documentation/bpf/standardization/instruction-set.rst) describes the encoding.
 """
 
 from __future__ import annotations
@@ -94,9 +94,9 @@ ALLOW = 1
 
 # The kernel shows this name in `bpftool prog list`; at most 15 characters.
 PROGRAM_NAME = "pyrun_devices"
-# The kernel requires a license string, and checks it only for the helper
-# functions that are GPL-only. The program calls no helper, so pyrun's own
-# license serves.
+# The kernel requires a license string and uses it to decide whether the
+# program may call GPL-only helper functions. The program calls no helper,
+# so pyrun's own license serves.
 PROGRAM_LICENSE = "Apache-2.0"
 
 # Room for the verifier's explanation when it rejects a program.
@@ -175,8 +175,8 @@ def exit_program() -> Instruction:
 
 def device_program(rules: list[DeviceRule]) -> list[Instruction]:
     """Build the program that applies `rules` in order, denying what no rule allows."""
-    # Unpack the request into registers: r2 the device type, r3 the access
-    # bits asked for, r4 the major and r5 the minor number.
+    # Unpack the request into registers: r2 the device type, r3 the requested
+    # access bits, r4 the major and r5 the minor number.
     program = [
         load_word(R2, R1, CTX_ACCESS_TYPE),
         and_value(R2, 0xFFFF),
@@ -193,8 +193,8 @@ def device_program(rules: list[DeviceRule]) -> list[Instruction]:
     for rule in rules:
         program.extend(rule_block(rule))
 
-    # Allow only when every bit asked for was allowed: flip r6 into the bits
-    # not allowed, and deny when r3 asks for any of them.
+    # Allow only when every requested bit was allowed: flip r6 into the bits
+    # not allowed, and deny when r3 requests any of them.
     program.extend([
         xor_value(R6, -1),
         move(R0, DENY),
@@ -274,8 +274,8 @@ def load_program(code: bytes, directory: str) -> int:
             raise CgroupError(f"load the device program for cgroup {directory}", hint=hint) from err
         first_error = err
 
-    # Loading with a log buffer only on failure, as libbpf does: since Linux
-    # 6.4 a log that does not fit fails the load even of a valid program.
+    # The log buffer is passed only on failure, because a log that does not
+    # fit the buffer fails the load with ENOSPC, even of a valid program.
     log_buffer = ctypes.create_string_buffer(VERIFIER_LOG_SIZE)
     try:
         syscalls.bpf_prog_load(syscalls.BPF_PROG_TYPE_CGROUP_DEVICE, code,
