@@ -52,6 +52,15 @@ def env(require_image, make_pyrun_env, namespace_registry):
     return make_pyrun_env(docker_hub_endpoint=dead_endpoint(), mirrors=[namespace_registry.url])
 
 
+@pytest.fixture
+def remove_containers(test_network, env):
+    """Remove every container of the test's store through pyrun after the test, even after a failed check."""
+    yield
+    ids = test_network.pyrun("ps", "-a", "-q", "--no-trunc", env=env).stdout.split()
+    if ids:
+        test_network.pyrun("rm", "-f", *ids, env=env)
+
+
 def fetch(test_network, url: str) -> str:
     """GET `url` from inside the test namespace, retrying while Apache starts."""
     deadline = time.monotonic() + 15
@@ -86,7 +95,7 @@ def cgroup_dirs(container_id: str) -> list[str]:
     return [candidate for candidate in candidates if os.path.isdir(candidate)]
 
 
-def test_run_detached_httpd(test_network, env, store_root):
+def test_run_detached_httpd(test_network, env, store_root, remove_containers):
     def pyrun(*args, **kwargs):
         return test_network.pyrun(*args, env=env, **kwargs)
 
@@ -165,7 +174,7 @@ def test_run_detached_httpd(test_network, env, store_root):
     assert_nothing_left(test_network)
 
 
-def test_demo_serves_httpd(test_network, env, store_root):
+def test_demo_serves_httpd(test_network, env, store_root, remove_containers):
     # The demo's last step, as `make demo` runs it, in the test namespace.
     script = "import os, sys; from tests.fixtures import demo; sys.exit(demo.serve_httpd(dict(os.environ)))"
     result = test_network.run(sys.executable, "-c", script, env=env, timeout=300)
