@@ -2,7 +2,9 @@
 
 pyrun has no daemon, so the allocations live in a file, `network.json`, in
 the network state directory (`$PYRUN_NETWORK_DIR`, default
-/run/pyrun/network: a tmpfs, cleared at boot like the bridge itself). Every
+/run/pyrun/network/netns-<inode>: a tmpfs, cleared at boot like the bridge
+itself). The default has one directory per network namespace, because the
+bridge, its rules and its addresses exist in one namespace only. Every
 change happens under an exclusive flock(2) on a separate `lock` file, so two
 `pyrun run` commands at once cannot take the same address. The file is
 replaced atomically (write, fsync, rename), so a crash leaves the old or the
@@ -40,8 +42,16 @@ CANDIDATE_SUBNETS = [f"172.{second}.0.0/16" for second in range(17, 32)] + [
 
 
 def state_dir() -> str:
-    """Return the network state directory ($PYRUN_NETWORK_DIR or the default)."""
-    return os.environ.get("PYRUN_NETWORK_DIR") or DEFAULT_STATE_DIR
+    """Return the network state directory: $PYRUN_NETWORK_DIR, or one for this namespace.
+
+    A shared file would let containers in one network namespace keep the
+    bridge and rules of another alive after its last container is gone.
+    """
+    configured = os.environ.get("PYRUN_NETWORK_DIR")
+    if configured:
+        return configured
+    namespace = os.stat("/proc/self/ns/net").st_ino
+    return os.path.join(DEFAULT_STATE_DIR, f"netns-{namespace}")
 
 
 def choose_subnet(routes: list[str]) -> ipaddress.IPv4Network:

@@ -70,3 +70,14 @@ def test_is_alive_checks_start_time():
     assert ipam.is_alive(record)
     assert not ipam.is_alive({**record, "start_time": "1"})
     assert not ipam.is_alive({"pid": None})
+
+
+def test_state_dir_defaults_per_namespace(monkeypatch):
+    monkeypatch.delenv("PYRUN_NETWORK_DIR", raising=False)
+    namespace = os.stat("/proc/self/ns/net").st_ino
+    assert ipam.state_dir() == f"/run/pyrun/network/netns-{namespace}"
+
+
+def test_state_dir_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("PYRUN_NETWORK_DIR", str(tmp_path))
+    assert ipam.state_dir() == str(tmp_path)
