@@ -33,6 +33,7 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -248,6 +249,7 @@ def run_guest(image: Path, control: Path, shares, accelerator: str, timeout: flo
     qemu = subprocess.Popen(qemu_command(image, control, shares, accelerator),
                             stdin=subprocess.DEVNULL, stdout=qemu_errors, stderr=subprocess.STDOUT)
     booted = False
+    previous_tail = b""  # the end of the last chunk, in case a read splits the marker
     status_seen_at = None
     try:
         with open(output, "rb") as stream:
@@ -256,7 +258,8 @@ def run_guest(image: Path, control: Path, shares, accelerator: str, timeout: flo
                 if chunk:
                     sys.stdout.buffer.write(chunk)
                     sys.stdout.buffer.flush()
-                    booted = booted or BOOTED_MARKER in chunk
+                    booted = booted or BOOTED_MARKER in previous_tail + chunk
+                    previous_tail = chunk[-len(BOOTED_MARKER):]
                 elapsed = time.monotonic() - started
 
                 if qemu.poll() is not None:
@@ -289,7 +292,10 @@ def run_guest(image: Path, control: Path, shares, accelerator: str, timeout: flo
     if not status_file.exists():
         tail_console(control)
         raise VMError("the guest powered off without reporting an exit status (see the console above)")
-    return int(status_file.read_text())
+    try:
+        return int(status_file.read_text())
+    except ValueError as err:
+        raise VMError(f"the guest reported an invalid exit status: {err}") from err
 
 
 def stop(qemu: subprocess.Popen) -> None:
@@ -328,6 +334,10 @@ def main() -> int:
                         help="seconds the guest may run, boot included (default: $VM_TIMEOUT or 1200)")
     parser.add_argument("command", nargs="+", help="the command to run in the guest, in /pyrun/src")
     args = parser.parse_args()
+
+    # SIGTERM (from a CI time limit, or `kill`) unwinds like Ctrl-C does, so
+    # the clean-up below stops QEMU and removes the control folder.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     if os.geteuid() != 0:
         log("run as root: building the image and sharing folders with QEMU need it")
