@@ -56,6 +56,10 @@ def host_network_marks() -> set[str]:
     marks = set()
     if os.path.exists("/sys/class/net/pyrun0"):
         marks.add("link pyrun0")
+    with open("/proc/sys/net/ipv4/ip_forward") as forwarding:
+        if forwarding.read().strip() == "1":
+            # New network namespaces inherit this, which changes other tests too.
+            marks.add("net.ipv4.ip_forward=1")
     try:
         tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True,
                                 timeout=30).stdout
