@@ -321,11 +321,11 @@ def tail_console(control: Path, lines: int = 30) -> None:
 
 def keep_logs(control: Path) -> None:
     """Copy the last run's console and QEMU logs to the cache, for a look after the run."""
-    kept = CACHE / "last-run"
-    kept.mkdir(parents=True, exist_ok=True)
+    logs_dir = CACHE / "last-run"
+    logs_dir.mkdir(parents=True, exist_ok=True)
     for name in ("console.log", "qemu.log", "output.log"):
         if (control / name).exists():
-            shutil.copyfile(control / name, kept / name)
+            shutil.copyfile(control / name, logs_dir / name)
 
 
 def main() -> int:
