@@ -228,10 +228,14 @@ def install_sudo_shim(directory: Path) -> Path:
     return bin_dir
 
 
-def run_command(command: str, workdir: Path, env: dict[str, str]) -> str:
-    """Run one lab command as the student would, stdout and stderr together."""
+def run_command(command: str, workdir: Path, env: dict[str, str],
+                prefix: tuple[str, ...] = ()) -> str:
+    """Run one lab command as the student would, stdout and stderr together.
+
+    `prefix` goes in front of the shell, e.g. nsenter into a network namespace.
+    """
     result = subprocess.run(
-        ["bash", "-c", command],
+        [*prefix, "bash", "-c", command],
         cwd=workdir,
         env=env,
         stdout=subprocess.PIPE,
@@ -255,7 +259,7 @@ def describe_mismatch(command: Command, actual: str, path: Path) -> str:
 
 
 def run_lab(path: Path, env: dict[str, str], *, available: set[str] | None = None,
-            cgroup_version: str | None = None) -> LabResult:
+            cgroup_version: str | None = None, prefix: tuple[str, ...] = ()) -> LabResult:
     """Run every block of the lab that applies to this host, cleanup blocks last.
 
     `available` lists pyrun's sub-commands. The lab stops before the first
@@ -281,7 +285,7 @@ def run_lab(path: Path, env: dict[str, str], *, available: set[str] | None = Non
                 if missing:
                     result.skipped.append(f"{path.name}:{command.line}: needs pyrun {', '.join(missing)}")
                     break
-                actual = run_command(command.text, workdir, env)
+                actual = run_command(command.text, workdir, env, prefix)
                 result.ran += 1
                 if output_matches(command.expected, actual):
                     continue
@@ -295,7 +299,7 @@ def run_lab(path: Path, env: dict[str, str], *, available: set[str] | None = Non
             for command in (c for block in cleanups for c in block.commands):
                 if _missing_subcommands(command, available):
                     continue
-                actual = run_command(command.text, workdir, env)
+                actual = run_command(command.text, workdir, env, prefix)
                 if not result.failures and not output_matches(command.expected, actual):
                     result.failures.append(describe_mismatch(command, actual, path))
     return result

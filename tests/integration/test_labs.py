@@ -2,7 +2,10 @@
 
 The runner is tests/labs.py (its format is described there and in
 docs/labs/README.md). pyrun is pointed at the fixture registry as Docker
-Hub and at a scratch store, through PYRUN_CONFIG and PYRUN_ROOT.
+Hub and at a scratch store, through PYRUN_CONFIG and PYRUN_ROOT. Every
+command runs inside the session's test network namespace, with the
+registry served there too, because the labs use pyrun's default bridge
+network and the host's own network must not change.
 """
 
 from __future__ import annotations
@@ -37,10 +40,11 @@ def pyrun_subcommands() -> set[str]:
 
 
 @pytest.mark.parametrize("lab", [lab_param(path) for path in LABS])
-def test_lab(lab, pyrun_env):
-    env = dict(os.environ, **pyrun_env)
+def test_lab(lab, pyrun_env, test_network, namespace_registry):
+    env = test_network.env(pyrun_env)
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', os.defpath)}"
-    result = labs.run_lab(lab, env, available=pyrun_subcommands())
+    prefix = tuple(test_network.command())
+    result = labs.run_lab(lab, env, available=pyrun_subcommands(), prefix=prefix)
 
     assert not result.failures, "\n\n".join(result.failures)
     if result.skipped:

@@ -25,27 +25,6 @@ pytestmark = [pytest.mark.root, pytest.mark.network, pytest.mark.registry, pytes
 
 
 @pytest.fixture
-def namespace_registry(registry, test_network):
-    """The fixture registry's storage served again inside the test namespace, at the same URL."""
-    config = Path(registry.workdir) / "config.yml"
-    process = test_network.popen(REGISTRY_BINARY, "serve", str(config),
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            probe = test_network.run("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"{registry.url}/v2/")
-            if probe.stdout == "200":
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("the registry in the test namespace did not answer GET /v2/ within 20 s")
-        yield registry
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-@pytest.fixture
 def env(require_image, make_pyrun_env, namespace_registry):
     """A config with Docker Hub unreachable and the fixture registry as its mirror."""
     require_image("library/httpd:latest")
