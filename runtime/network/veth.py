@@ -9,6 +9,7 @@ deletes the pair by itself when the container's namespace goes away.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import os
@@ -110,5 +111,12 @@ def delete_pair(iproute: Any, container_id: str) -> bool:
     index = link_index(iproute, host)
     if index is None:
         return False
-    request("RTM_DELLINK", lambda: iproute.link("del", index=index), ifname=host)
+    try:
+        request("RTM_DELLINK", lambda: iproute.link("del", index=index), ifname=host)
+    except OSError as err:
+        # The kernel deletes the pair itself once the container's network
+        # namespace is gone, which may happen between the lookup and here.
+        if err.errno == errno.ENODEV:
+            return False
+        raise
     return True
