@@ -178,7 +178,7 @@ def _notify(call: Call) -> None:
 
 
 def trace_to_stderr(call: Call) -> None:
-    """A listener for ``--log-level trace``: one strace-like line per call."""
+    """Print one strace-like line per call; the listener for ``--log-level trace``."""
     sys.stderr.write(f"trace: {call.render()}\n")
     sys.stderr.flush()
 
@@ -187,10 +187,10 @@ def trace_to_stderr(call: Call) -> None:
 
 
 class Recorder:
-    """A fake backend: stores each call and performs nothing.
+    """A fake backend that stores each call and performs nothing.
 
-    Unit tests use it through `recording()`; `fail` maps a call name to an
-    errno so a test can make one call fail as the kernel would.
+    Unit tests use it through `recording()`. `fail` maps a call name to an
+    errno, so a test can make one call fail as the kernel would.
     """
 
     def __init__(self) -> None:

@@ -2,8 +2,8 @@
 
 Every figure is measured for pyrun and for the peer tools (Podman, skopeo,
 umoci, runc, crun, tar) in the same run, against the same local registry and
-the same images, because absolute times on a shared machine are noisy: the
-table reports ratios. Run it as root with `make bench`.
+the same images. Absolute times on a shared machine are noisy, so the table
+reports ratios. Run it as root with `make bench`.
 
 Figures:
   pull     pull httpd into an empty store: pyrun, `podman pull`, `skopeo copy`,
@@ -76,11 +76,10 @@ class Bench:
 
     @staticmethod
     def podman_ulimits() -> list[str]:
-        """Podman's rlimit flags, at this process's hard limits.
+        """Return Podman's rlimit flags: nofile at this process's hard limit, nproc at most 32768.
 
-        Podman asks runc to raise nofile and nproc to its own defaults, which
-        fails on hosts where a process may not raise them; the hard limits
-        this process already has can always be set.
+        By default Podman has runc raise nofile and nproc to Podman's own
+        values, which fails on hosts where a process may not raise them.
         """
         nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         # NOTE: on the development VM runc could not set nproc to the hard
