@@ -329,7 +329,14 @@ def rename_command(args: argparse.Namespace) -> int:
 
 def prune_command(args: argparse.Namespace) -> int:
     from runtime import lifecycle
+    from runtime.cli.images import ask
 
+    if not args.force:
+        # Like Docker: anything but "y" or "yes", an empty stdin included, removes nothing.
+        answer = ask("WARNING! This will remove all stopped containers.\n"
+                     "Are you sure you want to continue? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            return 0
     removed = lifecycle.prune(args.root)
     if removed:
         print("Deleted Containers:")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -162,3 +163,52 @@ def test_reconcile_other_boot_is_exited(tmp_path):
         result = lifecycle.reconcile(str(tmp_path), state.load_record(str(tmp_path), "f" * 64))
     assert result["status"] == "exited"
     assert result["exit_code"] is None
+
+
+def make_stopped_container(root, container_id: str) -> None:
+    """Create an exited container whose config.json names a cgroup that does not exist."""
+    make_container(root, container_id, "stopped-" + container_id[:4], status="exited", exit_code=0)
+    spec = {"linux": {"cgroupsPath": f"/pyrun-unit-test-absent/{container_id}"}}
+    with open(os.path.join(state.container_dir(str(root), container_id), "config.json"), "w", encoding="utf-8") as file:
+        json.dump(spec, file)
+
+
+def prune_arguments(root, *, force: bool):
+    import argparse
+
+    return argparse.Namespace(root=str(root), force=force)
+
+
+@pytest.mark.parametrize("answer", ["", "n\n", "no\n"])
+def test_container_prune_without_yes_keeps_all(tmp_path, monkeypatch, capsys, answer):
+    import io
+
+    make_stopped_container(tmp_path, "1" * 64)
+    monkeypatch.setattr("sys.stdin", io.StringIO(answer))
+    assert cli.prune_command(prune_arguments(tmp_path, force=False)) == 0
+    assert "Are you sure you want to continue? [y/N]" in capsys.readouterr().out
+    assert state.load_record(str(tmp_path), "1" * 64)["status"] == "exited"
+
+
+def test_container_prune_after_yes_removes(tmp_path, monkeypatch, capsys):
+    import io
+
+    make_stopped_container(tmp_path, "2" * 64)
+    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
+    with syscalls.recording():
+        assert cli.prune_command(prune_arguments(tmp_path, force=False)) == 0
+    assert "2" * 64 in capsys.readouterr().out
+    assert not os.path.exists(state.container_dir(str(tmp_path), "2" * 64))
+
+
+def test_container_prune_force_asks_nothing(tmp_path, monkeypatch, capsys):
+    import io
+
+    make_stopped_container(tmp_path, "3" * 64)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    with syscalls.recording():
+        assert cli.prune_command(prune_arguments(tmp_path, force=True)) == 0
+    output = capsys.readouterr().out
+    assert "Are you sure" not in output
+    assert "3" * 64 in output
+    assert not os.path.exists(state.container_dir(str(tmp_path), "3" * 64))
