@@ -98,7 +98,9 @@ def parse_volume(value: str) -> dict[str, Any]:
             raise UsageError(f"invalid mode {word!r} in volume {value!r}", hint="use ro or rw")
     if not any(option in PROPAGATION_OPTIONS for option in options):
         options.append("rprivate")
-    os.makedirs(source, exist_ok=True)
+    if not os.path.exists(source):
+        # An existing file is bound as a file; only a missing path becomes a directory.
+        os.makedirs(source)
     return {"destination": destination, "type": "bind", "source": source, "options": options}
 
 

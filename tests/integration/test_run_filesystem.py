@@ -115,6 +115,19 @@ def test_volume_creates_missing_host_dir(run_env, tmp_path):
     assert missing.is_dir()
 
 
+def test_volume_binds_a_single_file(run_env, tmp_path):
+    host_file = tmp_path / "passwd"
+    host_file.write_text("teacher:x:1000:1000::/home/teacher:/bin/sh\n")
+    replaced = pyrun_run(run_env, "-v", f"{host_file}:/etc/passwd:ro", "busybox", "cat", "/etc/passwd")
+    assert replaced.returncode == 0, replaced.stderr
+    assert replaced.stdout == host_file.read_text()
+
+    # A target the image lacks becomes an empty file inside the root, not a directory.
+    added = pyrun_run(run_env, "-v", f"{host_file}:/opt/notes.txt", "busybox", "cat", "/opt/notes.txt")
+    assert added.returncode == 0, added.stderr
+    assert added.stdout == host_file.read_text()
+
+
 def test_mount_flag_bind_and_tmpfs(run_env, tmp_path):
     (tmp_path / "file").write_text("x")
     result = pyrun_run(

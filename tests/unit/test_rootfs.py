@@ -153,6 +153,14 @@ def test_parse_volume(tmp_path):
     assert (tmp_path / "host").is_dir()
 
 
+def test_parse_volume_keeps_a_file_source(tmp_path):
+    host_file = tmp_path / "passwd"
+    host_file.write_text("root:x:0:0::/root:/bin/sh\n")
+    entry = mounts.parse_volume(f"{host_file}:/etc/passwd:ro")
+    assert entry["source"] == str(host_file)
+    assert host_file.is_file()
+
+
 @pytest.mark.parametrize("value", ["named:/data", "/host", "/host:relative", "/host:/data:zz", "/host:/"])
 def test_parse_volume_invalid(value):
     with pytest.raises(UsageError):
