@@ -17,7 +17,7 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
-from runtime import devices, etc_files, launch, overlay, rootfs, state, syscalls
+from runtime import devices, etc_files, launch, mounts, overlay, rootfs, state, syscalls
 from runtime.errors import PyrunError
 from runtime.spec import RunOptions, build_spec
 from runtime.users import resolve_user
@@ -111,6 +111,9 @@ def create(
             devices=devices.host_devices() if options.privileged else [],
         )
         _apply_network_mode(root, spec, network_plan)
+        # Missing -v sources are created only after every check has passed, so a
+        # rejected run leaves no new directory on the host.
+        mounts.create_missing_sources(list(user_mounts))
         with open(os.path.join(directory, "config.json"), "w", encoding="utf-8") as file:
             json.dump(spec, file, indent=2)
     except BaseException:

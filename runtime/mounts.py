@@ -72,7 +72,8 @@ def parse_options(options: list[str]) -> tuple[int, int, str]:
 def parse_volume(value: str) -> dict[str, Any]:
     """Parse `-v /host/path:/container/path[:ro|rw]` into a bind mount entry.
 
-    A missing host directory is created, as Docker does for -v.
+    Parsing creates nothing on the host: `create_missing_sources` creates a
+    missing source later, when the container is created.
     """
     parts = value.split(":")
     if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
@@ -98,10 +99,18 @@ def parse_volume(value: str) -> dict[str, Any]:
             raise UsageError(f"invalid mode {word!r} in volume {value!r}", hint="use ro or rw")
     if not any(option in PROPAGATION_OPTIONS for option in options):
         options.append("rprivate")
-    if not os.path.exists(source):
-        # An existing file is bound as a file; only a missing path becomes a directory.
-        os.makedirs(source)
     return {"destination": destination, "type": "bind", "source": source, "options": options}
+
+
+def create_missing_sources(entries: list[dict[str, Any]]) -> None:
+    """Create each missing bind mount source as a host directory, as Docker does for -v.
+
+    An existing file stays a file and is bound as one. `parse_mount` has
+    already rejected a missing --mount source, so only -v sources are created.
+    """
+    for entry in entries:
+        if entry.get("type") == "bind" and not os.path.exists(entry["source"]):
+            os.makedirs(entry["source"])
 
 
 def parse_mount(value: str) -> dict[str, Any]:

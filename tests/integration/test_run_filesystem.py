@@ -115,6 +115,18 @@ def test_volume_creates_missing_host_dir(run_env, tmp_path):
     assert missing.is_dir()
 
 
+@pytest.mark.parametrize(
+    "flags",
+    [["--memory", "64q", "busybox"], ["nosuchimage"]],
+    ids=["invalid-flag", "missing-image"],
+)
+def test_rejected_run_creates_no_source(run_env, tmp_path, flags):
+    missing = tmp_path / "newdir" / "sub"
+    result = pyrun_run(run_env, "-v", f"{missing}:/x", *flags, "true")
+    assert result.returncode == 125, result.stderr
+    assert not (tmp_path / "newdir").exists()
+
+
 def test_volume_binds_a_single_file(run_env, tmp_path):
     host_file = tmp_path / "passwd"
     host_file.write_text("teacher:x:1000:1000::/home/teacher:/bin/sh\n")

@@ -150,7 +150,7 @@ def test_parse_volume(tmp_path):
     entry = mounts.parse_volume(f"{tmp_path}/host:/data:ro")
     assert entry == {"destination": "/data", "type": "bind", "source": f"{tmp_path}/host",
                      "options": ["rbind", "ro", "rprivate"]}
-    assert (tmp_path / "host").is_dir()
+    assert not (tmp_path / "host").exists()
 
 
 def test_parse_volume_keeps_a_file_source(tmp_path):
@@ -159,6 +159,19 @@ def test_parse_volume_keeps_a_file_source(tmp_path):
     entry = mounts.parse_volume(f"{host_file}:/etc/passwd:ro")
     assert entry["source"] == str(host_file)
     assert host_file.is_file()
+
+
+def test_create_missing_sources_makes_dirs(tmp_path):
+    host_file = tmp_path / "notes.txt"
+    host_file.write_text("kept\n")
+    entries = [
+        mounts.parse_volume(f"{tmp_path}/new/sub:/data"),
+        mounts.parse_volume(f"{host_file}:/notes.txt"),
+        mounts.parse_tmpfs("/scratch"),
+    ]
+    mounts.create_missing_sources(entries)
+    assert (tmp_path / "new" / "sub").is_dir()
+    assert host_file.read_text() == "kept\n"
 
 
 @pytest.mark.parametrize("value", ["named:/data", "/host", "/host:relative", "/host:/data:zz", "/host:/"])
