@@ -27,9 +27,12 @@ STATUS_CREATED = "created"
 STATUS_RUNNING = "running"
 STATUS_EXITED = "exited"
 
-# Docker's rule for names: [a-zA-Z0-9][a-zA-Z0-9_.-]* (ASCII only).
+# Docker's rule for names: [a-zA-Z0-9][a-zA-Z0-9_.-]+ (ASCII only, so at least two characters).
 NAME_FIRST_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 NAME_CHARACTERS = NAME_FIRST_CHARACTERS | frozenset("_.-")
+# pyrun's own limit: a name is a file name under <root>/names, and file names
+# are at most 255 bytes (NAME_MAX). Docker's name pattern sets no length limit.
+NAME_MAX_LENGTH = 128
 
 # Word lists for generated names such as "brave_turing", in Docker's style.
 ADJECTIVES = [
@@ -65,13 +68,24 @@ def now() -> str:
 # -- Names ---------------------------------------------------------------------
 
 
-def reserve_name(root: str, name: str, container_id: str) -> None:
-    """Claim `name` for the container; raises UsageError if another container has it."""
-    if not name or name[0] not in NAME_FIRST_CHARACTERS or not set(name) <= NAME_CHARACTERS:
+def check_name(name: str) -> None:
+    """Raise UsageError unless `name` is a valid container name."""
+    if len(name) > NAME_MAX_LENGTH:
         raise UsageError(
-            f"invalid container name {name!r}",
-            hint="use letters, digits, '_', '.' and '-', starting with a letter or digit",
+            f"invalid container name {name[:32]!r}...: it has {len(name)} characters, "
+            f"more than the maximum of {NAME_MAX_LENGTH}",
+            hint="choose a shorter name",
         )
+    if len(name) < 2 or name[0] not in NAME_FIRST_CHARACTERS or not set(name) <= NAME_CHARACTERS:
+        raise UsageError(
+            f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-]+ is allowed",
+            hint="use two or more letters, digits, '_', '.' and '-', starting with a letter or digit",
+        )
+
+
+def reserve_name(root: str, name: str, container_id: str) -> None:
+    """Claim `name` for the container, raising UsageError if it is invalid or another container has it."""
+    check_name(name)
     names = os.path.join(root, "names")
     os.makedirs(names, exist_ok=True)
     try:

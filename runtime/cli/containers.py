@@ -147,11 +147,14 @@ def find_or_pull_image(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from runtime import container
+    from runtime import container, state
     from runtime.cgroups import resources_from_args
     from runtime.errors import PyrunError
     from runtime.network import plan_from_args
 
+    # Checked before the image lookup, so an invalid name never starts a pull.
+    if args.name:
+        state.check_name(args.name)
     options = run_options(args)
     log_config = log_options(args)
     mounts = user_mounts(args)

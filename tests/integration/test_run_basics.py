@@ -184,6 +184,15 @@ def test_name_in_use_is_error(run_env):
     assert "already in use" in result.stderr
 
 
+def test_too_long_name_is_usage_error(run_env):
+    before = set(os.listdir(run_env.root / "containers"))
+    result = pyrun_run(run_env, "-d", "--name", "x" * 300, "busybox", "sleep", "5", keep=True)
+    assert result.returncode == 125, result.stderr
+    assert "invalid container name" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert set(os.listdir(run_env.root / "containers")) == before
+
+
 def test_rm_leaves_nothing(run_env):
     before = set(os.listdir(run_env.root / "containers"))
     result = pyrun_run(run_env, "--name", "removed-after", "busybox", "true")

@@ -35,10 +35,20 @@ def test_name_reserved_once(tmp_path):
         state.reserve_name(str(tmp_path), "web", "b" * 64)
 
 
-@pytest.mark.parametrize("name", ["", "-x", "a/b", "a b", "../x"])
+@pytest.mark.parametrize("name", ["", "a", "-x", "a/b", "a b", "../x", "x" * 129, "x" * 300])
 def test_invalid_names_rejected(tmp_path, name):
     with pytest.raises(UsageError, match="invalid container name"):
         state.reserve_name(str(tmp_path), name, "a" * 64)
+
+
+def test_long_name_error_gives_length(tmp_path):
+    with pytest.raises(UsageError, match="has 300 characters, more than the maximum of 128"):
+        state.reserve_name(str(tmp_path), "x" * 300, "a" * 64)
+
+
+def test_longest_valid_name_reserved(tmp_path):
+    state.reserve_name(str(tmp_path), "x" * 128, "a" * 64)
+    assert state.id_for_name(str(tmp_path), "x" * 128) == "a" * 64
 
 
 def test_generated_name_is_reserved(tmp_path):
