@@ -11,8 +11,10 @@ places, and `reconcile` puts them together each time a command looks:
 A record with status "running" is wrong when the host rebooted since
 (/proc/sys/kernel/random/boot_id differs), or when pid 1 is gone and no
 monitor is left to record its exit. Such an exit was seen by nobody, so
-its exit code is unknown (recorded as None); `reconcile` then cleans up
-the cgroup, network and overlay mount the container left behind.
+its exit code is unknown (recorded as None). When `stop` or `kill` sent
+the signal that ended it, the code is 128 + that signal, as Docker shows
+it. `reconcile` then cleans up the cgroup, network and overlay mount the
+container left behind.
 
 `start` forks the future monitor, which forks the start helper and then
 execs `runtime/monitor.py`; the monitor runs `python -m runtime.lifecycle
@@ -52,6 +54,8 @@ MONITOR_LOCK = "monitor.lock"
 CLEANUP_LOCK = "cleanup.lock"
 BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
 UNKNOWN_EXIT_ERROR = "the container exited while no monitor watched it, so its exit code is unknown"
+# How long `kill` waits for pid 1 to exit when no monitor is left to record the exit.
+KILL_EXIT_WAIT_SECONDS = 2.0
 
 
 # -- Processes -----------------------------------------------------------------
@@ -132,8 +136,13 @@ def wait_for_monitor(directory: str) -> None:
 # -- The true state ------------------------------------------------------------
 
 
-def reconcile(root: str, record: dict[str, Any]) -> dict[str, Any]:
-    """Return the record corrected for a reboot or an exit no monitor saw; clean up after one."""
+def reconcile(root: str, record: dict[str, Any], *, ending_signal: int | None = None) -> dict[str, Any]:
+    """Return the record corrected for a reboot or an exit no monitor saw; clean up after one.
+
+    `ending_signal` is the signal the caller sent and after which pid 1
+    exited. An exit no monitor saw then gets exit code 128 + that signal
+    rather than None (unknown).
+    """
     if record.get("status") != state.STATUS_RUNNING:
         return record
     same_boot = record.get("boot_id") in (None, boot_id())
@@ -151,9 +160,15 @@ def reconcile(root: str, record: dict[str, Any]) -> dict[str, Any]:
             release_resources(root, record["id"])
         except PyrunError as err:
             log.warning("clean-up of container %s: %s", record["id"][:12], err)
+        if same_boot and ending_signal:
+            # NOTE: this assumes the signal ended pid 1. A pid 1 that caught
+            # the signal and exited with a code of its own is recorded the same.
+            exit_code, error = 128 + ending_signal, ""
+        else:
+            exit_code, error = None, UNKNOWN_EXIT_ERROR
         return state.update_record(
-            root, record["id"], status=state.STATUS_EXITED, exit_code=None, pid=0,
-            finished_at=state.now(), error=UNKNOWN_EXIT_ERROR,
+            root, record["id"], status=state.STATUS_EXITED, exit_code=exit_code, pid=0,
+            finished_at=state.now(), error=error,
         )
 
 
@@ -516,19 +531,20 @@ def wait_until_stopped(root: str, container_id: str, timeout: float | None) -> b
     return True
 
 
-def settle(root: str, container_id: str) -> dict[str, Any]:
+def settle(root: str, container_id: str, *, ending_signal: int | None = None) -> dict[str, Any]:
     """After pid 1 exited: wait for the monitor to record the exit, or clean up when there is none.
 
     The monitor records the exit before its clean-up helper runs, so this
     returns before the cgroup, network and mounts are gone; `start` and
-    `rm` wait for the monitor itself.
+    `rm` wait for the monitor itself. `ending_signal` is passed on to
+    `reconcile` for an exit no monitor saw.
     """
     directory = state.container_dir(root, container_id)
     delay = 0.002
     while True:
         record = state.load_record(root, container_id)
         if record.get("status") != state.STATUS_RUNNING or not monitor_alive(directory):
-            return reconcile(root, record)
+            return reconcile(root, record, ending_signal=ending_signal)
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
 
@@ -540,23 +556,39 @@ def stop(root: str, reference: str, timeout: float | None = None, sig: int | Non
     if record.get("status") != state.STATUS_RUNNING:
         return container_id
     timeout = 10 if timeout is None else timeout
+    # The last signal this stop delivered, which ended pid 1 unless it exited on its own.
+    ending_signal = sig or stop_signal(record)
     try:
-        send_signal(record, sig or stop_signal(record))
+        send_signal(record, ending_signal)
     except PyrunError:
-        pass  # exited meanwhile
+        ending_signal = None  # exited meanwhile, so its exit code is not ours to tell
     if not wait_until_stopped(root, container_id, timeout):
         log.info("container %s ignored its stop signal for %s s: sending SIGKILL", container_id[:12], timeout)
-        with contextlib.suppress(PyrunError):
+        ending_signal = signal.SIGKILL
+        try:
             send_signal(state.load_record(root, container_id), signal.SIGKILL)
+        except PyrunError:
+            ending_signal = None
         wait_until_stopped(root, container_id, None)
-    settle(root, container_id)
+    settle(root, container_id, ending_signal=ending_signal)
     return container_id
 
 
 def kill(root: str, reference: str, sig: int = signal.SIGKILL) -> str:
+    """Send `sig` to the container's pid 1; return the ID.
+
+    Without a monitor, nobody would see the exit that `sig` causes, so
+    `kill` waits up to KILL_EXIT_WAIT_SECONDS for pid 1 to exit and
+    records 128 + `sig` itself. A pid 1 that outlives the wait keeps
+    running, and its later exit stays unknown.
+    """
     record = load(root, reference)
+    container_id = record["id"]
     send_signal(record, sig)
-    return record["id"]
+    if not monitor_alive(state.container_dir(root, container_id)):
+        if wait_until_stopped(root, container_id, KILL_EXIT_WAIT_SECONDS):
+            settle(root, container_id, ending_signal=sig)
+    return container_id
 
 
 def remove(root: str, reference: str, *, force: bool = False) -> str:

@@ -80,11 +80,38 @@ def test_monitor_killed_container_keeps_running(run_env, cleanup):  # noqa: F811
     executed = pyrun(run_env, "exec", container, "echo", "still here")
     assert executed.stdout == "still here\n"
 
+    # stop's SIGTERM ended the container, so stop records 128 + 15 though no monitor saw the exit.
     assert pyrun(run_env, "stop", "-t", "5", container).returncode == 0
-    assert status_column(run_env, container).startswith("Exited (unknown) ")
+    assert status_column(run_env, container).startswith("Exited (143) ")
     document = json.loads(pyrun(run_env, "inspect", container).stdout)[0]
-    assert document["State"]["ExitCode"] == -1
-    assert "unknown" in document["State"]["Error"]
+    assert document["State"]["ExitCode"] == 143
+    assert document["State"]["Error"] == ""
+    assert mounted_under(run_env.root / "containers" / container) == []
+
+
+def test_monitor_killed_stop_timeout_is_137(run_env, cleanup):  # noqa: F811
+    # As pid 1 without --init, sh ignores SIGTERM, so stop needs its SIGKILL.
+    container = detached(run_env, "busybox", "sh", "-c", "while true; do sleep 1; done")
+    record = record_of(run_env, container)
+    os.kill(record["monitor_pid"], signal.SIGKILL)
+    wait_gone(record["monitor_pid"])
+
+    assert pyrun(run_env, "stop", "-t", "1", container).returncode == 0
+    assert status_column(run_env, container).startswith("Exited (137) ")
+    assert pyrun(run_env, "wait", container).stdout.strip() == "137"
+    assert mounted_under(run_env.root / "containers" / container) == []
+
+
+def test_monitor_killed_then_kill_is_137(run_env, cleanup):  # noqa: F811
+    container = detached(run_env, "busybox", "sleep", "600")
+    record = record_of(run_env, container)
+    os.kill(record["monitor_pid"], signal.SIGKILL)
+    wait_gone(record["monitor_pid"])
+
+    assert pyrun(run_env, "kill", container).returncode == 0
+    assert status_column(run_env, container).startswith("Exited (137) ")
+    document = json.loads(pyrun(run_env, "inspect", container).stdout)[0]
+    assert document["State"]["ExitCode"] == 137
     assert mounted_under(run_env.root / "containers" / container) == []
 
 

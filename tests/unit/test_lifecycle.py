@@ -141,6 +141,18 @@ def test_reconcile_dead_without_monitor_is_unknown(tmp_path):
     assert state.load_record(str(tmp_path), "d" * 64)["status"] == "exited"
 
 
+def test_reconcile_exit_after_our_signal(tmp_path):
+    make_container(tmp_path, "9" * 64, "killed", status="running", pid=os.getpid(), pid_start_time=1,
+                   boot_id=lifecycle.boot_id())
+    with syscalls.recording():
+        result = lifecycle.reconcile(str(tmp_path), state.load_record(str(tmp_path), "9" * 64),
+                                     ending_signal=signal.SIGKILL)
+    assert result["status"] == "exited"
+    assert result["exit_code"] == 137
+    assert result["error"] == ""
+    assert state.load_record(str(tmp_path), "9" * 64)["exit_code"] == 137
+
+
 def test_reconcile_trusts_live_monitor(tmp_path):
     make_container(tmp_path, "e" * 64, "exiting", status="running", pid=0, boot_id=lifecycle.boot_id())
     directory = state.container_dir(str(tmp_path), "e" * 64)
