@@ -212,8 +212,20 @@ def describe_error(err: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv is None:
-        argv = sys.argv[1:]
+    """Run the `pyrun` command line and return its exit status.
+
+    Ctrl-C at any point, even while the command's modules are still being
+    imported, ends with "pyrun: interrupted" and status 130.
+    """
+    try:
+        return run_command_line(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:
+        print("pyrun: interrupted", file=sys.stderr)
+        return 130
+
+
+def run_command_line(argv: list[str]) -> int:
+    """Parse `argv`, run the sub-command's handler and report a PyrunError."""
     try:
         args = parse_command_line(argv)
     except CommandLineError as err:
@@ -236,9 +248,6 @@ def main(argv: list[str] | None = None) -> int:
             message += f" ({err.hint})"
         print(f"pyrun: {message}", file=sys.stderr)
         return err.exit_code
-    except KeyboardInterrupt:
-        print("pyrun: interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":

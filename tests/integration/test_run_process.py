@@ -98,6 +98,27 @@ def test_sigint_under_init_ends_command(run_env):
     assert process.returncode == 128 + signal.SIGINT
 
 
+@pytest.mark.parametrize("delay", [0.02, 0.04, 0.06])
+def test_early_ctrl_c_leaves_nothing(run_env, delay):
+    # This early, pyrun is still importing its modules and no container exists yet.
+    before = set(os.listdir(run_env.root / "containers"))
+    name = f"early-interrupt-{int(delay * 1000)}"
+    process = subprocess.Popen(pyrun_command(run_env, "--name", name, "busybox", "true"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=popen_env(run_env), text=True)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert "Traceback" not in stderr
+    # Before Python installs its SIGINT handler, the signal ends the process silently.
+    if process.returncode == -signal.SIGINT:
+        assert stderr == ""
+    else:
+        assert process.returncode == 130, stderr
+        assert stderr.count("pyrun: interrupted") == 1
+    assert set(os.listdir(run_env.root / "containers")) == before
+    assert not (run_env.root / "names" / name).exists()
+
+
 def test_sigkill_of_container_gives_137(run_env):
     process = start_and_wait_ready(run_env, "busybox", "sh", "-c", "echo ready; exec sleep 60")
     children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()

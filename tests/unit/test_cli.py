@@ -184,3 +184,52 @@ def test_run_path_skips_requests_and_pyroute2():
     assert "runtime.container" in loaded
     assert "requests" not in loaded
     assert "pyroute2" not in loaded
+
+
+def test_interrupt_while_parsing_exits_130(capsys, monkeypatch):
+    # Parsing imports the command's modules, which is where an early Ctrl-C lands.
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "parse_command_line", interrupted)
+    assert main(["run", "busybox", "true"]) == 130
+    assert capsys.readouterr().err == "pyrun: interrupted\n"
+
+
+def test_interrupt_in_handler_reported_once(capsys, monkeypatch):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    args = argparse.Namespace(handler=interrupted, log_level="warning", explain=False)
+    monkeypatch.setattr(cli, "parse_command_line", lambda argv: args)
+    monkeypatch.setattr(cli, "configure_logging", lambda level: None)
+    assert main(["ps"]) == 130
+    assert capsys.readouterr().err == "pyrun: interrupted\n"
+
+
+class InterruptingFinder:
+    """An import finder that raises KeyboardInterrupt for one module, as Ctrl-C during its import would."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def find_spec(self, name, path=None, target=None):
+        if name == self.name:
+            raise KeyboardInterrupt
+        return None
+
+
+def test_console_interrupt_while_importing_cli(capsys, monkeypatch):
+    from runtime import console
+
+    monkeypatch.delitem(sys.modules, "runtime.cli")
+    monkeypatch.setattr(sys, "meta_path", [InterruptingFinder("runtime.cli"), *sys.meta_path])
+    assert console.main() == 130
+    assert capsys.readouterr().err == "pyrun: interrupted\n"
+
+
+def test_console_entry_imports_only_sys():
+    loaded = loaded_modules("import runtime.console")
+    assert "runtime.console" in loaded
+    assert "runtime.cli" not in loaded
+    assert "argparse" not in loaded
