@@ -183,8 +183,7 @@ def _joiner_process(channel: launch.Channel, namespace_fds: list[tuple[str, int]
     step = "make the process non-dumpable"
     try:
         syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
-        for sig in launch.RESET_SIGNALS:
-            signal.signal(sig, signal.SIG_DFL)
+        syscalls.reset_signal_actions()
         if cgroup is not None:
             step = "join the cgroup"
             cgroup.add_process(os.getpid())

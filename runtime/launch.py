@@ -36,8 +36,6 @@ EXIT_SETUP_FAILED = 125
 # Signals whose Python dispositions must not reach the command: Python
 # ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across
 # execve(2).
-RESET_SIGNALS = [signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT]
-
 
 class SetupError(PyrunError):
     """A step inside the container failed before the command started."""
@@ -193,8 +191,7 @@ def _setup_process(
     """S: wait for the cgroup, unshare the namespaces, fork pid 1, exit."""
     step = "wait for pyrun"
     try:
-        for sig in RESET_SIGNALS:
-            signal.signal(sig, signal.SIG_DFL)
+        syscalls.reset_signal_actions()
         # pyrun blocks the signals it forwards while the container starts.
         # The mask survives execve(2), so the children clear it.
         signal.pthread_sigmask(signal.SIG_SETMASK, set())

@@ -112,8 +112,8 @@ UMOUNT_FLAGS = {
 # (from the kernel's syscall tables: arch/x86/entry/syscalls/syscall_64.tbl
 # and include/uapi/asm-generic/unistd.h for arm64).
 SYSCALL_NUMBERS = {
-    "x86_64": {"pivot_root": 155, "openat2": 437, "bpf": 321},
-    "aarch64": {"pivot_root": 41, "openat2": 437, "bpf": 280},
+    "x86_64": {"pivot_root": 155, "openat2": 437, "bpf": 321, "rt_sigaction": 13},
+    "aarch64": {"pivot_root": 41, "openat2": 437, "bpf": 280, "rt_sigaction": 134},
 }
 
 
@@ -793,3 +793,49 @@ def bpf_prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int =
         attach_type=BPF_ATTACH_TYPES.get(attach_type, str(attach_type)),
         flags=render_flags(flags, BPF_ATTACH_FLAGS),
     )
+
+
+# -- Signals: sigaction(2) --------------------------------------------------------
+
+
+class _KernelSigaction(ctypes.Structure):
+    """The kernel's struct sigaction (the same layout on x86_64 and arm64)."""
+
+    _fields_ = [
+        ("handler", ctypes.c_void_p),
+        ("flags", ctypes.c_ulong),
+        ("restorer", ctypes.c_void_p),
+        ("mask", ctypes.c_uint64),
+    ]
+
+
+def _set_default_action(number: int) -> None:
+    """Set SIG_DFL for `number` with the raw rt_sigaction system call."""
+    default = _KernelSigaction()  # all zero: SIG_DFL, no flags, empty mask
+    size = ctypes.sizeof(ctypes.c_uint64)
+    _check(libc().syscall(syscall_number("rt_sigaction"), number, ctypes.byref(default), None, size))
+
+
+def reset_signal_actions() -> None:
+    """Restore the default action of every signal (sigaction(2) with SIG_DFL).
+
+    Ignored signals survive execve(2), so without this the command would
+    inherit what pyrun's caller or Python itself ignores (SIGPIPE, and for
+    example a real-time signal that a CI runner ignores). Python's signal
+    module and glibc both reject the two real-time signals glibc reserves
+    (32 and 33), so those go through the rt_sigaction system call directly.
+    One record covers the whole loop, so a trace shows a single step.
+    """
+    import signal
+
+    def action() -> None:
+        valid = signal.valid_signals()
+        for number in range(1, signal.NSIG):
+            if number in (signal.SIGKILL, signal.SIGSTOP):
+                continue
+            if number in valid:
+                signal.signal(number, signal.SIG_DFL)
+            else:
+                _set_default_action(number)
+
+    record("sigaction", "sigaction(2)", action, signals="all", handler="SIG_DFL")

@@ -339,6 +339,8 @@ STEPS = [
     step("setrlimit", "Set the resource limit {resource} to {soft} (soft) and {hard} (hard)."),
     # -- Processes ---------------------------------------------------------
     step("fork", "Start a child process, a copy of pyrun, that goes on with the steps marked [child]."),
+    step("sigaction", "Restore the default action of every signal, because ignored signals would "
+         "otherwise pass to the container's command through execve."),
     step("setsid", "Start a new session, so the container's process leads its own process group."),
     step("close_range", "Close the file descriptors {first} to {last}, so the container inherits none of "
          "pyrun's open files."),

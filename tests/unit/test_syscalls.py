@@ -1,6 +1,9 @@
 """The syscall seam: flag rendering, recording, listeners and error text."""
 
+import ctypes
 import errno
+import os
+import signal
 
 import pytest
 
@@ -74,3 +77,36 @@ def test_failed_execve_is_announced_again_with_error():
     assert [call.name for call in seen] == ["execve", "execve"]
     assert seen[1].error is not None
     assert seen[1].error.errno == errno.ENOENT
+
+
+def ignored_signals_mask() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("SigIgn:"):
+                return int(line.split()[1], 16)
+    raise AssertionError("no SigIgn line in /proc/self/status")
+
+
+def test_reset_signal_actions_clears_every_ignored_signal():
+    # Run in a child, so the test process keeps its own signal actions.
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            ignore = syscalls._KernelSigaction(handler=1)  # SIG_IGN, for a signal glibc reserves
+            number = syscalls.syscall_number("rt_sigaction")
+            syscalls.libc().syscall(number, 32, ctypes.byref(ignore), None, 8)
+            signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+            before = ignored_signals_mask()
+            syscalls.reset_signal_actions()
+            os.write(write_end, f"{before} {ignored_signals_mask()}".encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    before, after = (int(value) for value in os.read(read_end, 100).split())
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert before & (1 << 31)
+    assert before & (1 << (signal.SIGPIPE - 1))
+    assert after == 0
