@@ -41,6 +41,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from typing import Any, Iterator
 
@@ -222,14 +223,19 @@ def start(root: str, container_id: str) -> None:
     wait_for_monitor(directory)
 
     ready_read, ready_write = os.pipe()
-    intermediate = syscalls.fork()
-    if intermediate == 0:
-        os.close(ready_read)
-        _become_monitor(root, container_id, ready_write)
-    os.close(ready_write)
-    os.waitpid(intermediate, 0)
-    with os.fdopen(ready_read, encoding="utf-8", errors="replace") as ready:
-        answer = ready.readline().strip()
+    # Once forked, the monitor starts the container whatever this process
+    # does. So a Ctrl-C waits for the monitor's report, and the caller
+    # that catches the KeyboardInterrupt finds the container either
+    # running or exited, never halfway started.
+    with _interrupt_deferred():
+        intermediate = syscalls.fork()
+        if intermediate == 0:
+            os.close(ready_read)
+            _become_monitor(root, container_id, ready_write)
+        os.close(ready_write)
+        os.waitpid(intermediate, 0)
+        with os.fdopen(ready_read, encoding="utf-8", errors="replace") as ready:
+            answer = ready.readline().strip()
     if answer == "ok":
         return
     # The monitor reports "CODE MESSAGE" when the start named an exit code.
@@ -237,6 +243,52 @@ def start(root: str, container_id: str) -> None:
     if not code.isdigit():
         code, message = "125", answer or "the monitor exited before it started the container"
     raise PyrunError(f"start container {container_id[:12]}: {message}", exit_code=int(code))
+
+
+@contextlib.contextmanager
+def _sigint_handler(handler: Any) -> Iterator[None]:
+    """Use `handler` for SIGINT inside the block, in the main thread only, because only it may set handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _interrupt_deferred() -> Iterator[None]:
+    """Hold back a SIGINT that arrives in the block, and raise KeyboardInterrupt after the block ends."""
+    received: list[int] = []
+    with _sigint_handler(lambda signum, frame: received.append(signum)):
+        yield
+    if received:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def removed_on_interrupt(root: str, container_id: str) -> Iterator[None]:
+    """Remove the container when Ctrl-C interrupts the block, then raise the KeyboardInterrupt again.
+
+    `run -d` starts its new container in such a block, so an interrupted
+    run leaves no container behind, whether it had started or not.
+    (`container.create` already removes a container it did not finish.)
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        log.info("interrupted: removing container %s", container_id[:12])
+        # Ignore a second Ctrl-C, which would leave the container half removed.
+        with _sigint_handler(signal.SIG_IGN):
+            try:
+                remove(root, container_id, force=True)
+            except NotFoundError:
+                pass  # an --rm container removed itself after its start failed
+            except PyrunError as err:
+                log.warning("failed to remove interrupted container %s: %s", container_id[:12], describe(err))
+        raise
 
 
 def _become_monitor(root: str, container_id: str, ready_fd: int) -> None:

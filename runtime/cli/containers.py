@@ -219,7 +219,8 @@ def start_detached(args: argparse.Namespace, created, image, log_config: dict) -
     """Hand the created container to a monitor, print its ID and return."""
     from runtime import lifecycle
 
-    describe_created(args, created, image, log_config)
-    lifecycle.start(args.root, created.id)
-    print(created.id)
+    with lifecycle.removed_on_interrupt(args.root, created.id):
+        describe_created(args, created, image, log_config)
+        lifecycle.start(args.root, created.id)
+        print(created.id, flush=True)
     return 0

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_pyrun
-from tests.integration.run_support import run_env  # noqa: F401 - fixture
+from tests.conftest import PYRUN, run_pyrun
+from tests.integration.run_support import popen_env, run_env  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
 
@@ -197,3 +197,65 @@ def test_concurrent_commands_leave_nothing(run_env, cleanup):  # noqa: F811
     assert pyrun(run_env, "ps", "-a", "-q").stdout == ""
     assert list((run_env.root / "containers").iterdir()) == []
     assert mounted_under(run_env.root / "containers") == []
+
+
+def interrupt_run_detached(run_env, when) -> subprocess.CompletedProcess:  # noqa: F811
+    """Start `run -d busybox sleep 100`, send SIGINT to pyrun once `when()` is true, and return the result."""
+    command = [PYRUN, "--root", str(run_env.root), "run", "-d", "--network", "none", "busybox", "sleep", "100"]
+    process = subprocess.Popen(command, env=popen_env(run_env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.monotonic() + 30
+    while not when() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def container_dirs(run_env) -> list[str]:  # noqa: F811
+    directory = run_env.root / "containers"
+    return sorted(os.listdir(directory)) if directory.exists() else []
+
+
+def assert_interrupted_leaves_nothing(run_env, result, before: list[str]) -> None:  # noqa: F811
+    """Check that the interrupted run exited 130 and left no container beside those in `before`."""
+    assert result.returncode == 130, result.stderr
+    assert "pyrun: interrupted" in result.stderr
+    assert result.stdout == ""
+    new = [directory for directory in container_dirs(run_env) if directory not in before]
+    assert new == []
+    assert [line for line in mounted_under(run_env.root / "containers") if not any(old in line for old in before)] == []
+
+
+def test_run_detached_interrupted_after_create(run_env, cleanup):  # noqa: F811
+    # SIGINT as soon as the container's directory exists: during create or start.
+    before = container_dirs(run_env)
+    result = interrupt_run_detached(run_env, lambda: container_dirs(run_env) != before)
+    assert_interrupted_leaves_nothing(run_env, result, before)
+
+
+def test_run_detached_interrupted_when_running(run_env, cleanup):  # noqa: F811
+    # SIGINT once pid 1 runs, while pyrun waits for the monitor's report or is about to print the ID.
+    before = container_dirs(run_env)
+
+    def running() -> bool:
+        return any(
+            record_of(run_env, container_id).get("status") == "running"
+            for container_id in container_dirs(run_env)
+            if container_id not in before and (run_env.root / "containers" / container_id / "state.json").exists()
+        )
+
+    result = interrupt_run_detached(run_env, running)
+    if result.stdout:
+        pytest.skip("pyrun printed the ID before the SIGINT arrived, so the run had finished")
+    assert_interrupted_leaves_nothing(run_env, result, before)
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.1, 0.15, 0.2, 0.3, 0.4])
+def test_run_detached_interrupted_after_delay(run_env, cleanup, delay):  # noqa: F811
+    before = container_dirs(run_env)
+    started = time.monotonic()
+    result = interrupt_run_detached(run_env, lambda: time.monotonic() - started >= delay)
+    if result.stdout:
+        pytest.skip(f"pyrun printed the ID within {delay} s, before the SIGINT")
+    assert_interrupted_leaves_nothing(run_env, result, before)

@@ -224,3 +224,21 @@ def test_container_prune_force_asks_nothing(tmp_path, monkeypatch, capsys):
     assert "Are you sure" not in output
     assert "3" * 64 in output
     assert not os.path.exists(state.container_dir(str(tmp_path), "3" * 64))
+
+
+def test_interrupt_deferred_until_block_ends():
+    reached_end_of_block = False
+    with pytest.raises(KeyboardInterrupt):
+        with lifecycle._interrupt_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            reached_end_of_block = True
+    assert reached_end_of_block
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_removed_on_interrupt_removes_container(tmp_path):
+    make_stopped_container(tmp_path, "4" * 64)
+    with syscalls.recording(), pytest.raises(KeyboardInterrupt):
+        with lifecycle.removed_on_interrupt(str(tmp_path), "4" * 64):
+            raise KeyboardInterrupt
+    assert not os.path.exists(state.container_dir(str(tmp_path), "4" * 64))
