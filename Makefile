@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # tools the integration tests compare against, and python-prctl's headers.
 TEST_PACKAGES := docker-registry busybox-static debootstrap umoci skopeo runc \
 	nftables iproute2 libcap-dev python3-venv python3-dev gcc openssl curl \
-	util-linux
+	util-linux procps iptables
 BENCH_PACKAGES := podman skopeo crun hyperfine
 
 .PHONY: all install apt-packages venv test unit integration demo bench vm-test vm-test-qemu clean
