@@ -25,3 +25,15 @@ class UsageError(PyrunError):
 
 class NotFoundError(PyrunError):
     """A container, image or file that the user named does not exist."""
+
+
+def describe_error(err: BaseException) -> str:
+    """Join an exception chain into one line: intent first, cause last."""
+    parts = []
+    current: BaseException | None = err
+    while current is not None:
+        text = str(current) or type(current).__name__
+        if not parts or text not in parts[-1]:
+            parts.append(text)
+        current = current.__cause__
+    return ": ".join(parts)

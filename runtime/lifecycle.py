@@ -46,7 +46,7 @@ import time
 from typing import Any, Iterator
 
 from runtime import overlay, state, syscalls
-from runtime.errors import NotFoundError, PyrunError, UsageError
+from runtime.errors import NotFoundError, PyrunError, UsageError, describe_error
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +287,7 @@ def removed_on_interrupt(root: str, container_id: str) -> Iterator[None]:
             except NotFoundError:
                 pass  # an --rm container removed itself after its start failed
             except PyrunError as err:
-                log.warning("failed to remove interrupted container %s: %s", container_id[:12], describe(err))
+                log.warning("failed to remove interrupted container %s: %s", container_id[:12], describe_error(err))
         raise
 
 
@@ -308,7 +308,7 @@ def _become_monitor(root: str, container_id: str, ready_fd: int) -> None:
         argv = _start_for_monitor(root, container_id, ready_fd)
         os.execv(sys.executable, argv)
     except BaseException as err:  # noqa: BLE001 - reported to the CLI, then exit
-        _write_line(ready_fd, f"125 {describe(err)}")
+        _write_line(ready_fd, f"125 {describe_error(err)}")
     os._exit(125)
 
 
@@ -340,7 +340,7 @@ def _start_for_monitor(root: str, container_id: str, ready_fd: int) -> list[str]
             os.dup2(stderr_write, 2)
             os._exit(run_start_helper(root, container_id, theirs.detach()))
         except BaseException as err:  # noqa: BLE001 - the monitor reads this from the pipe
-            _write_line(2, describe(err))
+            _write_line(2, describe_error(err))
         os._exit(125)
     os.close(stdout_write)
     os.close(stderr_write)
@@ -414,13 +414,13 @@ def run_start_helper(root: str, container_id: str, channel_fd: int) -> int:
             detached=True,
         )
     except BaseException as err:
-        message = describe(err)
+        message = describe_error(err)
         code = getattr(err, "exit_code", 125)
         released = True
         try:
             release_resources(root, container_id)
         except PyrunError as cleanup_error:
-            log.warning("clean-up after a failed start: %s", describe(cleanup_error))
+            log.warning("clean-up after a failed start: %s", describe_error(cleanup_error))
             released = False
         finish(root, container_id, code, False, error=message, released=released)
         channel.send(f"failed\0{code} {message}".encode())
@@ -459,17 +459,6 @@ def _oom_file(cgroup: Any) -> str:
         memory = controller_directory("memory")
         return os.path.join(memory, "memory.oom_control") if memory else ""
     return os.path.join(cgroup.directory, "memory.events")
-
-
-def describe(err: BaseException) -> str:
-    parts: list[str] = []
-    current: BaseException | None = err
-    while current is not None:
-        text = str(current) or type(current).__name__
-        if not parts or text not in parts[-1]:
-            parts.append(text)
-        current = current.__cause__
-    return ": ".join(parts)
 
 
 # -- Cleaning up ---------------------------------------------------------------
@@ -530,7 +519,7 @@ def run_cleanup_helper(root: str, container_id: str, exit_code: int, oom_killed:
     try:
         release_resources(root, container_id)
     except PyrunError as err:
-        error = describe(err)
+        error = describe_error(err)
         print(f"pyrun: {error}", file=sys.stderr)
     record = state.load_record(root, container_id)
     if record.get("auto_remove") or record.get("status") == state.STATUS_RUNNING:

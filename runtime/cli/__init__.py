@@ -22,7 +22,7 @@ import logging
 import os
 import sys
 
-from runtime.errors import PyrunError, UsageError
+from runtime.errors import PyrunError, UsageError, describe_error
 
 DEFAULT_ROOT = "/var/lib/pyrun"
 
@@ -197,18 +197,6 @@ def configure_logging(level: str) -> None:
         from runtime import syscalls
 
         syscalls.add_listener(syscalls.trace_to_stderr)
-
-
-def describe_error(err: BaseException) -> str:
-    """Join an exception chain into one line: intent first, cause last."""
-    parts = []
-    current: BaseException | None = err
-    while current is not None:
-        text = str(current) or type(current).__name__
-        if not parts or text not in parts[-1]:
-            parts.append(text)
-        current = current.__cause__
-    return ": ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:

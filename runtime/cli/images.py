@@ -207,7 +207,7 @@ def add_rmi(subparsers, name: str, aliases=()) -> None:
 
 
 def remove_images(args) -> int:
-    from runtime.cli import describe_error
+    from runtime.errors import describe_error
     from runtime.errors import PyrunError
     from runtime.store import ImageStore
 

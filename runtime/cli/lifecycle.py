@@ -197,7 +197,7 @@ def for_each(args: argparse.Namespace, action, *, parallel: bool = True) -> int:
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from runtime.cli import describe_error
+    from runtime.errors import describe_error
     from runtime.errors import PyrunError
 
     def attempt(reference: str) -> tuple[str | None, str | None]:
