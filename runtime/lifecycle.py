@@ -227,7 +227,7 @@ def start(root: str, container_id: str) -> None:
     # does. So a Ctrl-C waits for the monitor's report, and the caller
     # that catches the KeyboardInterrupt finds the container either
     # running or exited, never halfway started.
-    with _interrupt_deferred():
+    with interrupt_deferred():
         intermediate = syscalls.fork()
         if intermediate == 0:
             os.close(ready_read)
@@ -259,7 +259,7 @@ def _sigint_handler(handler: Any) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _interrupt_deferred() -> Iterator[None]:
+def interrupt_deferred() -> Iterator[None]:
     """Hold back a SIGINT that arrives in the block, and raise KeyboardInterrupt after the block ends."""
     received: list[int] = []
     with _sigint_handler(lambda signum, frame: received.append(signum)):
@@ -269,25 +269,30 @@ def _interrupt_deferred() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def removed_on_interrupt(root: str, container_id: str) -> Iterator[None]:
-    """Remove the container when Ctrl-C interrupts the block, then raise the KeyboardInterrupt again.
+def removed_on_interrupt(root: str) -> Iterator[list[str]]:
+    """Remove the containers listed in the block when Ctrl-C interrupts it, then raise again.
 
-    `run -d` starts its new container in such a block, so an interrupted
-    run leaves no container behind, whether it had started or not.
+    `run -d` enters this block before it creates its container and adds
+    the new ID to the yielded list inside `interrupt_deferred()`, so no
+    Ctrl-C can fall between the creation and the listing. An interrupted
+    run then leaves no container behind, whether it had started or not.
     (`container.create` already removes a container it did not finish.)
     """
+    container_ids: list[str] = []
     try:
-        yield
+        yield container_ids
     except KeyboardInterrupt:
-        log.info("interrupted: removing container %s", container_id[:12])
-        # Ignore a second Ctrl-C, which would leave the container half removed.
+        # Ignore a second Ctrl-C, which would leave a container half removed.
         with _sigint_handler(signal.SIG_IGN):
-            try:
-                remove(root, container_id, force=True)
-            except NotFoundError:
-                pass  # an --rm container removed itself after its start failed
-            except PyrunError as err:
-                log.warning("failed to remove interrupted container %s: %s", container_id[:12], describe_error(err))
+            for container_id in container_ids:
+                log.info("interrupted: removing container %s", container_id[:12])
+                try:
+                    remove(root, container_id, force=True)
+                except NotFoundError:
+                    pass  # an --rm container removed itself after its start failed
+                except PyrunError as err:
+                    log.warning("failed to remove interrupted container %s: %s",
+                                container_id[:12], describe_error(err))
         raise
 
 

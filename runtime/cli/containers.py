@@ -162,19 +162,22 @@ def run(args: argparse.Namespace) -> int:
     image = find_or_pull_image(args)
     plan = plan_from_args(args, image.config)
 
-    created = container.create(
-        args.root,
-        image,
-        options,
-        name=args.name,
-        user_mounts=mounts,
-        network_plan=plan,
-        resources=resources,
-        cgroup_parent=args.cgroup_parent,
-        ephemeral=args.rm,
-    )
+    def create():
+        return container.create(
+            args.root,
+            image,
+            options,
+            name=args.name,
+            user_mounts=mounts,
+            network_plan=plan,
+            resources=resources,
+            cgroup_parent=args.cgroup_parent,
+            ephemeral=args.rm,
+        )
+
     if args.detach:
-        return start_detached(args, created, image, log_config)
+        return run_detached(args, create, image, log_config)
+    created = create()
     exit_code = None
     try:
         exit_code = container.run(created, interactive=args.interactive, use_init=args.init)
@@ -215,11 +218,18 @@ def describe_created(args: argparse.Namespace, created, image, log_config: dict)
     )
 
 
-def start_detached(args: argparse.Namespace, created, image, log_config: dict) -> int:
-    """Hand the created container to a monitor, print its ID and return."""
+def run_detached(args: argparse.Namespace, create, image, log_config: dict) -> int:
+    """Create the container, hand it to a monitor, print its ID and return.
+
+    A Ctrl-C during the creation is held back until the new ID is listed
+    for removal, so an interrupted `run -d` never leaves a container.
+    """
     from runtime import lifecycle
 
-    with lifecycle.removed_on_interrupt(args.root, created.id):
+    with lifecycle.removed_on_interrupt(args.root) as container_ids:
+        with lifecycle.interrupt_deferred():
+            created = create()
+            container_ids.append(created.id)
         describe_created(args, created, image, log_config)
         lifecycle.start(args.root, created.id)
         print(created.id, flush=True)
