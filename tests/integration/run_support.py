@@ -63,3 +63,24 @@ def host_mounts_under(path: Path) -> list[str]:
     with open("/proc/self/mountinfo") as file:
         points = [line.split()[4] for line in file]
     return [point for point in points if point.startswith(str(path))]
+
+
+def pyrun(run_env: RunEnv, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    """Run `pyrun ARGS` in the module's store."""
+    return run_pyrun(*args, root=run_env.root, env=run_env.env, **kwargs)
+
+
+def detached(run_env: RunEnv, *args: str) -> str:
+    """Start `run -d --network none ARGS` and return the container ID."""
+    result = pyrun(run_env, "run", "-d", "--network", "none", *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+@pytest.fixture
+def cleanup(run_env):  # noqa: F811 - the module fixture of the same name
+    """Remove every container of the module's store after the test."""
+    yield
+    ids = pyrun(run_env, "ps", "-a", "-q", "--no-trunc").stdout.split()
+    if ids:
+        pyrun(run_env, "rm", "-f", *ids)

@@ -10,30 +10,10 @@ import time
 
 import pytest
 
-from tests.conftest import PYRUN, run_pyrun
-from tests.integration.run_support import popen_env, run_env  # noqa: F401 - fixture
+from tests.conftest import PYRUN
+from tests.integration.run_support import cleanup, detached, popen_env, pyrun, run_env  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
-
-
-def pyrun(run_env, *args, **kwargs) -> subprocess.CompletedProcess:  # noqa: F811 - fixture name
-    return run_pyrun(*args, root=run_env.root, env=run_env.env, **kwargs)
-
-
-def detached(run_env, *args) -> str:  # noqa: F811
-    """Start `run -d --network none ARGS` and return the container ID."""
-    result = pyrun(run_env, "run", "-d", "--network", "none", *args)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
-
-
-@pytest.fixture
-def cleanup(run_env):  # noqa: F811
-    """Remove every container of the module's store after the test."""
-    yield
-    ids = pyrun(run_env, "ps", "-a", "-q", "--no-trunc").stdout.split()
-    if ids:
-        pyrun(run_env, "rm", "-f", *ids)
 
 
 def wait_for(condition, timeout: float = 10) -> bool:
