@@ -3,7 +3,7 @@
 There is no daemon, so the truth about a container is spread over three
 places, and `reconcile` puts them together each time a command looks:
 
-* the record (`state.json`), written by the monitor's start and clean-up helpers;
+* the record (`state.json`), written by the monitor and its start helper;
 * the container's pid 1, identified by its pid and its start time in
   /proc/<pid>/stat (a pid alone may be reused by another process);
 * the monitor, which keeps an exclusive flock(2) on `monitor.lock` while it lives.
@@ -17,8 +17,8 @@ it. `reconcile` then cleans up the cgroup, network and overlay mount the
 container left behind.
 
 `start` forks the future monitor, which forks the start helper and then
-execs `runtime/monitor.py`; the monitor runs `python -m runtime.lifecycle
-cleanup` after the exit.
+execs `runtime/monitor.py`; after the exit, the monitor imports this module
+and runs `main(["cleanup", ...])` in its own process.
 
 Record fields this module and the monitor add to runtime.state's:
 
@@ -515,7 +515,7 @@ def finish(
 
 
 def run_cleanup_helper(root: str, container_id: str, exit_code: int, oom_killed: bool) -> int:
-    """In the clean-up helper: undo cgroup, network and mounts, then remove an --rm container if that worked.
+    """In the monitor after the exit: undo cgroup, network and mounts, then remove an --rm container if that worked.
 
     The monitor records the exit first; the record is written here only
     when the monitor could not write it.
@@ -580,7 +580,7 @@ def wait_until_stopped(root: str, container_id: str, timeout: float | None) -> b
 def settle(root: str, container_id: str, *, ending_signal: int | None = None) -> dict[str, Any]:
     """After pid 1 exited: wait for the monitor to record the exit, or clean up when there is none.
 
-    The monitor records the exit before its clean-up helper runs, so this
+    The monitor records the exit before its clean-up runs, so this
     returns before the cgroup, network and mounts are gone; `start` and
     `rm` wait for the monitor itself. `ending_signal` is passed on to
     `reconcile` for an exit no monitor saw.
@@ -698,7 +698,7 @@ def prune(root: str) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    """Run the monitor's helper: `cleanup ROOT ID EXIT_CODE OOM`."""
+    """Run the monitor's clean-up, `cleanup ROOT ID EXIT_CODE OOM`, in this process or from a shell."""
     logging.basicConfig(level=logging.WARNING, format="pyrun %(name)s: %(message)s")
     verb, root, container_id, *rest = argv
     if verb == "cleanup":

@@ -11,13 +11,14 @@ pid 1 for the container's whole life:
         |                    is re-parented to the future monitor
         |                  the future monitor then execs `python -S runtime/monitor.py`
       monitor                keeps the container's stdout and stderr pipes and its
-        |                    published ports' sockets; logs the output, waitpid()s pid 1
-        +-- clean-up helper  `python -m runtime.lifecycle cleanup ...` after the exit
+                             published ports' sockets; logs the output, waitpid()s pid 1,
+                             then runs runtime.lifecycle's clean-up itself and exits
 
 The monitor is a fresh interpreter started with -S (no site module) that
-imports only the standard library and runtime.logs, so it stays near
-10 MiB of memory. Everything heavy (cgroups, pyroute2, mounts) runs in the
-short-lived helpers.
+imports only the standard library and runtime.logs while the container
+runs, so it stays near 10 MiB of memory. The start (cgroups, pyroute2,
+mounts) runs in the short-lived start helper, and the modules of the
+clean-up load only after the container has exited.
 
 While it lives, the monitor holds an exclusive flock(2) on
 `<container dir>/monitor.lock`, taken before the exec and inherited
@@ -34,7 +35,6 @@ Podman when conmon is gone, and its published ports are no longer held.
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import json
 import os
@@ -49,41 +49,8 @@ if __name__ == "__main__":
 
 from runtime import logs  # noqa: E402 - after the sys.path fix above
 
-PR_SET_CHILD_SUBREAPER = 36
 MAX_PASSED_FDS = 254  # published-port sockets (at most 253) plus a terminal
 READ_SIZE = 65536
-
-
-def set_child_subreaper() -> None:
-    """Make orphaned descendants (the container's pid 1) children of this process (prctl(2)).
-
-    This is a direct ctypes call instead of runtime.syscalls: the seam imports
-    python-prctl, whose import would double the monitor's memory.
-    """
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(errno)}")
-
-
-def helper_command(python: str, verb: str, *args: str) -> list[str]:
-    """The argv of a helper: the full runtime in a fresh interpreter, with the site module."""
-    return [python, "-m", "runtime.lifecycle", verb, *args]
-
-
-def spawn(argv: list[str], stdin: int, stdout: int, stderr: int, keep: list[int] = ()) -> int:
-    """Start `argv` with the given stdio and extra inherited fds, without importing subprocess."""
-    for fd in keep:
-        os.set_inheritable(fd, True)
-    actions = [
-        (os.POSIX_SPAWN_DUP2, stdin, 0),
-        (os.POSIX_SPAWN_DUP2, stdout, 1),
-        (os.POSIX_SPAWN_DUP2, stderr, 2),
-    ]
-    # The monitor ignores SIGINT, SIGHUP, SIGTERM, SIGQUIT and SIGPIPE, and an
-    # ignored signal would stay ignored in the helper and the container.
-    defaults = [signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT, signal.SIGPIPE]
-    return os.posix_spawn(argv[0], argv, os.environ, file_actions=actions, setsigdef=defaults)
 
 
 def read_record(container_dir: str) -> dict:
@@ -169,7 +136,7 @@ class Monitor:
         try:
             record_exit(self.directory, exit_code, oom)
         except OSError:
-            pass  # the clean-up helper records the exit instead
+            pass  # the clean-up records the exit instead
         self.clean_up(exit_code, oom)
         return 0
 
@@ -204,22 +171,56 @@ class Monitor:
                 return 128 - code if code < 0 else code
 
     def clean_up(self, exit_code: int, oom: bool) -> None:
-        """Run the clean-up helper, which undoes cgroup, network and mounts (and removes an --rm container)."""
-        argv = helper_command(
-            self.python, "cleanup", self.root, self.container_id, str(exit_code), "1" if oom else "0"
-        )
-        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-        # The helper's errors go to cleanup.log, which `rm` deletes with the container.
+        """Undo cgroup, network and mounts (and remove an --rm container), then close the held ports.
+
+        The clean-up runs in this process, after the exit: a helper
+        interpreter per container would cost more time than the clean-up
+        itself. Its modules load only now, so the monitor stays small while
+        the container runs. Its errors go to cleanup.log, which `rm`
+        deletes with the container.
+        """
         error_log = os.open(
             os.path.join(self.directory, "cleanup.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600
         )
-        helper = spawn(argv, null, null, error_log)
-        os.close(null)
+        os.dup2(error_log, 2)
         os.close(error_log)
-        self.wait_for(helper)
-        # The published ports stay held until the helper removed their DNAT rules.
+        reap_exited_children()
+        try:
+            release_after_exit(self.root, self.container_id, exit_code, oom)
+        except BaseException:  # noqa: BLE001 - nobody else would see it
+            import traceback
+
+            traceback.print_exc()
+        # The published ports stay held until the clean-up removed their DNAT rules.
         for fd in self.held_fds:
             os.close(fd)
+
+
+def reap_exited_children() -> None:
+    """Reap the container's processes that exited after pid 1, so no zombie stays in its cgroup."""
+    while True:
+        try:
+            reaped, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if reaped == 0:
+            return
+
+
+def release_after_exit(root: str, container_id: str, exit_code: int, oom: bool) -> int:
+    """Run runtime.lifecycle's clean-up in this process; return its exit status.
+
+    The network clean-up imports pyroute2 from site-packages, which
+    `python -S` left off sys.path, so site.main() adds them first, and only
+    for a container that has network resources.
+    """
+    if os.path.exists(os.path.join(root, "containers", container_id, "network.json")):
+        import site
+
+        site.main()
+    from runtime import lifecycle
+
+    return lifecycle.main(["cleanup", root, container_id, str(exit_code), "1" if oom else "0"])
 
 
 def last_line(fd: int) -> str:
@@ -249,14 +250,14 @@ def main(argv: list[str]) -> int:
     root, container_id = argv[0], argv[1]
     ready_fd, lock_fd, pid, stdout_fd, stderr_fd, console_fd = (int(value) for value in argv[2:8])
     held_fds = [int(fd) for fd in argv[8].split(",") if fd]
-    # None of these may leak into the clean-up helper; the lock stays held
-    # by this process, because flock(2) locks belong to the open file.
+    # None of these may leak into a process that the clean-up starts. The
+    # lock stays held by this process, because flock(2) locks belong to the open file.
     for fd in [ready_fd, lock_fd, stdout_fd, stderr_fd, *held_fds] + ([console_fd] if console_fd >= 0 else []):
         os.set_inheritable(fd, False)
     detach_from_caller()
-    # runtime.lifecycle set it before the exec already; setting it again
-    # keeps the monitor correct on its own.
-    set_child_subreaper()
+    # runtime.lifecycle made this process a child subreaper before the exec,
+    # and prctl(2) keeps PR_SET_CHILD_SUBREAPER across execve(2), so the
+    # monitor does not load ctypes to set it again.
 
     streams = {stdout_fd: "stdout", stderr_fd: "stderr"}
     if console_fd >= 0:

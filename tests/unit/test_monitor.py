@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from runtime import monitor
 
 HEAVY_MODULES = ["prctl", "pyroute2", "requests", "subprocess", "runtime.syscalls", "runtime.cgroups",
@@ -43,6 +45,13 @@ def test_oom_killed_reads_counter(tmp_path):
     assert not monitor.oom_killed("")
 
 
-def test_helper_command_runs_lifecycle_module():
-    assert monitor.helper_command("/usr/bin/python3", "cleanup", "/root", "id", "0", "1") == [
-        "/usr/bin/python3", "-m", "runtime.lifecycle", "cleanup", "/root", "id", "0", "1"]
+def test_reap_exited_children_collects_zombies():
+    import os
+
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    os.waitid(os.P_PID, child, os.WEXITED | os.WNOWAIT)  # exited, not yet reaped
+    monitor.reap_exited_children()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(child, os.WNOHANG)
