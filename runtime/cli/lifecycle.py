@@ -524,13 +524,18 @@ def matches(record: dict, filters: list[tuple[str, str]]) -> bool:
 
 def ps_row(record: dict, now: float, *, no_trunc: bool = False) -> dict:
     """Return one container as Docker's `ps` fields (ID, Image, Command, RunningFor, Status, Ports, Names, ...)."""
-    from runtime.network import format_ports
-
     command = " ".join([record.get("path", "")] + list(record.get("args") or [])).strip()
     if not no_trunc and len(command) > COMMAND_WIDTH:
         command = command[: COMMAND_WIDTH - 1] + "…"
     created = seconds_since(record.get("created"), now)
     ports = (record.get("network_settings") or {}).get("Ports") or {}
+    ports_text = ""
+    if ports and is_running(record):
+        # Imported only here: runtime.network loads socket and more, which
+        # a listing of containers without published ports does not need.
+        from runtime.network import format_ports
+
+        ports_text = format_ports(ports)
     return {
         "ID": record["id"] if no_trunc else record["id"][:SHORT_ID],
         "Image": record.get("image_name") or record.get("image", ""),
@@ -538,7 +543,7 @@ def ps_row(record: dict, now: float, *, no_trunc: bool = False) -> dict:
         "CreatedAt": record.get("created", ""),
         "RunningFor": f"{human_duration(created)} ago",
         "Status": status_text(record, now),
-        "Ports": format_ports(ports) if is_running(record) else "",
+        "Ports": ports_text,
         "Names": record.get("name", ""),
         "State": record.get("status", ""),
     }

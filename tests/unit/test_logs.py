@@ -90,6 +90,29 @@ def test_parse_since_forms():
         logs.parse_since("yesterday", now)
 
 
+@pytest.mark.parametrize("text, expected_seconds", [
+    ("1970-01-01T00:00:00Z", 0),
+    ("2000-02-29T12:00:00Z", 951825600),
+    ("2024-03-01T00:00:00Z", 1709251200),
+    ("2026-12-31T23:59:59Z", 1798761599),
+    ("2016-12-31T23:59:60Z", 1483228800),
+    ("1969-12-31T23:59:59Z", -1),
+    ("1600-03-01T00:00:00Z", -11670912000),
+])
+def test_parse_timestamp_dates(text, expected_seconds):
+    assert logs.parse_timestamp(text) == expected_seconds * 10**9
+
+
+@pytest.mark.parametrize("text", [
+    "1900-02-29T00:00:00Z", "2026-02-29T00:00:00Z", "2026-04-31T00:00:00Z", "2026-13-01T00:00:00Z",
+    "2026-00-10T00:00:00Z", "2026-01-00T00:00:00Z", "2026-01-01T24:00:00Z", "2026-01-01T00:60:00Z",
+    "2026-01-01T00:00:62Z", "0000-01-01T00:00:00Z", "2026-01-01T00:00:00",
+])
+def test_parse_timestamp_rejects_invalid(text):
+    with pytest.raises(ValueError):
+        logs.parse_timestamp(text)
+
+
 def test_timestamp_round_trip():
     assert logs.parse_timestamp(logs.timestamp(1_700_000_000_123_456_789)) == 1_700_000_000_123_456_789
 
