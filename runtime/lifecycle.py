@@ -374,10 +374,12 @@ def _start_for_monitor(root: str, container_id: str, ready_fd: int) -> list[str]
         if int(name) > 2 and int(name) not in passed:
             with contextlib.suppress(OSError):
                 os.close(int(name))
+    log_config = state.load_record(root, container_id).get("log_config") or {}
     # `python -S`: the monitor needs no site-packages, which saves memory.
     return [
         sys.executable, "-S", MONITOR_SCRIPT, root, container_id, str(ready_fd), str(lock), pid_text,
         str(stdout_read), str(stderr_read), str(console), ",".join(str(fd) for fd in fds),
+        str(log_config.get("max_size", 0)), str(log_config.get("max_file", 1)),
     ]
 
 

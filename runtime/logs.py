@@ -15,7 +15,6 @@ with VmRSS, Python 3.11).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -171,6 +170,8 @@ class JsonFileWriter:
         self.file.close()
 
     def _write_entry(self, stream: str, data: bytes) -> None:
+        import json  # here, so a monitor loads json only once its container writes or exits
+
         entry = {"log": data.decode("utf-8", "replace"), "stream": stream, "time": timestamp()}
         line = (json.dumps(entry, separators=(",", ":")) + "\n").encode()
         if self.max_size and self.size and self.size + len(line) > self.max_size:
@@ -212,6 +213,8 @@ def log_files(path: str) -> list[str]:
 
 def read_entries(path: str) -> list[dict]:
     """Return every complete entry of the log, oldest first, skipping a half-written last line."""
+    import json
+
     entries = []
     for file in log_files(path):
         with open(file, "rb") as stream:
@@ -286,6 +289,8 @@ class Follower:
         self.inode = os.fstat(self.file.fileno()).st_ino
 
     def _read_lines(self) -> list[dict]:
+        import json
+
         self.buffer += self.file.read()
         *lines, self.buffer = self.buffer.split(b"\n")
         return [json.loads(line) for line in lines if line]

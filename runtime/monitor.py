@@ -36,7 +36,6 @@ Podman when conmon is gone, and its published ports are no longer held.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import select
 import signal
@@ -54,6 +53,8 @@ READ_SIZE = 65536
 
 
 def read_record(container_dir: str) -> dict:
+    import json
+
     with open(os.path.join(container_dir, "state.json"), encoding="utf-8") as file:
         return json.load(file)
 
@@ -64,6 +65,8 @@ def record_exit(container_dir: str, exit_code: int, oom: bool) -> None:
     runtime.state is not imported, because it would import more than the
     monitor needs; the file names and the lock must stay the same as there.
     """
+    import json
+
     fields = {"status": "exited", "exit_code": exit_code, "pid": 0, "finished_at": logs.timestamp(),
               "oom_killed": oom, "error": ""}
     lock = os.open(os.path.join(container_dir, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -115,16 +118,16 @@ class Monitor:
         os.close(self.ready_fd)
         self.ready_fd = -1
 
-    def run(self, pid: int, streams: dict[int, str], held_fds: list[int]) -> int:
-        """Log pid 1's `streams` until they end, reap it, and clean up; `held_fds` close last."""
+    def run(self, pid: int, streams: dict[int, str], held_fds: list[int], max_size: int, max_file: int) -> int:
+        """Log pid 1's `streams` until they end, reap it, and clean up; `held_fds` close last.
+
+        `max_size` and `max_file` are the json-file log's limits. They come
+        from the command line rather than the record, so that `run -d`
+        receives "ok" before the monitor has imported json, whose first
+        import here costs about 8 ms (measured with Python 3.11).
+        """
         self.held_fds = held_fds
-        record = read_record(self.directory)
-        log_config = record.get("log_config") or {}
-        writer = logs.JsonFileWriter(
-            logs.log_path(self.directory, self.container_id),
-            log_config.get("max_size", 0),
-            log_config.get("max_file", 1),
-        )
+        writer = logs.JsonFileWriter(logs.log_path(self.directory, self.container_id), max_size, max_file)
         self.report_ready("ok")
 
         self.copy_output(streams, writer)
@@ -243,13 +246,16 @@ def detach_from_caller() -> None:
 def main(argv: list[str]) -> int:
     """Watch one container until it exits.
 
-    argv: ROOT CONTAINER_ID READY_FD LOCK_FD PID STDOUT_FD STDERR_FD CONSOLE_FD HELD_FDS,
-    where the fds are inherited from runtime.lifecycle.start, CONSOLE_FD is
-    -1 without -t and HELD_FDS is a comma-separated list (maybe empty).
+    argv: ROOT CONTAINER_ID READY_FD LOCK_FD PID STDOUT_FD STDERR_FD CONSOLE_FD HELD_FDS
+    LOG_MAX_SIZE LOG_MAX_FILE, where the fds are inherited from
+    runtime.lifecycle.start, CONSOLE_FD is -1 without -t, HELD_FDS is a
+    comma-separated list (maybe empty), and the log limits are --log-opt
+    max-size in bytes (0: no limit) and max-file.
     """
     root, container_id = argv[0], argv[1]
     ready_fd, lock_fd, pid, stdout_fd, stderr_fd, console_fd = (int(value) for value in argv[2:8])
     held_fds = [int(fd) for fd in argv[8].split(",") if fd]
+    max_size, max_file = int(argv[9]), int(argv[10])
     # None of these may leak into a process that the clean-up starts. The
     # lock stays held by this process, because flock(2) locks belong to the open file.
     for fd in [ready_fd, lock_fd, stdout_fd, stderr_fd, *held_fds] + ([console_fd] if console_fd >= 0 else []):
@@ -265,7 +271,7 @@ def main(argv: list[str]) -> int:
         streams[console_fd] = "stdout"
     monitor = Monitor(root, container_id, ready_fd)
     try:
-        return monitor.run(pid, streams, held_fds)
+        return monitor.run(pid, streams, held_fds, max_size, max_file)
     except Exception as err:  # noqa: BLE001 - the CLI shows it; nobody else would
         monitor.report_ready(f"125 monitor failed: {err}")
         return 1
