@@ -243,3 +243,36 @@ def test_removed_on_interrupt_removes_container(tmp_path):
             container_ids.append("4" * 64)
             raise KeyboardInterrupt
     assert not os.path.exists(state.container_dir(str(tmp_path), "4" * 64))
+
+
+def test_map_in_threads_keeps_order():
+    import threading
+    import time
+
+    running = []
+    peak = []
+    lock = threading.Lock()
+
+    def square(number: int) -> int:
+        with lock:
+            running.append(number)
+            peak.append(len(running))
+        time.sleep(0.01)
+        with lock:
+            running.remove(number)
+        return number * number
+
+    assert cli.map_in_threads(square, list(range(20)), 4) == [number * number for number in range(20)]
+    assert max(peak) <= 4
+    assert max(peak) > 1
+
+
+def test_map_in_threads_raises_failure():
+    def fail_on_three(number: int) -> int:
+        if number == 3:
+            raise ValueError("three")
+        return number
+
+    with pytest.raises(ValueError, match="three"):
+        cli.map_in_threads(fail_on_three, list(range(8)), 3)
+    assert cli.map_in_threads(fail_on_three, [], 3) == []
