@@ -45,7 +45,9 @@ import threading
 import time
 from typing import Any, Iterator
 
-from runtime import overlay, state, syscalls
+# runtime.syscalls (with ctypes) and runtime.overlay are imported inside the
+# functions that make kernel calls, so `ps` and `inspect` do without them.
+from runtime import state
 from runtime.errors import NotFoundError, PyrunError, UsageError, describe_error
 
 log = logging.getLogger(__name__)
@@ -236,6 +238,8 @@ def start(root: str, container_id: str) -> None:
 
     Must be called from a process without other threads, because it forks.
     """
+    from runtime import syscalls
+
     directory = state.container_dir(root, container_id)
     record = reconcile(root, state.load_record(root, container_id))
     if record.get("status") == state.STATUS_RUNNING:
@@ -325,6 +329,8 @@ def _become_monitor(root: str, container_id: str, ready_fd: int) -> None:
     container. The monitor itself is then a fresh, lean `python -S`.
     Never returns; a failure is reported on `ready_fd` as "CODE MESSAGE".
     """
+    from runtime import syscalls
+
     try:
         # A new session without a terminal, and a second fork so that the
         # monitor is no session leader and cannot get a terminal again.
@@ -342,7 +348,7 @@ def _start_for_monitor(root: str, container_id: str, ready_fd: int) -> list[str]
     """Take the monitor's lock, start pid 1 through a forked start helper, and return the monitor's argv."""
     import socket
 
-    from runtime import monitor
+    from runtime import monitor, syscalls
 
     null = os.open(os.devnull, os.O_RDWR)
     for target in (0, 1, 2):
@@ -475,6 +481,8 @@ def _mount_rootfs(created: Any, *, ephemeral: bool) -> None:
     """Mount the overlay again for a container that ran before (its layers are linked in l/)."""
     if os.path.ismount(created.rootfs):
         return
+    from runtime import overlay
+
     links = os.path.join(created.directory, "l")
     layer_dirs = [os.path.join(links, str(index)) for index in range(len(os.listdir(links)))]
     overlay.mount_overlay(created.directory, layer_dirs, volatile=ephemeral)
@@ -494,6 +502,8 @@ def _oom_file(cgroup: Any) -> str:
 
 def release_resources(root: str, container_id: str) -> None:
     """Remove the container's network, cgroup and overlay mount; each step runs even if one fails."""
+    from runtime import overlay
+
     directory = state.container_dir(root, container_id)
     errors: list[BaseException] = []
     if os.path.exists(os.path.join(directory, "network.json")):
@@ -579,6 +589,8 @@ def parse_signal(text: str) -> int:
 
 def send_signal(record: dict[str, Any], sig: int) -> None:
     """Send `sig` to the container's pid 1 after checking that the pid was not reused."""
+    from runtime import syscalls
+
     if record.get("status") != state.STATUS_RUNNING or not container_alive(record):
         raise PyrunError(f"container {record['name']!r} is not running", hint=f"start it with pyrun start {record['name']}")
     try:
