@@ -19,9 +19,12 @@ import json
 import os
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator
 
 from runtime.errors import NotFoundError, PyrunError, UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Iterator
 
 STATUS_CREATED = "created"
 STATUS_RUNNING = "running"

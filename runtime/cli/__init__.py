@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
 import sys
 
@@ -188,11 +187,9 @@ def parse_command_line(argv: list[str]) -> argparse.Namespace:
 
 
 def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG if level == "trace" else getattr(logging, level.upper()))
+    from runtime import log
+
+    log.configure(level)
     if level == "trace":
         from runtime import syscalls
 
