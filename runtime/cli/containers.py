@@ -133,7 +133,7 @@ def user_mounts(args: argparse.Namespace) -> list[dict]:
 
 
 def find_or_pull_image(args: argparse.Namespace):
-    """Return the image from the store, pulling it first as --pull says (by default when it is missing)."""
+    """Return the image from the store, pulling it first under the --pull policy (by default, when missing)."""
     from runtime.store import ImageStore
 
     store = ImageStore(args.root)
