@@ -34,6 +34,7 @@ COMMAND_MODULES = [
     "runtime.cli.resources",
     "runtime.cli.networks",
     "runtime.cli.teach",
+    "runtime.cli.system",
 ]
 
 IMAGES = ("runtime.cli.images",)
@@ -72,6 +73,8 @@ COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
     "top": (RESOURCES, "list the processes running in a container"),
     "port": (("runtime.cli.networks",), "list a container's published ports"),
     "explain": (("runtime.cli.teach",), "print a short lesson on a container topic, using this host"),
+    "version": (("runtime.cli.system",), "show pyrun's version and the host it runs on"),
+    "info": (("runtime.cli.system",), "show the host's container facilities and pyrun's store"),
 }
 
 
