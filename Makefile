@@ -43,8 +43,11 @@ $(VENV)/.installed: pyproject.toml
 
 # compileall writes the .pyc files even under PYTHONDONTWRITEBYTECODE=1,
 # which would otherwise make every pyrun start compile its modules again.
+# runtime.launcher replaces pip's `pyrun` script with one that starts
+# Python without the site module (5 ms less per command).
 install: apt-packages venv
 	$(VPY) -m compileall -q runtime registry_client
+	$(VPY) -m runtime.launcher $(VENV)/bin/pyrun
 	ln -sf $(VENV)/bin/pyrun /usr/local/bin/pyrun
 	@echo "pyrun installed: $$(command -v pyrun)"
 

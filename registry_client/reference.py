@@ -21,7 +21,7 @@ and a reference with neither tag nor digest means the tag `latest`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections import namedtuple
 
 from registry_client.errors import InvalidReferenceError
 
@@ -40,14 +40,20 @@ SHA256_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 IMAGE_ID_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
-@dataclass(frozen=True)
-class Reference:
-    """A normalised image reference: registry, repository, tag and/or digest."""
+# A named tuple, not a dataclass: `pyrun run` parses a reference on every
+# start, and importing dataclasses costs more than the whole parse.
+_ReferenceFields = namedtuple("Reference", ["registry", "repository", "tag", "digest"],
+                              defaults=[None, None])
 
-    registry: str         # "docker.io", "localhost:5000"
-    repository: str       # "library/httpd", "a/b"
-    tag: str | None = None
-    digest: str | None = None
+
+class Reference(_ReferenceFields):
+    """A normalised image reference: registry, repository, tag and/or digest.
+
+    `registry` is "docker.io" or "localhost:5000", `repository`
+    "library/httpd" or "a/b"; `tag` and `digest` may be None.
+    """
+
+    __slots__ = ()
 
     @property
     def name(self) -> str:

@@ -1,5 +1,5 @@
-import sys
+"""`python -m runtime ...` runs the `pyrun` command, as the installed script does."""
 
-from runtime.cli import main
+from runtime.console import run
 
-sys.exit(main())
+run()

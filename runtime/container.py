@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import signal
-from dataclasses import dataclass, field
-from typing import Any
 
 from runtime import devices, etc_files, launch, mounts, overlay, rootfs, state, syscalls
 from runtime.errors import PyrunError
 from runtime.spec import RunOptions, build_spec
 from runtime.users import resolve_user
+from runtime.log import get_logger
+from runtime.records import factory, record
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+log = get_logger(__name__)
 
 # Signals pyrun passes on to the container, as `docker run` does (sig-proxy).
 FORWARDED_SIGNALS = [
@@ -35,7 +38,7 @@ FORWARDED_SIGNALS = [
 ]
 
 
-@dataclass
+@record
 class Container:
     """A created container: its record and bundle, and what `run` set up."""
 
@@ -44,7 +47,7 @@ class Container:
     name: str
     directory: str
     spec: dict[str, Any]
-    network_plan: dict[str, Any] = field(default_factory=dict)
+    network_plan: dict[str, Any] = factory(dict)
     cgroup: Any = None
     network_settings: dict[str, Any] | None = None
     pid: int = 0

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Any
 
 from runtime import syscalls
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # The device nodes every container gets: name, major, minor.
 DEFAULT_DEVICES = [

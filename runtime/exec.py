@@ -25,7 +25,6 @@ import copy
 import os
 import signal
 import socket
-from typing import Any
 
 from runtime import launch, process, rootfs, state, syscalls
 # Imported here: the joining process cannot import modules once it is in
@@ -33,6 +32,10 @@ from runtime import launch, process, rootfs, state, syscalls
 from runtime.container import FORWARDED_SIGNALS
 from runtime.errors import PyrunError
 from runtime.namespaces import NAMESPACE_FLAGS, PROC_NAMES
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # setns(2) order: the mount namespace last, because after it /proc/<pid>/ns
 # is the container's /proc, where the host pid means nothing.

@@ -27,16 +27,20 @@ page, e.g.
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import re
-from typing import Any
+
 from urllib.parse import urlsplit, urlunsplit
 
 from runtime import syscalls
 from runtime.teaching import steps
+from runtime.log import get_logger
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+log = get_logger(__name__)
 
 # ANSI SGR sequences, used only when the output is a terminal.
 BOLD = "\033[1m"

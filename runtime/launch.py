@@ -19,17 +19,20 @@ and the child exits without running anything.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import socket
-from dataclasses import dataclass
-from typing import Any, Callable
 
 from runtime import devices, init, namespaces, process, rootfs, syscalls
 from runtime.errors import PyrunError
+from runtime.log import get_logger
+from runtime.records import record
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+log = get_logger(__name__)
 
 EXIT_SETUP_FAILED = 125
 
@@ -41,7 +44,7 @@ class SetupError(PyrunError):
     """A step inside the container failed before the command started."""
 
 
-@dataclass
+@record
 class Started:
     """The container's first process, as pyrun records it."""
 

@@ -37,20 +37,23 @@ import contextlib
 import fcntl
 import functools
 import json
-import logging
 import os
 import signal
 import sys
 import threading
 import time
-from typing import Any, Iterator
 
 # runtime.syscalls (with ctypes) and runtime.overlay are imported inside the
 # functions that make kernel calls, so `ps` and `inspect` do without them.
 from runtime import state
 from runtime.errors import NotFoundError, PyrunError, UsageError, describe_error
+from runtime.log import configure as configure_logging, get_logger
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Iterator
+
+log = get_logger(__name__)
 
 MONITOR_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "monitor.py")
 MONITOR_LOCK = "monitor.lock"
@@ -734,7 +737,7 @@ def prune(root: str) -> list[str]:
 
 def main(argv: list[str]) -> int:
     """Run the monitor's clean-up, `cleanup ROOT ID EXIT_CODE OOM`, in this process or from a shell."""
-    logging.basicConfig(level=logging.WARNING, format="pyrun %(name)s: %(message)s")
+    configure_logging("warning", "pyrun %(name)s: %(message)s")
     verb, root, container_id, *rest = argv
     if verb == "cleanup":
         return run_cleanup_helper(root, container_id, int(rest[0]), rest[1] == "1")

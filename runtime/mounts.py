@@ -9,10 +9,13 @@ An OCI mount entry is a dict with "destination", "type", "source" and
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from runtime import syscalls
 from runtime.errors import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # option -> (flags to set, flags to clear)
 FLAG_OPTIONS = {

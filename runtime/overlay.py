@@ -16,13 +16,13 @@ layer in a few bytes.
 from __future__ import annotations
 
 import errno
-import logging
 import os
 
 from runtime import syscalls
 from runtime.errors import PyrunError
+from runtime.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 

@@ -21,10 +21,13 @@ import os
 import stat
 import struct
 import sys
-from typing import Any
 
 from runtime import capabilities, syscalls
 from runtime.errors import PyrunError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # Exit codes of a command that cannot start, as Docker returns them.
 EXIT_CANNOT_EXECUTE = 126

@@ -24,11 +24,14 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import Any
 
 from runtime import devices, syscalls
 from runtime.errors import PyrunError
 from runtime.mounts import parse_options
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 O_PATH = 0o10000000
 

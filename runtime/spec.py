@@ -17,12 +17,15 @@ The Docker rules for the command line, in short:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Any
 
 from runtime.capabilities import compute_capabilities
 from runtime.errors import UsageError
+from runtime.records import factory, record
 from runtime.users import User
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -77,27 +80,27 @@ DEFAULT_DEVICE_RULES = [
 GENERATED_ETC_FILES = ["hostname", "hosts", "resolv.conf"]
 
 
-@dataclass
+@record
 class RunOptions:
     """What `pyrun run` was asked for, before the image config is applied."""
 
-    command: list[str] = field(default_factory=list)
+    command: list[str] = factory(list)
     entrypoint: str | None = None
-    env: list[str] = field(default_factory=list)
-    env_files: list[str] = field(default_factory=list)
+    env: list[str] = factory(list)
+    env_files: list[str] = factory(list)
     workdir: str = ""
     user: str | None = None
     hostname: str = ""
     tty: bool = False
     interactive: bool = False
     read_only: bool = False
-    volumes: list[str] = field(default_factory=list)
-    mounts: list[str] = field(default_factory=list)
-    tmpfs: list[str] = field(default_factory=list)
-    cap_add: list[str] = field(default_factory=list)
-    cap_drop: list[str] = field(default_factory=list)
+    volumes: list[str] = factory(list)
+    mounts: list[str] = factory(list)
+    tmpfs: list[str] = factory(list)
+    cap_add: list[str] = factory(list)
+    cap_drop: list[str] = factory(list)
     privileged: bool = False
-    security_opt: list[str] = field(default_factory=list)
+    security_opt: list[str] = factory(list)
     init: bool = False
 
 

@@ -19,9 +19,12 @@ import json
 import os
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator
 
 from runtime.errors import NotFoundError, PyrunError, UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Iterator
 
 STATUS_CREATED = "created"
 STATUS_RUNNING = "running"
@@ -194,6 +197,8 @@ def list_records(root: str) -> list[dict[str, Any]]:
 
 def find_container(root: str, reference: str) -> str:
     """Return the ID for a name, a full ID or a unique ID prefix."""
+    if not reference:
+        raise UsageError("an empty string is not a container name or ID (list containers with pyrun ps -a)")
     by_name = id_for_name(root, reference)
     if by_name:
         return by_name
@@ -201,7 +206,7 @@ def find_container(root: str, reference: str) -> str:
         matches = [entry for entry in os.listdir(containers_dir(root)) if entry.startswith(reference)]
     except FileNotFoundError:
         matches = []
-    if len(matches) == 1 and reference:
+    if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
         raise UsageError(f"container ID prefix {reference!r} is ambiguous: it matches {len(matches)} containers")

@@ -26,8 +26,12 @@ import os
 import signal
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+
+from runtime.records import factory, record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterator
 
 # -- Flag tables --------------------------------------------------------------
 # Values from <sched.h>, <sys/mount.h> and <linux/mount.h>.
@@ -135,13 +139,13 @@ def render_flags(value: int, table: dict[str, int]) -> str:
 # -- Call records and listeners -------------------------------------------------
 
 
-@dataclass
+@record
 class Call:
     """One kernel call: its name, man page, arguments as the trace shows them."""
 
     name: str
     manpage: str
-    args: dict[str, Any] = field(default_factory=dict)
+    args: dict[str, Any] = factory(dict)
     error: OSError | None = None
 
     def render(self) -> str:
@@ -159,7 +163,8 @@ class Call:
         return f"{self.name}({', '.join(parts)}) = {outcome}"
 
 
-Listener = Callable[[Call], None]
+if TYPE_CHECKING:
+    Listener = Callable[[Call], None]
 _listeners: list[Listener] = []
 
 

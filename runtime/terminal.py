@@ -16,9 +16,12 @@ import signal
 import termios
 import tty
 from contextlib import contextmanager
-from typing import Iterator
 
 from runtime import syscalls
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterator
 
 BUFFER_SIZE = 65536
 

@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import logging
 import os
 import shutil
 import stat
 import tarfile
 import urllib.parse
 from decimal import Decimal, InvalidOperation
-from typing import BinaryIO, Iterable
 
 from runtime.errors import PyrunError
 from runtime.layers.compression import CompressionError, LayerReader
@@ -46,8 +44,13 @@ from runtime.layers.whiteouts import (
     is_opaque_marker,
     whiteout_target,
 )
+from runtime.log import get_logger
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO, Iterable
+
+log = get_logger(__name__)
 
 XATTR_PAX_PREFIX = "SCHILY.xattr."
 LIBARCHIVE_XATTR_PAX_PREFIX = "LIBARCHIVE.xattr."

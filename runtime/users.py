@@ -16,9 +16,8 @@ The files are read from the container's root filesystem, never the host's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from runtime.errors import PyrunError
+from runtime.records import factory, record
 
 # Linux uids and gids are 32-bit, and (uid_t)-1 means "unchanged" to setresuid(2).
 MAX_ID = 2**31 - 1
@@ -28,18 +27,18 @@ class UserError(PyrunError):
     """A --user value that does not match the image's passwd or group file."""
 
 
-@dataclass
+@record
 class User:
     """The numeric identity a container process runs with."""
 
     uid: int = 0
     gid: int = 0
-    additional_gids: list[int] = field(default_factory=list)
+    additional_gids: list[int] = factory(list)
     name: str = ""
     home: str = "/"
 
 
-@dataclass
+@record
 class PasswdEntry:
     name: str
     uid: int
@@ -47,7 +46,7 @@ class PasswdEntry:
     home: str
 
 
-@dataclass
+@record
 class GroupEntry:
     name: str
     gid: int

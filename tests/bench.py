@@ -300,6 +300,13 @@ def bench_run(bench: Bench) -> None:
     for tool in ("runc", "crun"):
         bench.attempt("run --rm busybox true", f"{tool} run", lambda tool=tool: bench.time_command(
             [tool, "run", "-b", str(bundle), f"bench-{os.getpid()}"]))
+    # Floors for pyrun: the interpreter alone, started as pyrun's launcher
+    # starts it, and with the standard modules that every `run` needs.
+    python = [sys.executable, "-I", "-S", "-c"]
+    bench.attempt("run --rm busybox true", "floor: python -I -S", lambda: bench.time_command(
+        python + ["pass"]))
+    bench.attempt("run --rm busybox true", "floor: python + stdlib imports", lambda: bench.time_command(
+        python + ["import argparse, ctypes, json, signal, socket"]))
     podman_reset(bench, podman_root)
 
 

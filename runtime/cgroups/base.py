@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import abc
-import logging
-from typing import Any
 
 from runtime.cgroups import files
 from runtime.cgroups.detect import CgroupError, Layout
 from runtime.cgroups.stats import CgroupStats
+from runtime.log import get_logger
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+log = get_logger(__name__)
 
 
 class Cgroup(abc.ABC):

@@ -34,16 +34,16 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import logging
 import os
 import struct
-from dataclasses import dataclass
 
 from runtime import syscalls
 from runtime.cgroups.detect import CgroupError
 from runtime.cgroups.devices import DeviceRule
+from runtime.log import get_logger
+from runtime.records import record
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # -- The encoding of one instruction ----------------------------------------------
 # `struct bpf_insn` is 8 bytes: the opcode, one byte for the two registers,
@@ -103,7 +103,7 @@ PROGRAM_LICENSE = "Apache-2.0"
 VERIFIER_LOG_SIZE = 64 * 1024
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Instruction:
     """One eBPF instruction, with its text in the kernel's notation."""
 

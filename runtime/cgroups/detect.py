@@ -17,12 +17,12 @@ The layout is read from /proc/self/mountinfo (what is mounted where) and
 from __future__ import annotations
 
 import functools
-import logging
-from dataclasses import dataclass, field
 
 from runtime.errors import PyrunError
+from runtime.log import get_logger
+from runtime.records import factory, record
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 MOUNTINFO = "/proc/self/mountinfo"
 FILESYSTEMS = "/proc/filesystems"
@@ -40,18 +40,18 @@ class CgroupError(PyrunError):
     """A cgroup could not be found, created, configured, read or removed."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Layout:
     """The cgroup hierarchies of one host, as mounted."""
 
     kind: str  # "v1", "hybrid" or "v2"
     # v1 controller name -> mount point; co-mounted controllers share one.
-    v1_mounts: dict[str, str] = field(default_factory=dict)
+    v1_mounts: dict[str, str] = factory(dict)
     # Mount point of the cgroup2 hierarchy, or None when there is none.
     unified: str | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Mount:
     """One line of /proc/self/mountinfo, reduced to what cgroups need."""
 

@@ -21,11 +21,14 @@ the same rules into an eBPF program.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
 
 from runtime.cgroups import files
 from runtime.cgroups.detect import CgroupError
+from runtime.records import record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # The access letters in the order the kernel prints them.
 ACCESS_LETTERS = "rwm"
@@ -35,7 +38,7 @@ DEVICE_TYPES = ("a", "b", "c")
 ALL_DEVICES_LINE = "a"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DeviceRule:
     """One entry of "linux.resources.devices"; None for major or minor is a wildcard."""
 

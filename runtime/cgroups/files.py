@@ -7,15 +7,15 @@ mode show every file written with its value. Reads are plain file reads.
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import signal
 import time
 
 from runtime import syscalls
 from runtime.cgroups.detect import CgroupError
+from runtime.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # How long `remove` waits for killed processes to leave a cgroup.
 EMPTY_TIMEOUT_SECONDS = 10.0

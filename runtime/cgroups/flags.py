@@ -11,9 +11,12 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from typing import Any
 
 from runtime.errors import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # The CFS period that `--cpus` uses, in microseconds (Docker's default).
 CPU_PERIOD_US = 100_000

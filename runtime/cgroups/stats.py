@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+
+from runtime.records import record
 
 PROC_STAT = "/proc/stat"
 PROC_MEMINFO = "/proc/meminfo"
 
 
-@dataclass
+@record
 class CgroupStats:
     """One sample of a cgroup's counters, the same fields on v1 and v2."""
 

@@ -16,18 +16,21 @@ Documentation/scheduler/sched-bwc.rst.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
-from typing import Any
 
 from runtime.cgroups import bpf, devices, files
 from runtime.cgroups.base import Cgroup
 from runtime.cgroups.detect import CgroupError, Layout
 from runtime.cgroups.flags import FLAG_NAMES
 from runtime.cgroups.stats import CgroupStats
+from runtime.log import get_logger
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+log = get_logger(__name__)
 
 # The kernel reports "no limit" as the largest page-aligned counter value
 # (9223372036854771712 with 4 KiB pages), so anything this large is no limit.

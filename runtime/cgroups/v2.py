@@ -15,18 +15,21 @@ Two rules shape how it is made (Documentation/admin-guide/cgroup-v2.rst):
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import time
-from typing import Any
 
 from runtime.cgroups import bpf, devices, files
 from runtime.cgroups.base import Cgroup
 from runtime.cgroups.detect import CgroupError, Layout
 from runtime.cgroups.flags import FLAG_NAMES
 from runtime.cgroups.stats import CgroupStats
+from runtime.log import get_logger
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+log = get_logger(__name__)
 
 # Controllers a container cgroup gets when the host offers them.
 CONTROLLERS = ("cpuset", "cpu", "io", "memory", "pids", "hugetlb")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
 import sys
 
@@ -35,6 +34,7 @@ COMMAND_MODULES = [
     "runtime.cli.resources",
     "runtime.cli.networks",
     "runtime.cli.teach",
+    "runtime.cli.system",
 ]
 
 IMAGES = ("runtime.cli.images",)
@@ -73,6 +73,8 @@ COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
     "top": (RESOURCES, "list the processes running in a container"),
     "port": (("runtime.cli.networks",), "list a container's published ports"),
     "explain": (("runtime.cli.teach",), "print a short lesson on a container topic, using this host"),
+    "version": (("runtime.cli.system",), "show pyrun's version and the host it runs on"),
+    "info": (("runtime.cli.system",), "show the host's container facilities and pyrun's store"),
 }
 
 
@@ -188,11 +190,9 @@ def parse_command_line(argv: list[str]) -> argparse.Namespace:
 
 
 def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG if level == "trace" else getattr(logging, level.upper()))
+    from runtime import log
+
+    log.configure(level)
     if level == "trace":
         from runtime import syscalls
 

@@ -52,6 +52,9 @@ def add_container_flags(parser: argparse.ArgumentParser) -> None:
     process.add_argument("-h", "--hostname", default="", help="hostname inside the container (default: short ID)")
     process.add_argument("--platform", default=None, metavar="OS/ARCH",
                          help="platform to pull when the image is missing")
+    process.add_argument("--pull", default="missing", choices=["missing", "always", "never"],
+                         help="pull the image before creating the container: when it is missing "
+                              "(default), always, or never")
 
     filesystem = parser.add_argument_group("filesystem")
     filesystem.add_argument("-v", "--volume", action="append", default=[], metavar="HOST:CONTAINER[:ro]",
@@ -130,16 +133,22 @@ def user_mounts(args: argparse.Namespace) -> list[dict]:
 
 
 def find_or_pull_image(args: argparse.Namespace):
-    """Return the image from the store, pulling it first when it is missing."""
+    """Return the image from the store, pulling it first under the --pull policy (by default, when missing)."""
     from runtime.store import ImageStore
 
     store = ImageStore(args.root)
-    image = store.lookup(args.image)
+    image = None if args.pull == "always" else store.lookup(args.image)
     if image is None:
         from registry_client.reference import parse_reference
 
         familiar = parse_reference(args.image).familiar()
-        print(f"Unable to find image '{familiar}' locally", file=sys.stderr)
+        if args.pull == "never":
+            from runtime.errors import NotFoundError
+
+            raise NotFoundError(f"no such image: {familiar}",
+                                hint=f"pull it with 'pyrun pull {familiar}', or leave out --pull never")
+        if args.pull == "missing":
+            print(f"Unable to find image '{familiar}' locally", file=sys.stderr)
         # The name carries its tag, so the pull does not print "Using default
         # tag", which `docker run` does not print either.
         image = store.pull(familiar, platform=args.platform)

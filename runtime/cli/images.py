@@ -344,7 +344,9 @@ def login(args) -> int:
     from registry_client.config import load_config
     from registry_client.credentials import store_credentials
     from registry_client.reference import parse_reference
+    from runtime.log import standard_logging
 
+    standard_logging()  # the registry client logs through the logging module
     registry = registry_host(args.server)
     if args.password and args.password_stdin:
         raise UsageError("--password and --password-stdin are mutually exclusive")

@@ -16,9 +16,12 @@ are written, one per event.
 from __future__ import annotations
 
 import threading
-from typing import TextIO
 
 from runtime.store.reporter import PullReporter
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TextIO
 
 
 def short_id(digest: str) -> str:

@@ -17,10 +17,13 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
-from typing import Any
 
 from runtime.errors import PyrunError
+from runtime.records import record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # Seconds between the two samples that a CPU percentage compares.
 SAMPLE_SECONDS = 1.0
@@ -70,7 +73,7 @@ def add_top(subparsers: argparse._SubParsersAction, name: str) -> None:
 # -- Finding containers and their cgroups -----------------------------------------
 
 
-@dataclass
+@record
 class Target:
     """A container that `stats` or `top` reads, with its cgroup manager."""
 

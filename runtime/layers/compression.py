@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import hashlib
 import io
-import logging
 import queue
 import threading
 import zlib
-from typing import BinaryIO
 
-log = logging.getLogger(__name__)
+from runtime.log import get_logger
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
+log = get_logger(__name__)
 
 GZIP = "gzip"
 ZSTD = "zstd"

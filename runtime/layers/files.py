@@ -8,13 +8,17 @@ callers in `tree` keep their confinement guarantee.
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import stat
 from dataclasses import dataclass, field
-from typing import BinaryIO
 
-log = logging.getLogger(__name__)
+from runtime.log import get_logger
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
+log = get_logger(__name__)
 
 COPY_SIZE = 1 << 20
 

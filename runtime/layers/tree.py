@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import collections
 import errno
-import logging
 import os
 import stat
 from typing import BinaryIO, Callable, TypeVar
@@ -46,8 +45,9 @@ from runtime.layers.whiteouts import (
     InvalidEntry,
     is_overlay_whiteout,
 )
+from runtime.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 T = TypeVar("T")
 
 DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC

@@ -38,7 +38,6 @@ this package costs the standard library only.
 from __future__ import annotations
 
 import json
-import logging
 import os
 
 from runtime.errors import PyrunError
@@ -46,6 +45,7 @@ from runtime.network import ipam, ports
 from runtime.network.dns import hosts_content, resolv_conf_content
 from runtime.network.plan import add_network_flags, plan_from_args
 from runtime.network.ports import format_ports, held_sockets, release_sockets, send_held_sockets
+from runtime.log import get_logger
 
 __all__ = [
     "add_network_flags",
@@ -62,7 +62,7 @@ __all__ = [
     "SETTINGS_FILE",
 ]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 SETTINGS_FILE = "network.json"
 

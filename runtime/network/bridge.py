@@ -8,14 +8,17 @@ link or address is left behind when no container runs.
 from __future__ import annotations
 
 import ipaddress
-import logging
-from typing import Any
 
 from runtime import syscalls
 from runtime.network import ipam
 from runtime.network.netlink import ipv4_addresses, ipv4_routes, link_index, link_mtu, request
+from runtime.log import get_logger
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+log = get_logger(__name__)
 
 BRIDGE = "pyrun0"
 DEFAULT_MTU = 1500

@@ -13,11 +13,11 @@ means nothing of the container's network is left; 1 means a step failed
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
 from runtime.errors import PyrunError
+from runtime import log
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     target.add_argument("container_dir", nargs="?", help="the container's directory (with network.json)")
     target.add_argument("--dead", action="store_true", help="clean up every container whose process is gone")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="pyrun network clean-up: %(message)s")
+    log.configure("warning", "pyrun network clean-up: %(message)s")
 
     import runtime.network as network
 

@@ -7,9 +7,10 @@ network plan, the host's resolv.conf and the container's address.
 from __future__ import annotations
 
 import ipaddress
-import logging
 
-log = logging.getLogger(__name__)
+from runtime.log import get_logger
+
+log = get_logger(__name__)
 
 HOST_RESOLV_CONF = "/etc/resolv.conf"
 # systemd-resolved's list of the upstream servers behind its 127.0.0.53 stub.

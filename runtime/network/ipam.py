@@ -22,14 +22,17 @@ import errno
 import fcntl
 import ipaddress
 import json
-import logging
 import os
 from contextlib import contextmanager
-from typing import Iterator
 
 from runtime.errors import PyrunError
+from runtime.log import get_logger
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterator
+
+log = get_logger(__name__)
 
 DEFAULT_STATE_DIR = "/run/pyrun/network"
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 import errno
 import ipaddress
 import json
-import logging
 import shutil
 import subprocess
 
@@ -42,8 +41,9 @@ from runtime import syscalls
 from runtime.errors import PyrunError
 from runtime.network.bridge import BRIDGE
 from runtime.network.ports import PortMapping
+from runtime.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 TABLE = "pyrun"
 FAMILY = "ip"

@@ -16,9 +16,12 @@ import errno
 import logging
 import os
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
 
 from runtime import syscalls
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterator
 
 MANPAGE = "rtnetlink(7)"
 

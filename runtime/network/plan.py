@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import logging
 
 from runtime.errors import UsageError
 from runtime.network import ports
+from runtime.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 MODES = ("bridge", "none", "host", "container")
 

@@ -23,13 +23,13 @@ from __future__ import annotations
 import errno
 import ipaddress
 import json
-import logging
 import socket
-from dataclasses import dataclass
 
 from runtime.errors import PyrunError, UsageError
+from runtime.log import get_logger
+from runtime.records import record
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 PROTOCOLS = ("tcp", "udp")
 
@@ -38,7 +38,7 @@ PROTOCOLS = ("tcp", "udp")
 MAX_HELD_SOCKETS = 253
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PortMapping:
     """One published port: host address and port to container port.
 

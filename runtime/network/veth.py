@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import logging
 import os
-from typing import Any
 
 from runtime.network.netlink import link_index, open_in_netns, request
+from runtime.log import get_logger
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+log = get_logger(__name__)
 
 CONTAINER_IFNAME = "eth0"
 

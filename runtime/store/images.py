@@ -7,18 +7,18 @@ client (and `requests`), so `lookup` stays cheap for `pyrun run`.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import sys
-from dataclasses import dataclass, field
 
 from runtime.errors import NotFoundError, PyrunError, UsageError
 from runtime.store.index import ImageIndex
 from runtime.store.layout import StoreLayout, hex_of, locked, remove_tree, tree_size
 from runtime.store.reporter import PullReporter
+from runtime.log import get_logger
+from runtime.records import factory, record
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 IMAGE_ID_PREFIX_RE = re.compile(r"^(?:sha256:)?([0-9a-f]{4,64})$")
 
@@ -27,7 +27,7 @@ class ImageInUseError(PyrunError):
     """An image that a container uses, removed without --force."""
 
 
-@dataclass
+@record
 class Image:
     """A pulled image: what `pyrun run` needs to build a container."""
 
@@ -35,8 +35,8 @@ class Image:
     reference: str                  # "docker.io/library/busybox:latest", or the ID
     config: dict                    # the image config JSON
     layer_dirs: list[str]           # unpacked layers, lowest first
-    record: dict = field(default_factory=dict, repr=False)
-    repo_tags: list[str] = field(default_factory=list)
+    record: dict = factory(dict)
+    repo_tags: list[str] = factory(list)
 
     @property
     def repo_digests(self) -> list[str]:

@@ -25,10 +25,13 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from runtime.errors import PyrunError
 from runtime.store.layout import StoreLayout, locked, write_json_atomic
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterator
 
 
 class StoreCorruptError(PyrunError):

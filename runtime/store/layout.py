@@ -18,11 +18,12 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterator
 
 
 class StoreLayout:
@@ -83,6 +84,8 @@ def locked(path: Path, *, shared: bool = False, wait: bool = True) -> Iterator[N
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write `data` to a temporary file beside `path`, then rename it over `path`."""
+    import tempfile  # here, not at the top: `pyrun run` never writes to the store
+
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(descriptor, "wb") as file:
@@ -99,6 +102,8 @@ def write_json_atomic(path: Path, data: object) -> None:
 
 def remove_tree(path: Path) -> None:
     """Delete a directory tree, also one with read-only directories in it."""
+    import shutil  # here, not at the top: `pyrun run` never removes from the store
+
     def make_writable_and_retry(function, name, _excinfo):
         os.chmod(os.path.dirname(name), 0o700)
         function(name)

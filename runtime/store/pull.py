@@ -25,12 +25,10 @@ not yet recorded.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from registry_client.blobs import download_blob
@@ -46,8 +44,10 @@ from runtime.errors import PyrunError
 from runtime.store.layout import (StoreLayout, hex_of, locked, remove_tree, tree_size,
                                   write_atomic)
 from runtime.store.reporter import PullReporter
+from runtime.log import get_logger, standard_logging
+from runtime.records import record
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # Warn before pulling from Docker Hub when fewer pulls than this remain.
 RATE_LIMIT_WARNING = 10
@@ -59,7 +59,7 @@ class LayerMismatchError(PyrunError):
     """A layer whose uncompressed digest is not the one the image config names."""
 
 
-@dataclass
+@record
 class LayerPlan:
     """One layer of the image being pulled."""
 
@@ -335,6 +335,9 @@ def pull_image(layout: StoreLayout, index, name: str, *, reporter: PullReporter,
     from registry_client.platform import host_platform, parse_platform
     from registry_client.reference import parse_reference
 
+    # The registry client logs through the logging module itself: give it
+    # the level and format the command line asked for.
+    standard_logging()
     reference = parse_reference(name)
     if parse_reference(name, default_tag=False).tag is None and not reference.digest:
         reporter.using_default_tag(reference.tag)

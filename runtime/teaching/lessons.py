@@ -12,10 +12,13 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any, Callable
 
 from runtime.cgroups.detect import parse_mountinfo
 from runtime.teaching.steps import NAMESPACES
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 PROC = Path("/proc")
 SYS_CLASS_NET = Path("/sys/class/net")

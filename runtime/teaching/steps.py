@@ -24,8 +24,12 @@ what the code records.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, field
-from typing import Any
+
+from runtime.records import factory, record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class _KeepMissing(dict):
@@ -35,13 +39,13 @@ class _KeepMissing(dict):
         return "{" + key + "}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Step:
     """One explanation: the call it applies to, the argument patterns, the text."""
 
     call: str
     text: str
-    when: dict[str, str] = field(default_factory=dict)
+    when: dict[str, str] = factory(dict)
 
     def matches(self, name: str, args: dict[str, Any]) -> bool:
         if not fnmatch.fnmatchcase(name, self.call):

@@ -233,3 +233,15 @@ def test_console_entry_imports_only_sys():
     assert "runtime.console" in loaded
     assert "runtime.cli" not in loaded
     assert "argparse" not in loaded
+
+
+def test_console_run_flushes_output_and_keeps_status():
+    # runtime.console.run ends the process with os._exit: piped output must
+    # still arrive whole, and the status must be the command's own.
+    listing = subprocess.run([sys.executable, "-m", "runtime", "run", "--help"],
+                             capture_output=True, text=True)
+    assert listing.returncode == 0
+    assert "--rm" in listing.stdout
+    failed = subprocess.run([sys.executable, "-m", "runtime", "bogus"], capture_output=True, text=True)
+    assert failed.returncode == 125
+    assert "unknown command: 'bogus'" in failed.stderr

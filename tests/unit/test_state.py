@@ -78,6 +78,16 @@ def test_find_by_name_id_and_prefix(tmp_path):
         state.find_container(root, "ff")
 
 
+@pytest.mark.parametrize("count", [1, 2])
+def test_find_rejects_empty_reference(tmp_path, count):
+    # An empty string is a prefix of every ID: it must match none of them.
+    root = str(tmp_path)
+    for number in range(count):
+        state.create_record(root, f"{number}" * 64, {"name": f"box{number}"})
+    with pytest.raises(UsageError, match="empty string is not a container name"):
+        state.find_container(root, "")
+
+
 def test_remove_container_releases_name(tmp_path):
     root = str(tmp_path)
     state.create_record(root, "d" * 64, {"name": "gone"})
