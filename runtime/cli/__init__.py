@@ -162,7 +162,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     if command in COMMANDS:
         modules, _ = COMMANDS[command]
         for name in modules:
-            importlib.import_module(name).register(subparsers)
+            module = importlib.import_module(name)
+            # A module with register_command builds only the parsers this command needs.
+            if hasattr(module, "register_command"):
+                module.register_command(subparsers, command)
+            else:
+                module.register(subparsers)
     else:
         for name, (_, help_text) in COMMANDS.items():
             subparsers.add_parser(name, help=help_text, add_help=False)

@@ -276,3 +276,31 @@ def test_map_in_threads_raises_failure():
     with pytest.raises(ValueError, match="three"):
         cli.map_in_threads(fail_on_three, list(range(8)), 3)
     assert cli.map_in_threads(fail_on_three, [], 3) == []
+
+
+def subcommand_parsers(parser) -> dict:
+    """Return the sub-command parsers of a `pyrun` parser by name."""
+    import argparse
+
+    action = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    return action.choices
+
+
+@pytest.mark.parametrize("command", sorted(cli.COMMAND_PARSERS))
+def test_register_command_builds_one_parser(command):
+    from runtime.cli import build_parser
+
+    alone = subcommand_parsers(build_parser(command))
+    assert list(alone) == [command]
+    full = subcommand_parsers(build_parser("container"))
+    assert alone[command].format_help() == full[command].format_help()
+
+
+def test_register_command_container_builds_group():
+    from runtime.cli import build_parser
+
+    parsers = subcommand_parsers(build_parser("container"))
+    verbs = subcommand_parsers(parsers["container"])
+    assert set(cli.COMMAND_PARSERS) <= set(verbs)
+    assert {"ls", "prune", "run", "stats", "top"} <= set(verbs)
+    assert set(cli.COMMAND_PARSERS) <= set(parsers)
