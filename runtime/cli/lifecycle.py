@@ -203,18 +203,23 @@ COMMAND_PARSERS = {
 # -- Handlers ------------------------------------------------------------------
 
 
-# Containers that stop, kill, rm, wait and inspect handle at the same time:
+# Containers that stop, kill, wait and inspect handle at the same time:
 # each mostly waits for a process to exit or for a monitor.
 PARALLEL_CONTAINERS = 16
+# rm mostly works rather than waits: it deletes files, and its threads
+# contend for the GIL and the containers directory. In the scale benchmark
+# (tests/bench.py: rm of 50 stopped containers, 2 CPUs, two runs each),
+# 16 threads took 260 to 280 ms and 4 or 8 threads 150 to 170 ms.
+REMOVE_THREADS = 8
 
 
-def for_each(args: argparse.Namespace, action, *, parallel: bool = True) -> int:
+def for_each(args: argparse.Namespace, action, *, parallel: bool = True, threads: int = PARALLEL_CONTAINERS) -> int:
     """Run `action(reference)` for each container; print errors and go on, as Docker does.
 
     `action` prints nothing: it returns the line to print, and the lines
-    come out in the order of the arguments. With `parallel`, several run at
-    once in threads, so an `action` that forks (starts a container) must
-    pass parallel=False.
+    come out in the order of the arguments. With `parallel`, up to
+    `threads` run at once, so an `action` that forks (starts a container)
+    must pass parallel=False.
     """
     from runtime.errors import describe_error
     from runtime.errors import PyrunError
@@ -228,7 +233,7 @@ def for_each(args: argparse.Namespace, action, *, parallel: bool = True) -> int:
     if not parallel or len(args.containers) == 1:
         outcomes = [attempt(reference) for reference in args.containers]
     else:
-        outcomes = map_in_threads(attempt, args.containers, PARALLEL_CONTAINERS)
+        outcomes = map_in_threads(attempt, args.containers, threads)
     status = 0
     for line, error in outcomes:
         if error is not None:
@@ -361,7 +366,7 @@ def rm_command(args: argparse.Namespace) -> int:
         lifecycle.remove(args.root, reference, force=args.force)
         return reference
 
-    return for_each(args, remove_one)
+    return for_each(args, remove_one, threads=REMOVE_THREADS)
 
 
 def wait_command(args: argparse.Namespace) -> int:
