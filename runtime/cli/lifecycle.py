@@ -208,7 +208,7 @@ COMMAND_PARSERS = {
 PARALLEL_CONTAINERS = 16
 # rm mostly works rather than waits: it deletes files, and its threads
 # contend for the GIL and the containers directory. In the scale benchmark
-# (tests/bench.py: rm of 50 stopped containers, 2 CPUs, two runs each),
+# (tests/bench.py: rm of 50 stopped containers, 2 CPUs, one or two runs each),
 # 16 threads took 260 to 280 ms and 4 or 8 threads 150 to 170 ms.
 REMOVE_THREADS = 8
 
