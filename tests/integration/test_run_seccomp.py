@@ -6,9 +6,14 @@ without one (proc(5)).
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+
 import pytest
 
 from tests.integration.run_support import cleanup, detached, pyrun, pyrun_run, run_env  # noqa: F401
+from tests.integration.test_run_runc import CREATE_BUNDLE, REMOVE_BUNDLE
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
 
@@ -85,3 +90,21 @@ def test_clone3_enosys_and_glibc_threads(run_env, require_image):  # noqa: F811
     result = pyrun_run(run_env, "httpd", "perl", "-e", CLONE3_PROBE)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["38", "thread"]
+
+
+def test_runc_applies_bundle_policy(run_env):  # noqa: F811
+    # The same policy, read from config.json by Debian's runc through libseccomp.
+    runc = shutil.which("runc")
+    if runc is None:
+        pytest.skip("runc is not installed (apt-get install runc)")
+    created = subprocess.run([sys.executable, "-c", CREATE_BUNDLE, str(run_env.root), "sh", "-c", PROBE],
+                             capture_output=True, text=True, check=True, env=run_env.env)
+    container_id = created.stdout.strip()
+    bundle = run_env.root / "containers" / container_id
+    try:
+        result = subprocess.run([runc, "run", "-b", str(bundle), f"pyrun-test-{container_id[:12]}"],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == ["Seccomp:", "2", "user-denied", "net-denied"]
+    finally:
+        subprocess.run([sys.executable, "-c", REMOVE_BUNDLE, str(run_env.root), container_id], check=True)
