@@ -14,7 +14,7 @@ this order (runc's finalizeNamespace and setupUser take the same order):
 7. execve(2) of the command, found on the container's PATH.
 
 The seccomp filter (runtime.seccomp) is installed before step 2, or after
-step 6 when no_new_privs is set; `finalize` says why.
+step 6 when no_new_privs is set; `finalize` gives the reason.
 """
 
 from __future__ import annotations

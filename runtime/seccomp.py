@@ -17,17 +17,17 @@ This module has two parts:
 
 The policy is a deny list: every call is allowed except those listed,
 which fail with EPERM. Docker's profile (moby profiles/seccomp/default.json)
-is an allow list of about 370 calls that denies the rest. A deny list of
+is an allow list of about 350 calls that denies the rest. A deny list of
 about 60 calls fits in this file with both architectures' numbers, and each
 entry names a call that a reader can look up. How it differs from Docker's:
 
 - a system call added by a newer kernel is allowed until it is listed
   here, where Docker's profile denies it;
 - personality(2) takes any value. Docker allows only five, and a deny list
-  cannot say "every value except these" because libseccomp (and so runc)
-  accepts one comparison per argument in a rule;
-- the io_uring calls are denied, as in Docker 25.0 and later (moby pull
-  request 46762); earlier Docker profiles allow them;
+  cannot express "every value except these" because libseccomp (and so
+  runc) accepts one comparison per argument in a rule;
+- the io_uring calls are denied, as in Docker's profile since late 2023;
+  older Docker profiles allow them;
 - calls from another ABI of the same CPU (32-bit i386 or x32 programs on
   x86_64, 32-bit arm programs on aarch64) kill the process. Docker's
   profile allows them through the same list, which would need each ABI's
@@ -39,7 +39,7 @@ kcmp and pidfd_getfd, and so on (CAPABILITY_SYSCALLS). Without
 CAP_SYS_ADMIN, clone(2) with a namespace flag fails with EPERM, and
 clone3(2) fails with ENOSYS: its flags are in a struct in memory that a
 filter cannot read, and ENOSYS makes glibc fall back to clone(2), whose
-flags it can.
+flags are in a register the filter checks.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ ALWAYS_DENIED = [
     "uselib", "ustat", "sysfs", "_sysctl", "nfsservctl",
 ]
 
-# Denied unless the container holds one of the capabilities that list the
+# Denied unless the container has one of the capabilities that list the
 # call (Docker's "includes": {"caps": [...]} rules). ptrace(2) and
 # process_vm_readv/writev are allowed without CAP_SYS_PTRACE, as Docker
 # allows them on kernels from 4.8, which check seccomp again after a tracer
@@ -284,7 +284,7 @@ def bpf_jump(code: int, k: int, jt: int, jf: int) -> Instruction:
 
 
 def load_word(offset: int) -> Instruction:
-    """A <- the 32-bit word at `offset` in struct seccomp_data."""
+    """Load the 32-bit word at `offset` in struct seccomp_data into the accumulator."""
     return bpf_stmt(BPF_LD | BPF_W | BPF_ABS, offset)
 
 
@@ -325,7 +325,7 @@ def compile_filter(policy: dict[str, Any]) -> list[Instruction]:
 
 
 def action_value(action: str, errno_ret: int | None = None) -> int:
-    """Return the SECCOMP_RET_* value of an OCI action; SCMP_ACT_ERRNO fails with EPERM unless told otherwise."""
+    """Return the SECCOMP_RET_* value of an OCI action; SCMP_ACT_ERRNO fails with `errno_ret`, by default EPERM."""
     if action not in ACTIONS:
         raise PyrunError(f"seccomp action {action!r} is not supported",
                          hint=f"use one of {', '.join(ACTIONS)}")
@@ -402,7 +402,7 @@ def reject_x32_calls() -> list[Instruction]:
 
 
 def syscall_block(rules: list[dict[str, Any]], default: int) -> list[Instruction]:
-    """Compile the rules of one call: each rule's checks, then its action; the default when none holds."""
+    """Compile the rules of one call: each rule's checks, then its action, and the default action last."""
     block: list[Instruction] = []
     for rule in rules:
         action = return_value(action_value(rule.get("action", ""), rule.get("errnoRet")))
@@ -417,7 +417,7 @@ def syscall_block(rules: list[dict[str, Any]], default: int) -> list[Instruction
 
 
 def conditional_rule(conditions: list[dict[str, Any]], action: Instruction) -> list[Instruction]:
-    """Compile checks that each jump past `action` when their condition fails; all hold: `action`."""
+    """Compile a rule's checks, each jumping past `action` when its condition fails, then `action`."""
     checks = [argument_check(condition) for condition in conditions]
     code: list[Instruction] = []
     remaining = sum(len(check) for check in checks) + 1

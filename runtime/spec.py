@@ -192,7 +192,7 @@ def working_dir(image: dict[str, Any], options: RunOptions) -> str:
 
 @record(frozen=True)
 class SecurityOptions:
-    """What --security-opt asked for: no_new_privs, and whether seccomp is off."""
+    """The settings of --security-opt: no_new_privs, and whether the seccomp filter is off."""
 
     no_new_privileges: bool = False
     seccomp_unconfined: bool = False

@@ -74,8 +74,8 @@ def test_exec_gets_filter(run_env, cleanup):  # noqa: F811
     assert result.stdout.split() == ["Seccomp:", "2", "user-denied", "net-denied"]
 
 
-# clone3(NULL, 0) is invalid (EINVAL) for the kernel; the filter answers ENOSYS
-# first. Then a thread starts through glibc 2.36, which tries clone3 and falls
+# The kernel fails clone3(NULL, 0) with EINVAL, but the filter returns ENOSYS
+# before the kernel sees it. Then a thread starts through glibc 2.36, which tries clone3 and falls
 # back to clone when it gets ENOSYS.
 CLONE3_PROBE = """
 syscall(435, 0, 0); print 0 + $!, "\\n";

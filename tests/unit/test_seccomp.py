@@ -31,7 +31,8 @@ X86_PTRACE = 101
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 SIGCHLD = 17
-# The flags glibc 2.36's pthread_create passes to clone(2).
+# CLONE_VM|CLONE_FS|CLONE_FILES|CLONE_SIGHAND|CLONE_THREAD|CLONE_SYSVSEM|CLONE_SETTLS|
+# CLONE_PARENT_SETTID|CLONE_CHILD_CLEARTID: the flags of a new thread.
 THREAD_FLAGS = 0x003D0F00
 AF_INET = 2
 
@@ -355,3 +356,14 @@ def test_finalize_without_policy_installs_nothing():
     with syscalls.recording() as recorder:
         process.finalize(PROCESS, None, None)
     assert "seccomp" not in recorder.names()
+
+
+def test_explain_step_matches_recorded_call():
+    from runtime.teaching import steps
+
+    with syscalls.recording() as recorder:
+        syscalls.seccomp_set_mode_filter(seccomp.encode(default_filter()))
+    call = recorder.calls[0]
+    text = steps.explain(call.name, call.args)
+    assert "seccomp filter" in text
+    assert f"({len(default_filter())} BPF instructions)" in text
