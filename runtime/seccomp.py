@@ -57,9 +57,10 @@ if TYPE_CHECKING:
 
 # -- The policy ---------------------------------------------------------------
 
-# Denied whatever the capabilities: key management, kexec, the old module
-# and swap calls, userfaultfd, io_uring, page migration, pivot_root, and
-# calls that old kernels had (uselib, ustat, sysfs, nfsservctl).
+# Denied whatever the capabilities, as in Docker's profile: key management,
+# kexec, swap, userfaultfd, io_uring, page migration, pivot_root, and
+# obsolete calls (the module calls before init_module, uselib, ustat, sysfs,
+# _sysctl, nfsservctl).
 ALWAYS_DENIED = [
     "add_key", "keyctl", "request_key",
     "kexec_load", "kexec_file_load",
