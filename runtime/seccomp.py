@@ -36,10 +36,10 @@ entry names a call that a reader can look up. How it differs from Docker's:
 Like Docker's, the rules depend on the container's capabilities: with
 CAP_SYS_ADMIN the mount and namespace calls are allowed, with CAP_SYS_PTRACE
 kcmp and pidfd_getfd, and so on (CAPABILITY_SYSCALLS). Without
-CAP_SYS_ADMIN, clone(2) with a namespace flag fails with EPERM, and
-clone3(2) fails with ENOSYS: its flags are in a struct in memory that a
-filter cannot read, and ENOSYS makes glibc fall back to clone(2), whose
-flags are in a register the filter checks.
+CAP_SYS_ADMIN, clone(2) with a namespace flag fails with EPERM. clone3(2)
+fails with ENOSYS, because its flags are in a struct in memory that a
+filter cannot read. On ENOSYS glibc falls back to clone(2), whose flags
+are in a register the filter checks.
 """
 
 from __future__ import annotations
