@@ -6,7 +6,8 @@ Three processes take part, as in runc's exec:
       +-- joiner (J)     non-dumpable; joins the cgroup, then setns(2) into each
          |               of pid 1's namespaces (the mount namespace last); forks E
          +-- exec (E)    the first process in the container's pid namespace:
-                         identity, capabilities, working directory, execve(2)
+                         identity, capabilities, working directory, the
+                         container's seccomp filter, execve(2)
 
 setns(CLONE_NEWPID) moves only future children into the namespace, hence E.
 J makes itself non-dumpable before it joins anything: until E calls execve(2),
@@ -91,7 +92,8 @@ def exec_in(root: str, record: dict[str, Any], command: list[str], *, user: str 
     joiner = syscalls.fork()
     if joiner == 0:
         parent_end.close()
-        _joiner_process(launch.Channel(child_end), namespace_fds, cgroup, exec_spec, interactive, detach)
+        _joiner_process(launch.Channel(child_end), namespace_fds, cgroup, exec_spec, interactive, detach,
+                        spec["linux"].get("seccomp"))
     previous_handlers = _forward_signals_to(joiner)
     signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
     child_end.close()
@@ -181,7 +183,8 @@ def _report_and_exit(channel: launch.Channel, step: str, err: BaseException) -> 
 
 
 def _joiner_process(channel: launch.Channel, namespace_fds: list[tuple[str, int]], cgroup: Any,
-                    exec_spec: dict[str, Any], interactive: bool, detach: bool) -> None:
+                    exec_spec: dict[str, Any], interactive: bool, detach: bool,
+                    seccomp_policy: dict[str, Any] | None = None) -> None:
     """J: become non-dumpable, join the cgroup and namespaces, fork E, wait for it."""
     step = "make the process non-dumpable"
     try:
@@ -203,7 +206,7 @@ def _joiner_process(channel: launch.Channel, namespace_fds: list[tuple[str, int]
         step = "fork the exec process"
         child = syscalls.fork()
         if child == 0:
-            _exec_process(channel, exec_spec, console, interactive, detach)
+            _exec_process(channel, exec_spec, console, interactive, detach, seccomp_policy)
     except BaseException as err:  # noqa: BLE001 - reported to pyrun, then exit
         _report_and_exit(channel, step, err)
     channel.close()
@@ -221,8 +224,8 @@ def _joiner_process(channel: launch.Channel, namespace_fds: list[tuple[str, int]
 
 
 def _exec_process(channel: launch.Channel, exec_spec: dict[str, Any], console: int | None, interactive: bool,
-                  detach: bool) -> None:
-    """E: stdio, identity, capabilities, close pyrun's descriptors, execve(2)."""
+                  detach: bool, seccomp_policy: dict[str, Any] | None = None) -> None:
+    """E: stdio, identity, capabilities, the container's seccomp filter, close pyrun's descriptors, execve(2)."""
     step = "set up stdio"
     try:
         # The signal mask survives execve(2), so the command would start with these blocked.
@@ -237,8 +240,8 @@ def _exec_process(channel: launch.Channel, exec_spec: dict[str, Any], console: i
             os.dup2(null, 1)
             os.dup2(null, 2)
             os.close(null)
-        step = "apply user and capabilities"
-        process.finalize(exec_spec, channel.sock.fileno())
+        step = "apply user, capabilities and seccomp filter"
+        process.finalize(exec_spec, channel.sock.fileno(), seccomp_policy)
         step = "exec"
         process.exec_command(exec_spec["args"], exec_spec.get("env") or [])
     except BaseException as err:  # noqa: BLE001 - reported to pyrun, then exit

@@ -258,7 +258,7 @@ def _container_process(
             syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
 
         step = "apply user and capabilities"
-        process.finalize(spec["process"], channel.sock.fileno())
+        process.finalize(spec["process"], channel.sock.fileno(), spec["linux"].get("seccomp"))
         if use_init:
             step = "start init"
             init.run_init(channel)

@@ -12,6 +12,9 @@ this order (runc's finalizeNamespace and setupUser take the same order):
 6. every file descriptor above 2 is closed, except the close-on-exec
    channel that reports a failed execve(2) to pyrun;
 7. execve(2) of the command, found on the container's PATH.
+
+The seccomp filter (runtime.seccomp) is installed before step 2, or after
+step 6 when no_new_privs is set; `finalize` gives the reason.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ import stat
 import struct
 import sys
 
-from runtime import capabilities, syscalls
+# seccomp is imported here because the container's process cannot import
+# once it is inside the new root.
+from runtime import capabilities, seccomp, syscalls
 from runtime.errors import PyrunError
 
 TYPE_CHECKING = False
@@ -155,13 +160,29 @@ def exec_command(args: list[str], env: list[str]) -> None:
         raise ExecError(f"exec {args[0]!r}: {err.strerror}", exit_code=code) from err
 
 
-def finalize(process: dict[str, Any], keep_fd: int | None) -> None:
-    """Run steps 2 to 6 for the spec's "process" object."""
+def finalize(process: dict[str, Any], keep_fd: int | None, seccomp_policy: dict[str, Any] | None = None) -> None:
+    """Run steps 2 to 6 for the spec's "process" object, and install the spec's `linux.seccomp` filter.
+
+    Without no_new_privs, installing a filter needs CAP_SYS_ADMIN, so it
+    comes first, while the process is still full root. With no_new_privs it
+    comes last, so pyrun's own steps never pass through it. runc takes the
+    same order.
+    """
+    program = None
+    if seccomp_policy is not None:
+        program = seccomp.encode(seccomp.compile_filter(seccomp_policy))
+    no_new_privileges = bool(process.get("noNewPrivileges"))
+    if program is not None and not no_new_privileges:
+        syscalls.seccomp_set_mode_filter(program)
+
     caps = process.get("capabilities") or {}
     capabilities.drop_bounding_set(caps.get("bounding", []))
     set_identity(process.get("user") or {})
     change_directory(process.get("cwd") or "/")
     capabilities.apply_capabilities(caps)
-    if process.get("noNewPrivileges"):
+    if no_new_privileges:
         syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
     close_other_fds(keep_fd, narration_fd())
+
+    if program is not None and no_new_privileges:
+        syscalls.seccomp_set_mode_filter(program)

@@ -3,7 +3,7 @@
 The result is a plain dict in the layout of the OCI runtime specification
 (github.com/opencontainers/runtime-spec, config.md and config-linux.md), so
 `runc run` can start the same bundle. The defaults are Docker's: its mounts,
-masked paths, read-only paths, capabilities and environment.
+masked paths, read-only paths, capabilities, seccomp profile and environment.
 
 The Docker rules for the command line, in short:
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 
+from runtime import seccomp
 from runtime.capabilities import compute_capabilities
 from runtime.errors import UsageError
 from runtime.records import factory, record
@@ -189,20 +190,53 @@ def working_dir(image: dict[str, Any], options: RunOptions) -> str:
     return os.path.normpath(cwd)
 
 
-def no_new_privileges(security_opts: list[str]) -> bool:
-    """Parse --security-opt; only no-new-privileges is supported."""
+@record(frozen=True)
+class SecurityOptions:
+    """The settings of --security-opt: no_new_privs, and whether the seccomp filter is off."""
+
+    no_new_privileges: bool = False
+    seccomp_unconfined: bool = False
+
+
+def security_options(security_opts: list[str]) -> SecurityOptions:
+    """Parse --security-opt: no-new-privileges[=true|false] and seccomp=unconfined.
+
+    Docker's older KEY:VALUE spelling is accepted too. A custom seccomp
+    profile (seccomp=PATH), apparmor= and label= are rejected.
+    """
     enabled = False
+    unconfined = False
     for opt in security_opts:
         key, _, value = opt.replace(":", "=", 1).partition("=")
-        if key != "no-new-privileges":
+        if key == "no-new-privileges":
+            if value not in ("", "true", "false"):
+                raise UsageError(f"invalid --security-opt {opt!r}: the value must be true or false")
+            enabled = value != "false"
+        elif key == "seccomp":
+            if value != "unconfined":
+                raise UsageError(
+                    f"unsupported --security-opt {opt!r}: pyrun cannot load a custom seccomp profile",
+                    hint="leave the option out for Docker's default profile, or use seccomp=unconfined",
+                )
+            unconfined = True
+        else:
             raise UsageError(
                 f"unsupported --security-opt {opt!r}",
-                hint="pyrun supports only no-new-privileges[=true|false]",
+                hint="pyrun supports only no-new-privileges[=true|false] and seccomp=unconfined",
             )
-        if value not in ("", "true", "false"):
-            raise UsageError(f"invalid --security-opt {opt!r}: the value must be true or false")
-        enabled = value != "false"
-    return enabled
+    return SecurityOptions(enabled, unconfined)
+
+
+def no_new_privileges(security_opts: list[str]) -> bool:
+    """Return whether --security-opt turns no_new_privs on."""
+    return security_options(security_opts).no_new_privileges
+
+
+def seccomp_policy(options: RunOptions, capabilities: list[str]) -> dict[str, Any] | None:
+    """Return the `linux.seccomp` object, or None for --privileged and seccomp=unconfined, as in Docker."""
+    if options.privileged or security_options(options.security_opt).seccomp_unconfined:
+        return None
+    return seccomp.default_policy(capabilities)
 
 
 def default_mounts(privileged: bool) -> list[dict[str, Any]]:
@@ -301,6 +335,9 @@ def build_spec(
         },
         "devices": list(devices),
     }
+    policy = seccomp_policy(options, capabilities)
+    if policy is not None:
+        linux["seccomp"] = policy
     if cgroups_path:
         linux["cgroupsPath"] = cgroups_path
     mounts = default_mounts(options.privileged) + etc_mounts(bundle) + sort_by_depth(user_mounts)

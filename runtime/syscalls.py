@@ -116,8 +116,8 @@ UMOUNT_FLAGS = {
 # (from the kernel's syscall tables: arch/x86/entry/syscalls/syscall_64.tbl
 # and include/uapi/asm-generic/unistd.h for arm64).
 SYSCALL_NUMBERS = {
-    "x86_64": {"pivot_root": 155, "openat2": 437, "bpf": 321, "rt_sigaction": 13},
-    "aarch64": {"pivot_root": 41, "openat2": 437, "bpf": 280, "rt_sigaction": 134},
+    "x86_64": {"pivot_root": 155, "openat2": 437, "bpf": 321, "rt_sigaction": 13, "seccomp": 317},
+    "aarch64": {"pivot_root": 41, "openat2": 437, "bpf": 280, "rt_sigaction": 134, "seccomp": 277},
 }
 
 
@@ -844,3 +844,56 @@ def reset_signal_actions() -> None:
                 _set_default_action(number)
 
     record("sigaction", "sigaction(2)", action, signals="all", handler="SIG_DFL")
+
+
+# -- Seccomp: seccomp(2) ----------------------------------------------------------
+# Values from <linux/seccomp.h>. glibc 2.36 has no seccomp() wrapper.
+
+SECCOMP_SET_MODE_FILTER = 1
+
+SECCOMP_FILTER_FLAG_TSYNC = 1 << 0
+SECCOMP_FILTER_FLAG_LOG = 1 << 1
+SECCOMP_FILTER_FLAG_SPEC_ALLOW = 1 << 2
+
+SECCOMP_FILTER_FLAGS = {
+    "SECCOMP_FILTER_FLAG_TSYNC": SECCOMP_FILTER_FLAG_TSYNC,
+    "SECCOMP_FILTER_FLAG_LOG": SECCOMP_FILTER_FLAG_LOG,
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW": SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+}
+
+# The size of one `struct sock_filter`, the unit of a classic BPF program.
+SOCK_FILTER_SIZE = 8
+
+
+class _SockFprog(ctypes.Structure):
+    """struct sock_fprog: the number of instructions and a pointer to them."""
+
+    _fields_ = [
+        ("len", ctypes.c_ushort),
+        ("filter", ctypes.c_void_p),
+    ]
+
+
+def seccomp_set_mode_filter(program: bytes, flags: int = 0) -> None:
+    """Install a classic BPF filter on this thread's system calls (seccomp(2), SECCOMP_SET_MODE_FILTER).
+
+    `program` is encoded `struct sock_filter`s, 8 bytes each. The kernel
+    requires PR_SET_NO_NEW_PRIVS or CAP_SYS_ADMIN, and the filter stays for
+    the life of the process and its children.
+    """
+    instructions = ctypes.create_string_buffer(program, len(program))
+    fprog = _SockFprog(len=len(program) // SOCK_FILTER_SIZE, filter=ctypes.addressof(instructions))
+
+    def action() -> int:
+        number = syscall_number("seccomp")
+        return _check(libc().syscall(ctypes.c_long(number), ctypes.c_uint(SECCOMP_SET_MODE_FILTER),
+                                     ctypes.c_uint(flags), ctypes.byref(fprog)))
+
+    record(
+        "seccomp",
+        "seccomp(2)",
+        action,
+        operation="SECCOMP_SET_MODE_FILTER",
+        flags=render_flags(flags, SECCOMP_FILTER_FLAGS),
+        instructions=fprog.len,
+    )

@@ -71,7 +71,8 @@ def add_container_flags(parser: argparse.ArgumentParser) -> None:
     security.add_argument("--privileged", action="store_true",
                           help="give every capability and no masked paths")
     security.add_argument("--security-opt", action="append", default=[], metavar="OPTION",
-                          help="only no-new-privileges is supported")
+                          help="no-new-privileges[=true|false], or seccomp=unconfined to run without "
+                               "Docker's default seccomp filter")
 
     log_group = parser.add_argument_group("logging")
     log_group.add_argument("--log-driver", default="json-file", choices=["json-file"],

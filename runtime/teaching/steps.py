@@ -339,7 +339,9 @@ STEPS = [
     step("setgroups", "Set the supplementary groups of the container's user: {groups}."),
     step("setresgid", "Switch to the container's group ID {egid} (real, effective and saved)."),
     step("setresuid", "Switch to the container's user ID {euid} (real, effective and saved)."),
-    step("seccomp", "Install the seccomp filter, so the kernel rejects the system calls a container never needs."),
+    step("seccomp", "Install the seccomp filter ({instructions} BPF instructions): from here on the kernel fails "
+         "the system calls a container never needs, such as mount, unshare and keyctl, with EPERM.",
+         operation="SECCOMP_SET_MODE_FILTER"),
     step("setrlimit", "Set the resource limit {resource} to {soft} (soft) and {hard} (hard)."),
     # -- Processes ---------------------------------------------------------
     step("fork", "Start a child process, a copy of pyrun, that goes on with the steps marked [child]."),

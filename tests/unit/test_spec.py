@@ -122,8 +122,8 @@ def test_security_opt_no_new_privileges():
 
 
 def test_security_opt_unsupported_is_error():
-    with pytest.raises(UsageError, match="seccomp"):
-        spec.no_new_privileges(["seccomp=unconfined"])
+    with pytest.raises(UsageError, match="apparmor"):
+        spec.no_new_privileges(["apparmor=unconfined"])
 
 
 def test_spec_shape_for_runc():
