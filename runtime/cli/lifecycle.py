@@ -207,10 +207,11 @@ COMMAND_PARSERS = {
 # each mostly waits for a process to exit or for a monitor.
 PARALLEL_CONTAINERS = 16
 # rm mostly works rather than waits: it deletes files, and its threads
-# contend for the GIL and the containers directory. In the scale benchmark
-# (tests/bench.py: rm of 50 stopped containers, 2 CPUs, one or two runs each),
-# 16 threads took 260 to 280 ms and 4 or 8 threads 150 to 170 ms.
-REMOVE_THREADS = 8
+# contend for the GIL and the containers directory. Removing 50 stopped
+# containers whose monitors had exited took 99 to 107 ms with 4 threads,
+# 150 to 160 ms with 8 and 173 to 200 ms with 16 (three runs each, timed
+# inside one process, on a shared 2-CPU VM).
+REMOVE_THREADS = 4
 
 
 def for_each(args: argparse.Namespace, action, *, parallel: bool = True, threads: int = PARALLEL_CONTAINERS) -> int:
