@@ -278,4 +278,11 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    status = main(sys.argv[1:])
+    # Everything is written by now. Ending with os._exit skips the
+    # interpreter's freeing of every module that the clean-up loaded, about
+    # 8 ms of CPU per monitor (measured with Python 3.11), which `rm` right
+    # after `stop` of many containers waits for.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
