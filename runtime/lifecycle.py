@@ -40,7 +40,6 @@ import json
 import os
 import signal
 import sys
-import threading
 import time
 
 # runtime.syscalls (with ctypes) and runtime.overlay are imported inside the
@@ -276,6 +275,8 @@ def start(root: str, container_id: str) -> None:
 @contextlib.contextmanager
 def _sigint_handler(handler: Any) -> Iterator[None]:
     """Use `handler` for SIGINT inside the block, in the main thread only, because only it may set handlers."""
+    import threading  # here, because ps and the monitor's clean-up never get here
+
     if threading.current_thread() is not threading.main_thread():
         yield
         return
