@@ -192,6 +192,15 @@ class AttachPoint:
             except FileNotFoundError:
                 pass  # the client removed it first
 
+    def stream_closed(self, fd: int) -> None:
+        """Stop using the pty master once the output loop has closed it, because its number may be reused."""
+        if fd != self.console_fd:
+            return
+        self.console_fd = -1
+        if self.stdin_fd == fd:
+            self.stdin_fd = -1
+            self.pending = b""
+
     def flush(self) -> None:
         """Deliver waiting input to the container's stdin; read more input only once it is all delivered."""
         while self.pending and self.stdin_fd >= 0:
@@ -261,7 +270,10 @@ class AttachPoint:
         elif len(words) == 3 and words[0] == "resize" and words[1].isdigit() and words[2].isdigit():
             if self.console_fd >= 0:
                 rows, columns = min(int(words[1]), 0xFFFF), min(int(words[2]), 0xFFFF)
-                fcntl.ioctl(self.console_fd, termios.TIOCSWINSZ, window_size_bytes(rows, columns))
+                try:
+                    fcntl.ioctl(self.console_fd, termios.TIOCSWINSZ, window_size_bytes(rows, columns))
+                except OSError:
+                    pass  # EIO: the container's side of the pty has closed, and the output ends soon
         elif words == ["close-stdin"] and self.console_fd < 0 and self.stdin_fd >= 0:
             # The client wrote all its input before this line, so whatever
             # attach.stdin contains now is delivered before stdin closes.

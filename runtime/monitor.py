@@ -203,6 +203,8 @@ class Monitor:
                 poller.unregister(fd)
                 os.close(fd)
                 del streams[fd]
+                if attach_point is not None:
+                    attach_point.stream_closed(fd)
             if attach_point is not None:
                 attach_point.flush()  # input the container's stdin did not take before
 

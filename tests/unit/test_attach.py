@@ -210,3 +210,20 @@ def test_detach_keys(reads, forwarded, detached):
         seen = seen or detach
     assert sent == forwarded
     assert seen == detached
+
+
+def test_closed_console_is_not_used(tmp_path):
+    master, slave = os.openpty()
+    try:
+        point, poller = open_point(tmp_path, master, master)
+        point.stream_closed(master)
+        write_fifo(tmp_path, "attach.stdin", b"late\n")
+        write_fifo(tmp_path, "attach.ctl", b"resize 20 70\n")
+        pump(point, poller)
+        assert point.stdin_fd == -1
+        assert point.console_fd == -1
+        assert read_available(slave) == b""
+        point.close()
+    finally:
+        os.close(master)
+        os.close(slave)
