@@ -24,9 +24,9 @@ Output reaches a client raw, as the container writes it, because the json
 log keeps an unfinished line (a shell's prompt) back until its newline.
 The monitor writes the output to each client's FIFO without blocking.
 
-NOTE: when a client's FIFO is full (1 MiB, the default pipe-max-size),
-the monitor drops the output that does not fit for that client, rather
-than stall the container. The json log still has all of it.
+NOTE: when a client's FIFO is full (1 MiB, or 64 KiB where F_SETPIPE_SZ
+is not allowed), the monitor drops the output that does not fit for that
+client, rather than stall the container. The json log still has all of it.
 
 This module's top level imports only what the lean monitor may import
 (`python -S`, see runtime/monitor.py); the client's side imports the rest
@@ -163,9 +163,9 @@ class AttachPoint:
         fds: dict[str, int] = {}
         try:
             for stream in STREAMS:
-                fd = os.open(client_fifo(self.directory, token, stream), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-                fds[stream] = fd
-                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, CLIENT_PIPE_SIZE)
+                fds[stream] = os.open(
+                    client_fifo(self.directory, token, stream), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC
+                )
         except OSError:
             # ENXIO: no reader, so the client that made the FIFOs is gone.
             for fd in fds.values():
@@ -176,6 +176,11 @@ class AttachPoint:
                 except FileNotFoundError:
                     pass
             return
+        for fd in fds.values():
+            try:
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, CLIENT_PIPE_SIZE)
+            except OSError:
+                pass  # EPERM above pipe-max-size without CAP_SYS_RESOURCE: the default 64 KiB stays
         self.clients[token] = fds
         if self.poller is not None:
             for fd in fds.values():
