@@ -365,6 +365,9 @@ def _start_for_monitor(root: str, container_id: str, ready_fd: int) -> list[str]
 
     stdout_read, stdout_write = os.pipe()
     stderr_read, stderr_write = os.pipe()
+    # The run options (-i, -t, --log-opt) were recorded at create, and the start does not change them.
+    record = state.load_record(root, container_id)
+    stdin_read, stdin_write = _stdin_pipe(record)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     helper = syscalls.fork()
     if helper == 0:
@@ -372,6 +375,9 @@ def _start_for_monitor(root: str, container_id: str, ready_fd: int) -> list[str]
             for fd in (stdout_read, stderr_read, lock, ready_fd):
                 os.close(fd)
             ours.close()
+            if stdin_read >= 0:
+                os.close(stdin_write)
+                os.dup2(stdin_read, 0)
             os.dup2(stdout_write, 1)
             os.dup2(stderr_write, 2)
             os._exit(run_start_helper(root, container_id, theirs.detach()))
@@ -380,6 +386,8 @@ def _start_for_monitor(root: str, container_id: str, ready_fd: int) -> list[str]
         os._exit(125)
     os.close(stdout_write)
     os.close(stderr_write)
+    if stdin_read >= 0:
+        os.close(stdin_read)
     theirs.close()
 
     message, fds, _, _ = socket.recv_fds(ours, 65536, monitor.MAX_PASSED_FDS)
@@ -395,7 +403,9 @@ def _start_for_monitor(root: str, container_id: str, ready_fd: int) -> list[str]
 
     pid_text, _, console_flag = payload.partition("\0")
     console = fds.pop() if console_flag == "console" else -1
-    passed = [ready_fd, lock, stdout_read, stderr_read, *fds] + ([console] if console >= 0 else [])
+    if console >= 0 and record.get("interactive"):
+        stdin_write = console  # with -t -i, input goes to the pty master
+    passed = [ready_fd, lock, stdout_read, stderr_read, *fds] + [fd for fd in (console, stdin_write) if fd >= 0]
     for fd in passed:
         os.set_inheritable(fd, True)
     # Descriptors the CLI inherited from its caller (a test's pipes, a
@@ -405,13 +415,24 @@ def _start_for_monitor(root: str, container_id: str, ready_fd: int) -> list[str]
         if int(name) > 2 and int(name) not in passed:
             with contextlib.suppress(OSError):
                 os.close(int(name))
-    log_config = state.load_record(root, container_id).get("log_config") or {}
+    log_config = record.get("log_config") or {}
     # `python -S`: the monitor needs no site-packages, which saves memory.
     return [
         sys.executable, "-S", MONITOR_SCRIPT, root, container_id, str(ready_fd), str(lock), pid_text,
-        str(stdout_read), str(stderr_read), str(console), ",".join(str(fd) for fd in fds),
+        str(stdout_read), str(stderr_read), str(console), ",".join(str(fd) for fd in fds), str(stdin_write),
         str(log_config.get("max_size", 0)), str(log_config.get("max_file", 1)),
     ]
+
+
+def _stdin_pipe(record: dict[str, Any]) -> tuple[int, int]:
+    """Return a pipe for the stdin of a container created with -i and without -t, else (-1, -1).
+
+    The monitor keeps the write end for the container's whole life, so the
+    command reads no end-of-file while no client is attached (runtime.attach).
+    """
+    if not record.get("interactive") or record.get("tty"):
+        return -1, -1
+    return os.pipe()
 
 
 def _write_line(fd: int, text: str) -> None:
@@ -450,6 +471,7 @@ def run_start_helper(root: str, container_id: str, channel_fd: int) -> int:
             join_cgroup=created.cgroup.add_process,
             before_exec=lambda pid: containers._attach_network(created, pid),
             detached=True,
+            interactive=bool(record.get("interactive")),
         )
     except BaseException as err:
         message = describe_error(err)

@@ -12,13 +12,14 @@ pid 1 for the container's whole life:
         |                  the future monitor then execs `python -S runtime/monitor.py`
       monitor                keeps the container's stdout and stderr pipes and its
                              published ports' sockets; logs the output, waitpid()s pid 1,
+                             serves `pyrun attach` through FIFOs (runtime.attach),
                              then runs runtime.lifecycle's clean-up itself and exits
 
 The monitor is a fresh interpreter started with -S (no site module) that
-imports only the standard library and runtime.logs while the container
-runs, so it stays near 10 MiB of memory. The start (cgroups, pyroute2,
-mounts) runs in the short-lived start helper, and the modules of the
-clean-up load only after the container has exited.
+imports only the standard library, runtime.logs and runtime.attach while
+the container runs, so it stays near 10 MiB of memory. The start (cgroups,
+pyroute2, mounts) runs in the short-lived start helper, and the modules of
+the clean-up load only after the container has exited.
 
 While it lives, the monitor holds an exclusive flock(2) on
 `<container dir>/monitor.lock`, taken before the exec and inherited
@@ -46,7 +47,7 @@ import sys
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from runtime import logs  # noqa: E402 - after the sys.path fix above
+from runtime import attach, logs  # noqa: E402 - after the sys.path fix above
 
 MAX_PASSED_FDS = 254  # published-port sockets (at most 253) plus a terminal
 READ_SIZE = 65536
@@ -106,6 +107,7 @@ class Monitor:
         self.ready_fd = ready_fd
         self.python = sys.executable
         self.held_fds: list[int] = []
+        self.attach_point: attach.AttachPoint | None = None
 
     def report_ready(self, message: str) -> None:
         """Tell `pyrun run -d` / `start` how the start went: "ok" or "CODE MESSAGE"."""
@@ -131,6 +133,8 @@ class Monitor:
         self.report_ready("ok")
 
         self.copy_output(streams, writer)
+        if self.attach_point is not None:
+            self.attach_point.close()  # attached clients read end-of-file after the last output
         writer.close()
         exit_code = self.wait_for(pid)
         oom = oom_killed(read_record(self.directory).get("oom_file", ""))
@@ -148,19 +152,31 @@ class Monitor:
         poller = select.poll()
         for fd in streams:
             poller.register(fd, select.POLLIN)
+        attach_point = self.attach_point
+        if attach_point is not None:
+            attach_point.register(poller)
         while streams:
-            for fd, _event in poller.poll():
+            for fd, _event in poller.poll(attach_point.timeout() if attach_point else None):
+                if fd not in streams:
+                    attach_point.handle(fd)  # only the attach point registers other fds
+                    continue
                 try:
                     data = os.read(fd, READ_SIZE)
                 except OSError:
                     data = b""  # EIO: the pty's last user closed it
                 if data:
                     writer.write(streams[fd], data)
+                    if attach_point is not None:
+                        attach_point.send_output(streams[fd], data)
                     continue
                 writer.flush_partial(streams[fd])
                 poller.unregister(fd)
                 os.close(fd)
                 del streams[fd]
+                if attach_point is not None:
+                    attach_point.stream_closed(fd)
+            if attach_point is not None:
+                attach_point.flush()  # input the container's stdin did not take before
 
     def wait_for(self, pid: int) -> int:
         """Reap children until `pid` exits; return its exit code (128+N for signal N)."""
@@ -247,19 +263,23 @@ def main(argv: list[str]) -> int:
     """Watch one container until it exits.
 
     argv: ROOT CONTAINER_ID READY_FD LOCK_FD PID STDOUT_FD STDERR_FD CONSOLE_FD HELD_FDS
-    LOG_MAX_SIZE LOG_MAX_FILE, where the fds are inherited from
-    runtime.lifecycle.start, CONSOLE_FD is -1 without -t, HELD_FDS is a
-    comma-separated list (maybe empty), and the log limits are --log-opt
-    max-size in bytes (0: no limit) and max-file.
+    STDIN_FD LOG_MAX_SIZE LOG_MAX_FILE, where the fds are inherited from
+    runtime.lifecycle.start, CONSOLE_FD is -1 without -t and HELD_FDS is a
+    comma-separated list (maybe empty). STDIN_FD is the container's stdin
+    with -i: the write end of its stdin pipe, or CONSOLE_FD with -t. It is
+    -1 without -i. The log limits are --log-opt max-size in bytes (0: no
+    limit) and max-file.
     """
     root, container_id = argv[0], argv[1]
     ready_fd, lock_fd, pid, stdout_fd, stderr_fd, console_fd = (int(value) for value in argv[2:8])
     held_fds = [int(fd) for fd in argv[8].split(",") if fd]
-    max_size, max_file = int(argv[9]), int(argv[10])
+    stdin_fd = int(argv[9])
+    max_size, max_file = int(argv[10]), int(argv[11])
     # None of these may leak into a process that the clean-up starts. The
     # lock stays held by this process, because flock(2) locks belong to the open file.
-    for fd in [ready_fd, lock_fd, stdout_fd, stderr_fd, *held_fds] + ([console_fd] if console_fd >= 0 else []):
-        os.set_inheritable(fd, False)
+    for fd in [ready_fd, lock_fd, stdout_fd, stderr_fd, *held_fds, console_fd, stdin_fd]:
+        if fd >= 0:
+            os.set_inheritable(fd, False)
     detach_from_caller()
     # runtime.lifecycle made this process a child subreaper before the exec,
     # and prctl(2) keeps PR_SET_CHILD_SUBREAPER across execve(2), so the
@@ -271,6 +291,8 @@ def main(argv: list[str]) -> int:
         streams[console_fd] = "stdout"
     monitor = Monitor(root, container_id, ready_fd)
     try:
+        # The FIFOs exist before `pyrun run -d` or `start` returns, so an attach may follow at once.
+        monitor.attach_point = attach.AttachPoint(monitor.directory, stdin_fd, console_fd)
         return monitor.run(pid, streams, held_fds, max_size, max_file)
     except Exception as err:  # noqa: BLE001 - the CLI shows it; nobody else would
         monitor.report_ready(f"125 monitor failed: {err}")

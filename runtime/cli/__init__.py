@@ -64,7 +64,7 @@ COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
     "restart": (LIFECYCLE, "stop and start containers again"),
     "rm": (LIFECYCLE, "remove containers"),
     "wait": (LIFECYCLE, "wait for containers to stop and print their exit codes"),
-    "attach": (LIFECYCLE, "print a running container's output until it exits"),
+    "attach": (LIFECYCLE, "connect to a running container's output, and its stdin with -i"),
     "inspect": (LIFECYCLE, "show containers' details as JSON"),
     "rename": (LIFECYCLE, "rename a container"),
     "logs": (LIFECYCLE, "print a container's output"),

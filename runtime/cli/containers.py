@@ -220,6 +220,7 @@ def describe_created(args: argparse.Namespace, created, image, log_config: dict)
         auto_remove=bool(getattr(args, "rm", False)),
         init=bool(args.init),
         tty=bool(args.tty),
+        interactive=bool(args.interactive),
         stop_signal=image_config.get("StopSignal") or "SIGTERM",
         log_config=log_config,
         path=created.spec["process"]["args"][0],

@@ -82,7 +82,8 @@ def add_start(subparsers) -> None:
     parser = subparsers.add_parser("start", help="start one or more stopped containers")
     parser.add_argument("-a", "--attach", action="store_true", help="print the container's output and wait for it")
     parser.add_argument("-i", "--interactive", action="store_true",
-                        help="not supported: a detached container's stdin is /dev/null")
+                        help="attach, and pass stdin on to a container created with -i")
+    add_sig_proxy_flag(parser)
     add_containers_argument(parser)
     parser.set_defaults(handler=start_command)
 
@@ -137,10 +138,27 @@ def add_wait(subparsers) -> None:
 
 
 def add_attach(subparsers) -> None:
-    parser = subparsers.add_parser("attach", help="print a running container's output until it exits")
-    parser.add_argument("--no-stdin", action="store_true", help="do not attach stdin (pyrun never does)")
+    parser = subparsers.add_parser("attach", help="connect to a running container's output, and its stdin with -i")
+    parser.add_argument("--no-stdin", action="store_true", help="do not pass stdin on to the container")
+    add_sig_proxy_flag(parser)
     parser.add_argument("container", metavar="CONTAINER")
     parser.set_defaults(handler=attach_command)
+
+
+def add_sig_proxy_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sig-proxy", type=parse_bool, nargs="?", const=True, default=True, metavar="true|false",
+        help="pass the signals pyrun receives (Ctrl-C's SIGINT, SIGTERM, ...) on to a container without -t "
+             "(default true)",
+    )
+
+
+def parse_bool(text: str) -> bool:
+    """Parse a Docker boolean flag value, as in --sig-proxy=false."""
+    values = {"true": True, "1": True, "false": False, "0": False}
+    if text.lower() not in values:
+        raise argparse.ArgumentTypeError(f"invalid boolean {text!r}: expected true or false")
+    return values[text.lower()]
 
 
 def add_inspect(subparsers) -> None:
@@ -298,6 +316,11 @@ def create_command(args: argparse.Namespace) -> int:
         resources=resources, cgroup_parent=args.cgroup_parent, ephemeral=args.rm,
     )
     containers.describe_created(args, created, image, log_config)
+    # Docker's StdinOnce: an attach to a container created with -i closes
+    # its stdin when the attach's own stdin ends (`run -d -i` does not).
+    from runtime import state
+
+    state.update_record(args.root, created.id, stdin_once=bool(args.interactive))
     print(created.id)
     return 0
 
@@ -305,18 +328,14 @@ def create_command(args: argparse.Namespace) -> int:
 def start_command(args: argparse.Namespace) -> int:
     from runtime import lifecycle
 
-    if args.interactive:
+    if args.attach or args.interactive:
+        from runtime import attach
         from runtime.errors import UsageError
 
-        raise UsageError("pyrun start -i is not supported: a detached container's stdin is /dev/null")
-    if args.attach:
+        if len(args.containers) > 1:
+            raise UsageError("pyrun start -a and -i take one container", hint="start the others without -a and -i")
         container_id = lifecycle.find(args.root, args.containers[0])
-        from runtime import logs, state
-
-        follower = logs.Follower(logs.log_path(state.container_dir(args.root, container_id), container_id))
-        follower.skip_to_end()
-        lifecycle.start(args.root, container_id)
-        return follow_until_exit(args.root, container_id, follower, timestamps=False)
+        return attach.session(args.root, container_id, stdin=args.interactive, sig_proxy=args.sig_proxy, start=True)
 
     def start_one(reference: str) -> str:
         lifecycle.start(args.root, lifecycle.find(args.root, reference))
@@ -408,21 +427,21 @@ def prune_command(args: argparse.Namespace) -> int:
 
 
 def attach_command(args: argparse.Namespace) -> int:
-    """Print the container's new output until it exits; return its exit code.
-
-    NOTE: attach shows output only: a detached container's stdin is
-    /dev/null, so there is nothing to attach a terminal's input to.
-    """
-    from runtime import lifecycle, logs, state
+    """Connect to the container's new output and, unless --no-stdin, its stdin; return its exit code."""
+    from runtime import attach, lifecycle, logs, state
     from runtime.errors import PyrunError
 
     record = lifecycle.load(args.root, args.container)
     if record.get("status") != state.STATUS_RUNNING:
         raise PyrunError(f"cannot attach to container {args.container!r}: it is not running",
                          hint=f"start it with pyrun start -a {args.container}")
-    follower = logs.Follower(logs.log_path(state.container_dir(args.root, record["id"]), record["id"]))
-    follower.skip_to_end()
-    return follow_until_exit(args.root, record["id"], follower, timestamps=False)
+    try:
+        return attach.session(args.root, record["id"], stdin=not args.no_stdin, sig_proxy=args.sig_proxy)
+    except attach.NoAttachPoint:
+        # A monitor started by an older pyrun has no attach.ctl: show its log instead, output only.
+        follower = logs.Follower(logs.log_path(state.container_dir(args.root, record["id"]), record["id"]))
+        follower.skip_to_end()
+        return follow_until_exit(args.root, record["id"], follower, timestamps=False)
 
 
 def follow_until_exit(root: str, container_id: str, follower, *, timestamps: bool) -> int:
