@@ -197,6 +197,10 @@ class Monitor:
         itself. Its modules load only now, so the monitor stays small while
         the container runs. Its errors go to cleanup.log, which `rm`
         deletes with the container.
+
+        NOTE: a monitor killed during the clean-up leaves it half done
+        (a separate helper process would have finished it). `rm` releases
+        the rest, but an --rm container then stays listed as exited.
         """
         error_log = os.open(
             os.path.join(self.directory, "cleanup.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600
