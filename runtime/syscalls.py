@@ -183,9 +183,17 @@ def _notify(call: Call) -> None:
 
 
 def trace_to_stderr(call: Call) -> None:
-    """Print one strace-like line per call; the listener for ``--log-level trace``."""
-    sys.stderr.write(f"trace: {call.render()}\n")
-    sys.stderr.flush()
+    """Print one strace-like line per call; the listener for ``--log-level trace``.
+
+    When stderr is gone (`pyrun --log-level trace ... 2>&1 | head`), the
+    trace stops and the call goes on: a failed write must not look like a
+    failed kernel call, which would stop a container's set-up or clean-up.
+    """
+    try:
+        sys.stderr.write(f"trace: {call.render()}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        remove_listener(trace_to_stderr)
 
 
 # -- Backends -----------------------------------------------------------------

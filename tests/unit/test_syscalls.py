@@ -4,6 +4,7 @@ import ctypes
 import errno
 import os
 import signal
+import sys
 
 import pytest
 
@@ -110,3 +111,24 @@ def test_reset_signal_actions_clears_every_ignored_signal():
     assert before & (1 << 31)
     assert before & (1 << (signal.SIGPIPE - 1))
     assert after == 0
+
+
+class ClosedPipe:
+    """A stderr whose reader has gone, as after `pyrun ... 2>&1 | head`."""
+
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_trace_stops_when_stderr_is_gone(monkeypatch):
+    monkeypatch.setattr(sys, "stderr", ClosedPipe())
+    syscalls.add_listener(syscalls.trace_to_stderr)
+    try:
+        assert syscalls.record("getpid", "getpid(2)", lambda: 42) == 42
+        assert syscalls.trace_to_stderr not in syscalls._listeners
+    finally:
+        if syscalls.trace_to_stderr in syscalls._listeners:
+            syscalls.remove_listener(syscalls.trace_to_stderr)
