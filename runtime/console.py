@@ -31,7 +31,20 @@ def run() -> None:
     another thread still runs, or atexit work is registered by a library,
     the normal exit runs instead, which waits for the threads.
     """
+    import os
+
     status = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader of stdout has gone (`pyrun ps | head -0`): end quietly
+        # with SIGPIPE's status, and let any later flush write to /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = status or 128 + 13
+    try:
+        sys.stderr.flush()
+    except OSError:
+        pass  # nowhere left to report it
     threading = sys.modules.get("threading")
     if threading is not None and threading.active_count() > 1:
         sys.exit(status)
@@ -39,11 +52,4 @@ def run() -> None:
 
     if atexit._ncallbacks() > 0:  # CPython's count of registered atexit functions
         sys.exit(status)
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except OSError:
-        sys.exit(status)  # let the normal exit report the broken pipe
-    import os
-
     os._exit(status)

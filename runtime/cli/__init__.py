@@ -208,13 +208,30 @@ def main(argv: list[str] | None = None) -> int:
     """Run the `pyrun` command line and return its exit status.
 
     Ctrl-C at any point, even while the command's modules are still being
-    imported, ends with "pyrun: interrupted" and status 130.
+    imported, ends with "pyrun: interrupted" and status 130. When the
+    reader of stdout goes away (`pyrun logs CONTAINER | head`), pyrun stops
+    quietly with status 141, as a program that SIGPIPE ends does.
     """
     try:
         return run_command_line(sys.argv[1:] if argv is None else argv)
     except KeyboardInterrupt:
         print("pyrun: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        if not stdout_reader_gone():
+            raise
+        # The exit flushes stdout once more: let that write go to /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # SIGPIPE
+
+
+def stdout_reader_gone() -> bool:
+    """Tell whether stdout is a pipe whose reading end is closed (poll(2) reports POLLERR)."""
+    import select
+
+    poller = select.poll()
+    poller.register(sys.stdout.fileno(), select.POLLOUT)
+    return any(event & select.POLLERR for _, event in poller.poll(0))
 
 
 def run_command_line(argv: list[str]) -> int:

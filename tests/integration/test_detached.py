@@ -95,6 +95,20 @@ def test_logs_follow_until_exit(run_env, cleanup):  # noqa: F811
     assert result.stdout == "first\nsecond\n"
 
 
+def test_logs_into_a_closed_pipe_ends_quietly(run_env, cleanup):  # noqa: F811
+    # As `pyrun logs C | head -2` once head has exited: no traceback, and
+    # the status of a program that SIGPIPE ended.
+    container = detached(run_env, "busybox", "seq", "1", "50000")
+    assert wait_for(lambda: state_of(run_env, container) == "exited")
+    reader = subprocess.Popen([PYRUN, "--root", str(run_env.root), "logs", container],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=popen_env(run_env))
+    assert reader.stdout.readline() == b"1\n"
+    reader.stdout.close()
+    stderr = reader.stderr.read().decode()
+    assert reader.wait(timeout=30) == 141
+    assert stderr == ""
+
+
 def test_logs_rotate_at_max_size(run_env, cleanup):  # noqa: F811
     script = "i=0; while [ $i -lt 400 ]; do echo line-$i; i=$((i+1)); done"
     container = detached(run_env, "--log-opt", "max-size=4k", "--log-opt", "max-file=3", "busybox", "sh", "-c", script)

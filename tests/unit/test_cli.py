@@ -245,3 +245,15 @@ def test_console_run_flushes_output_and_keeps_status():
     failed = subprocess.run([sys.executable, "-m", "runtime", "bogus"], capture_output=True, text=True)
     assert failed.returncode == 125
     assert "unknown command: 'bogus'" in failed.stderr
+
+
+def test_closed_stdout_ends_quietly_with_sigpipe_status():
+    # The reader is gone before pyrun writes, as with `pyrun logs C | head`
+    # once head has exited.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    result = subprocess.run([sys.executable, "-m", "runtime", "version"],
+                            stdout=write_end, stderr=subprocess.PIPE, text=True)
+    os.close(write_end)
+    assert result.returncode == 141
+    assert result.stderr == ""
