@@ -8,7 +8,6 @@ in microseconds, and "swap" is the limit of memory plus swap.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 
@@ -16,6 +15,7 @@ from runtime.errors import UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse  # the monitor's clean-up imports this package without argparse
     from typing import Any
 
 # The CFS period that `--cpus` uses, in microseconds (Docker's default).
