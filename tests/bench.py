@@ -506,7 +506,7 @@ def main() -> int:
         try:
             for name in chosen:
                 # Write back what the previous figure left dirty (the
-                # unpacked layers: gigabytes), so that it does not slow this one.
+                # unpacked layers), so that it does not slow this one.
                 os.sync()
                 figures[name](bench)
         finally:
