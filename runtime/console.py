@@ -44,7 +44,8 @@ def run() -> None:
     try:
         sys.stderr.flush()
     except OSError:
-        pass  # nowhere left to report it
+        # Nowhere left to report it: keep the exit's own flush from failing.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
     threading = sys.modules.get("threading")
     if threading is not None and threading.active_count() > 1:
         sys.exit(status)

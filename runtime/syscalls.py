@@ -453,15 +453,22 @@ def symlink(target: str, path: str) -> None:
 
 
 def execve(path: str, argv: list[str], env: dict[str, str]) -> None:
-    """Replace this process with `path` (execve(2)). Returns only on failure."""
-    record(
-        "execve",
-        "execve(2)",
-        lambda: os.execve(path, argv, env),
-        returns=False,
-        path=path,
-        argv=argv,
-    )
+    """Replace this process with `path` (execve(2)). Returns only on failure.
+
+    SIGPIPE gets its default action only here, as the last step: until
+    then pyrun ignores it, so that narrating to a stderr whose reader is
+    gone (`pyrun --explain ... 2>&1 | head`) fails with EPIPE instead of
+    killing the set-up (see reset_signal_actions).
+    """
+
+    def action() -> None:
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        try:
+            os.execve(path, argv, env)
+        finally:
+            signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # reached only when execve failed
+
+    record("execve", "execve(2)", action, returns=False, path=path, argv=argv)
 
 
 # -- Cgroups: cgroups(7), mkdir(2), rmdir(2), kill(2) -------------------------------
@@ -833,8 +840,9 @@ def reset_signal_actions() -> None:
     """Restore the default action of every signal (sigaction(2) with SIG_DFL).
 
     Ignored signals survive execve(2), so without this the command would
-    inherit what pyrun's caller or Python itself ignores (SIGPIPE, and for
-    example a real-time signal that a CI runner ignores). Python's signal
+    inherit what pyrun's caller or Python itself ignores (for example a
+    real-time signal that a CI runner ignores). SIGPIPE is the exception:
+    it stays ignored until `execve` sets its default action. Python's signal
     module and glibc both reject the two real-time signals glibc reserves
     (32 and 33), so those go through the rt_sigaction system call directly.
     One record covers the whole loop, so a trace shows a single step.
@@ -846,7 +854,9 @@ def reset_signal_actions() -> None:
         for number in range(1, signal.NSIG):
             if number in (signal.SIGKILL, signal.SIGSTOP):
                 continue
-            if number in valid:
+            if number == signal.SIGPIPE:
+                signal.signal(number, signal.SIG_IGN)
+            elif number in valid:
                 signal.signal(number, signal.SIG_DFL)
             else:
                 _set_default_action(number)

@@ -111,6 +111,21 @@ def test_stdout_unchanged_by_explain(pulled_env):
     assert "Run the container's command /bin/sh" in explained.stderr
 
 
+@pytest.mark.parametrize("flag", ["--explain", "--log-level=trace"])
+def test_closed_stderr_leaves_the_run_intact(pulled_env, tmp_path, flag):
+    # As `pyrun --explain run ... 2>&1 >out | head -1` in class: once head
+    # exits, narration fails with EPIPE, and the container must still run.
+    output = tmp_path / "out"
+    with open(output, "w") as stdout:
+        process = subprocess.Popen(
+            [PYRUN, flag, "run", "--rm", "--network", "none", "busybox", "echo", "hi"],
+            stdout=stdout, stderr=subprocess.PIPE, env={**os.environ, **pulled_env})
+        assert process.stderr.readline()
+        process.stderr.close()
+        assert process.wait(timeout=60) == 0
+    assert output.read_text() == "hi\n"
+
+
 def test_nothing_narrated_after_execve(pulled_env):
     # One pipe for stdout and stderr, so the order of what the student sees
     # is kept: the container's output comes after the execve step, and the
