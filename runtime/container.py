@@ -189,6 +189,11 @@ def _create_cgroup(container: Container) -> Any:
     from runtime import cgroups
 
     manager = cgroups.open_cgroup(container.spec["linux"]["cgroupsPath"])
+    if manager.exists():
+        # Left by a pyrun that was killed (SIGKILL) while it started this
+        # container: the container is not running, so remove it and start clean.
+        log.info("removing cgroup %s, left over from an earlier start", container.spec["linux"]["cgroupsPath"])
+        manager.remove()
     manager.create()
     try:
         manager.apply(container.spec["linux"].get("resources") or {})

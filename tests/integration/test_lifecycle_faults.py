@@ -257,3 +257,18 @@ def test_run_detached_interrupted_after_delay(run_env, cleanup, delay):  # noqa:
     started = time.monotonic()
     result = interrupt_run_detached(run_env, lambda: time.monotonic() - started >= delay)
     assert_interrupt_outcome_consistent(run_env, result, before)
+
+
+def test_start_after_killed_start_reuses_nothing_stale(run_env, cleanup):  # noqa: F811
+    # A pyrun killed (SIGKILL) during a start leaves the container's cgroup
+    # behind, which made every later start fail with "already exists".
+    from runtime import cgroups
+
+    created = pyrun(run_env, "create", "--network", "none", "busybox", "sleep", "60")
+    assert created.returncode == 0, created.stderr
+    container_id = created.stdout.strip()
+    config = json.loads((run_env.root / "containers" / container_id / "config.json").read_text())
+    cgroups.open_cgroup(config["linux"]["cgroupsPath"]).create()
+    started = pyrun(run_env, "start", container_id)
+    assert started.returncode == 0, started.stderr
+    assert status_column(run_env, container_id).startswith("Up")
