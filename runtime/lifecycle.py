@@ -483,7 +483,9 @@ def run_start_helper(root: str, container_id: str, channel_fd: int) -> int:
             log.warning("clean-up after a failed start: %s", describe_error(cleanup_error))
             released = False
         finish(root, container_id, code, False, error=message, released=released)
-        channel.send(f"failed\0{code} {message}".encode())
+        # The CLI prints the message as it prints its own errors: hint last.
+        hint = getattr(err, "hint", "")
+        channel.send(f"failed\0{code} {message}{f' ({hint})' if hint else ''}".encode())
         return 1
 
     state.update_record(

@@ -114,17 +114,21 @@ def test_run_published_port(test_network, env):
     assert_nothing_left(test_network)
 
 
-def test_run_port_conflict(test_network, env):
+@pytest.mark.parametrize("detach", [[], ["-d"]])
+def test_run_port_conflict(test_network, env, detach):
+    # Detached, the error comes from the start helper through the monitor:
+    # it must keep its hint on the way.
     other_program = test_network.popen(sys.executable, "-c", PEER_SERVER, "0.0.0.0", "18091")
     time.sleep(0.3)
     try:
-        result = pyrun(test_network, env, "run", "--rm", "-p", "18091:80", "busybox", "true")
+        result = pyrun(test_network, env, "run", "--rm", *detach, "-p", "18091:80", "busybox", "true")
     finally:
         other_program.kill()
         other_program.wait()
     assert result.returncode == 125
     assert "0.0.0.0:18091/tcp" in result.stderr
     assert "already in use" in result.stderr
+    assert "(choose another host port with -p" in result.stderr
     assert_nothing_left(test_network)
 
 
