@@ -27,6 +27,12 @@ class NotFoundError(PyrunError):
     """A container, image or file that the user named does not exist."""
 
 
+class ContainerNotFoundError(NotFoundError):
+    """A container that the user named does not exist; Docker's commands exit with 1 then."""
+
+    exit_code = 1
+
+
 def describe_error(err: BaseException) -> str:
     """Join an exception chain into one line: intent first, cause last."""
     parts = []

@@ -45,7 +45,7 @@ import time
 # runtime.syscalls (with ctypes) and runtime.overlay are imported inside the
 # functions that make kernel calls, so `ps` and `inspect` do without them.
 from runtime import state
-from runtime.errors import NotFoundError, PyrunError, UsageError, describe_error
+from runtime.errors import ContainerNotFoundError, NotFoundError, PyrunError, UsageError, describe_error
 from runtime.log import configure as configure_logging, get_logger
 
 TYPE_CHECKING = False
@@ -108,7 +108,7 @@ def _flock(path: str, operation: int) -> Iterator[bool]:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except FileNotFoundError:
-        raise NotFoundError(f"no such container: {os.path.basename(os.path.dirname(path))}") from None
+        raise ContainerNotFoundError(f"no such container: {os.path.basename(os.path.dirname(path))}") from None
     try:
         try:
             fcntl.flock(fd, operation)
@@ -134,7 +134,7 @@ def _clean_up_lock(directory: str) -> Iterator[None]:
     try:
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise NotFoundError(f"no such container: {os.path.basename(directory)}") from None
+        raise ContainerNotFoundError(f"no such container: {os.path.basename(directory)}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -20,7 +20,7 @@ import os
 import time
 from contextlib import contextmanager
 
-from runtime.errors import NotFoundError, PyrunError, UsageError
+from runtime.errors import ContainerNotFoundError, NotFoundError, PyrunError, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -167,7 +167,7 @@ def load_record(root: str, container_id: str) -> dict[str, Any]:
         with open(path, encoding="utf-8") as file:
             return json.load(file)
     except FileNotFoundError:
-        raise NotFoundError(f"no such container: {container_id}") from None
+        raise ContainerNotFoundError(f"no such container: {container_id}") from None
 
 
 def update_record(root: str, container_id: str, **changes: Any) -> dict[str, Any]:
@@ -210,7 +210,7 @@ def find_container(root: str, reference: str) -> str:
         return matches[0]
     if len(matches) > 1:
         raise UsageError(f"container ID prefix {reference!r} is ambiguous: it matches {len(matches)} containers")
-    raise NotFoundError(f"no such container: {reference}")
+    raise ContainerNotFoundError(f"no such container: {reference}")
 
 
 def remove_container(root: str, container_id: str) -> None:

@@ -80,7 +80,7 @@ def test_stats_by_id_prefix(store_root, container):
 
 def test_stats_unknown_container(store_root, container):
     result = run_pyrun("stats", "--no-stream", "no-such-box", root=store_root)
-    assert result.returncode == 125
+    assert result.returncode == 1  # Docker's status for an unknown container
     assert "no such container: no-such-box" in result.stderr
 
 

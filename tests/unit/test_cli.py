@@ -257,3 +257,12 @@ def test_closed_stdout_ends_quietly_with_sigpipe_status():
     os.close(write_end)
     assert result.returncode == 141
     assert result.stderr == ""
+
+
+@pytest.mark.parametrize("command", [["rename", "nosuch", "other"], ["logs", "nosuch"], ["start", "-a", "nosuch"],
+                                     ["stop", "nosuch"], ["inspect", "nosuch"]])
+def test_unknown_container_exits_1_as_docker(tmp_path, command):
+    result = subprocess.run([sys.executable, "-m", "runtime", "--root", str(tmp_path), *command],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "pyrun: no such container: nosuch"
