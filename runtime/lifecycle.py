@@ -750,14 +750,18 @@ def rename(root: str, reference: str, new_name: str) -> None:
     state.release_name(root, record["name"], container_id)
 
 
-def prune(root: str) -> list[str]:
-    """Remove every container that is not running; return their IDs."""
-    removed = []
+def prune(root: str) -> tuple[list[str], int]:
+    """Remove every container that is not running; return their IDs and the bytes their writable layers held."""
+    from runtime.store.layout import tree_size
+
+    removed, freed = [], 0
     for record in list_containers(root):
         if record.get("status") != state.STATUS_RUNNING:
+            size = tree_size(os.path.join(state.container_dir(root, record["id"]), "upper"))
             remove(root, record["id"])
             removed.append(record["id"])
-    return removed
+            freed += size
+    return removed, freed
 
 
 def main(argv: list[str]) -> int:

@@ -416,13 +416,15 @@ def prune_command(args: argparse.Namespace) -> int:
                      "Are you sure you want to continue? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             return 0
-    removed = lifecycle.prune(args.root)
+    from runtime.cli.images import human_size
+
+    removed, freed = lifecycle.prune(args.root)
     if removed:
         print("Deleted Containers:")
         for container_id in removed:
             print(container_id)
         print()
-    print("Total reclaimed space: 0B")
+    print(f"Total reclaimed space: {human_size(freed)}")
     return 0
 
 

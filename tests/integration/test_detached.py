@@ -191,6 +191,15 @@ def test_container_verb_spellings(run_env, cleanup):  # noqa: F811
     assert pyrun(run_env, "ps", "-a", "-q").stdout == ""
 
 
+def test_container_prune_reports_reclaimed_space(run_env, cleanup):  # noqa: F811
+    # 300 kB written in the container's writable layer: Docker counts it.
+    container = detached(run_env, "busybox", "dd", "if=/dev/zero", "of=/blob", "bs=1000", "count=300")
+    assert pyrun(run_env, "wait", container).stdout.strip() == "0"
+    pruned = pyrun(run_env, "container", "prune", "-f")
+    assert pruned.returncode == 0, pruned.stderr
+    assert pruned.stdout.endswith("Total reclaimed space: 300kB\n")
+
+
 def test_rm_running_needs_force(run_env, cleanup):  # noqa: F811
     container = detached(run_env, "--name", "keep-me", "busybox", "sleep", "60")
     refused = pyrun(run_env, "rm", "keep-me")
