@@ -59,6 +59,14 @@ def run_init(channel) -> None:
 
     for sig in FORWARDED_SIGNALS:
         signal.signal(sig, forward)
+    # Before the fork: the command may read /proc/1/cmdline at once, and
+    # must find "pyrun-init" there, not pyrun's command line on the host.
+    syscalls.record(
+        "set_proctitle",
+        "prctl(2) PR_SET_NAME",
+        lambda: (prctl.set_name(PROCESS_TITLE), prctl.set_proctitle(PROCESS_TITLE)),
+        title=PROCESS_TITLE,
+    )
 
     command_pid = syscalls.fork()
     if command_pid == 0:
@@ -72,12 +80,6 @@ def run_init(channel) -> None:
 
     channel.close()
     syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
-    syscalls.record(
-        "set_proctitle",
-        "prctl(2) PR_SET_NAME",
-        lambda: (prctl.set_name(PROCESS_TITLE), prctl.set_proctitle(PROCESS_TITLE)),
-        title=PROCESS_TITLE,
-    )
     os._exit(reap_until_exit(command_pid))
 
 
