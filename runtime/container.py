@@ -165,7 +165,7 @@ def run(container: Container, *, interactive: bool = False, use_init: bool = Fal
             before_exec=lambda pid: _attach_network(container, pid),
         )
         container.pid = started.pid
-        previous_handlers = _forward_signals(started.pid)
+        previous_handlers = forward_signals(started.pid)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
 
@@ -215,8 +215,8 @@ def _attach_network(container: Container, pid: int) -> None:
     state.update_record(container.root, container.id, network_settings=container.network_settings)
 
 
-def _forward_signals(pid: int) -> dict[int, Any]:
-    """Pass pyrun's signals on to `pid`; return the handlers they replace."""
+def forward_signals(pid: int) -> dict[int, Any]:
+    """Pass pyrun's FORWARDED_SIGNALS on to `pid` (run and exec do); return the handlers they replace."""
 
     def forward(signum: int, _frame: Any) -> None:
         try:

@@ -30,7 +30,7 @@ import socket
 from runtime import launch, process, rootfs, state, syscalls
 # Imported here: the joining process cannot import modules once it is in
 # the container's mount namespace.
-from runtime.container import FORWARDED_SIGNALS
+from runtime.container import FORWARDED_SIGNALS, forward_signals
 from runtime.errors import PyrunError
 from runtime.namespaces import NAMESPACE_FLAGS, PROC_NAMES
 
@@ -94,7 +94,7 @@ def exec_in(root: str, record: dict[str, Any], command: list[str], *, user: str 
         parent_end.close()
         _joiner_process(launch.Channel(child_end), namespace_fds, cgroup, exec_spec, interactive, detach,
                         spec["linux"].get("seccomp"))
-    previous_handlers = _forward_signals_to(joiner)
+    previous_handlers = forward_signals(joiner)
     signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
     child_end.close()
     for _, fd in namespace_fds:
@@ -134,18 +134,6 @@ def _wait_for_exec(joiner: int, channel: launch.Channel, exec_spec: dict[str, An
     _, status = os.waitpid(joiner, 0)
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
-
-
-def _forward_signals_to(pid: int) -> dict[int, Any]:
-    """Pass the signals `docker exec` passes on (Ctrl-C among them) to `pid`; return the old handlers."""
-
-    def forward(signum: int, _frame: Any) -> None:
-        try:
-            syscalls.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-    return {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
 
 
 class _nothing:
@@ -216,7 +204,7 @@ def _joiner_process(channel: launch.Channel, namespace_fds: list[tuple[str, int]
         os._exit(0)
     # E runs in a session of its own, so the terminal's signals reach pyrun
     # and this process, which pass them on. They were blocked until now.
-    _forward_signals_to(child)
+    forward_signals(child)
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     _, status = os.waitpid(child, 0)
     code = os.waitstatus_to_exitcode(status)
