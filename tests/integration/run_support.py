@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,3 +85,13 @@ def cleanup(run_env):  # noqa: F811 - the module fixture of the same name
     ids = pyrun(run_env, "ps", "-a", "-q", "--no-trunc").stdout.split()
     if ids:
         pyrun(run_env, "rm", "-f", *ids)
+
+
+def wait_for(condition, timeout: float = 10) -> bool:
+    """Poll `condition` every 50 ms; return whether it became true within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False

@@ -20,7 +20,7 @@ import time
 import pytest
 
 from tests.conftest import PYRUN
-from tests.integration.run_support import cleanup, detached, popen_env, pyrun, run_env  # noqa: F401 - fixtures
+from tests.integration.run_support import cleanup, detached, popen_env, pyrun, run_env, wait_for  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
 
@@ -38,15 +38,6 @@ def state_of(run_env, container: str) -> str:  # noqa: F811
 def container_files(run_env, container: str) -> list[str]:  # noqa: F811
     full_id = pyrun(run_env, "inspect", "-f", "{{.Id}}", container).stdout.strip()
     return sorted(os.listdir(run_env.root / "containers" / full_id))
-
-
-def wait_for(condition, timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 class Terminal:

@@ -11,18 +11,9 @@ import time
 import pytest
 
 from tests.conftest import PYRUN
-from tests.integration.run_support import cleanup, detached, popen_env, pyrun, run_env  # noqa: F401 - fixtures
+from tests.integration.run_support import cleanup, detached, popen_env, pyrun, run_env, wait_for  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
-
-
-def wait_for(condition, timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def state_of(run_env, container: str) -> str:  # noqa: F811
