@@ -64,10 +64,10 @@ def get_logger(name: str) -> LazyLogger:
 
 
 def configure(level: str, line_format: str = "%(levelname)s: %(message)s") -> None:
-    """Log messages at `level` and above to stderr, each as `line_format` gives.
+    """Log messages at `level` and above to stderr, each formatted with `line_format`.
 
-    At "warning" and "error" the logging module is imported only when the
-    first such message comes; at the other levels it is set up at once.
+    At "warning" and "error", the logging module is imported only when the
+    first such message comes. At the other levels it is set up at once.
     """
     global _threshold, _pending
     _threshold = LEVELS[level]

@@ -88,8 +88,8 @@ def _make_record(cls, frozen: bool):
     cls.__eq__ = __eq__
     cls.__repr__ = __repr__
     if frozen:
-        cls.__setattr__ = _refuse_change
-        cls.__delattr__ = _refuse_change
+        cls.__setattr__ = _reject_change
+        cls.__delattr__ = _reject_change
         cls.__hash__ = lambda self: hash(fields(self))
     else:
         # Equal records must hash equal, and a changeable one cannot: as with
@@ -98,5 +98,5 @@ def _make_record(cls, frozen: bool):
     return cls
 
 
-def _refuse_change(self, name, *value):
+def _reject_change(self, name, *value):
     raise AttributeError(f"cannot change field {name!r} of a frozen {type(self).__name__}")

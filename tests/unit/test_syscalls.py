@@ -88,7 +88,7 @@ def ignored_signals_mask() -> int:
     raise AssertionError("no SigIgn line in /proc/self/status")
 
 
-def test_reset_signal_actions_clears_every_ignored_signal_but_sigpipe():
+def test_reset_signal_actions_keeps_only_sigpipe_ignored():
     # Run in a child, so the test process keeps its own signal actions.
     # SIGPIPE stays ignored until execve (see syscalls.execve).
     read_end, write_end = os.pipe()
