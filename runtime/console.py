@@ -1,10 +1,28 @@
 """The `pyrun` console command: the entry point that pyproject.toml names.
 
-The generated `pyrun` script (and runtime.launcher's faster one) imports
-this module first. It imports only `sys`, so Ctrl-C while runtime.cli and
-its modules load still ends with "pyrun: interrupted" and status 130, not
-a traceback. Ctrl-C during the interpreter's own start-up, before Python
-handles SIGINT, ends the process silently through the signal itself.
+Ctrl-C must end pyrun with "pyrun: interrupted" and status 130, never with
+a traceback, however early it comes. Python turns SIGINT into a
+KeyboardInterrupt wherever the interpreter happens to be, and during an
+import that can go wrong two ways: outside a `try`, it prints a traceback;
+inside the clean-up of an import lock, CPython reports it as "Exception
+ignored" and drops it, so the command runs on as if Ctrl-C never came.
+
+So the launcher that `make install` writes (runtime/launcher.py) blocks
+SIGINT on its first line. The signal then waits in the kernel while Python
+imports runtime.cli and parses the command line, which is most of the
+importing, and runtime.cli unblocks it just before the command's handler
+runs: a Ctrl-C from the wait is raised there, inside the `try` that
+reports it. `run` blocks SIGINT again once the
+command has ended, so the exit cannot be interrupted either.
+
+pip's own `pyrun` script does not block SIGINT; this module imports only
+`sys`, so even there a Ctrl-C while runtime.cli loads is reported, unless
+CPython drops it as described above.
+
+NOTE: a Ctrl-C during the interpreter's own start-up, before the
+launcher's first line, is CPython's to handle: it ends the process through
+the signal itself, or with "Fatal Python error: init_sys_streams" when it
+lands while Python opens the standard streams.
 """
 
 import sys
@@ -31,9 +49,11 @@ def run() -> None:
     another thread still runs, or atexit work is registered by a library,
     the normal exit runs instead, which waits for the threads.
     """
-    import os
-
     status = main()
+    import _signal  # loaded by the interpreter itself: importing it cannot be interrupted
+
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGINT})
+    import os
     try:
         sys.stdout.flush()
     except BrokenPipeError:

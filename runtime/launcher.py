@@ -24,6 +24,9 @@ TEMPLATE = """\
 # Written by `python -m runtime.launcher` (see runtime/launcher.py): Python
 # without the site module, with pyrun's directories on sys.path.
 import sys
+import _signal
+# Hold Ctrl-C until pyrun can report it (runtime/console.py says why).
+_signal.pthread_sigmask(_signal.SIG_BLOCK, {{_signal.SIGINT}})
 sys.path += {paths!r}
 from runtime.console import run
 run()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 
 from runtime.errors import PyrunError, UsageError, describe_error
@@ -250,6 +251,8 @@ def run_command_line(argv: list[str]) -> int:
         from runtime import explain
 
         explain.enable()
+    # The command's modules are loaded: let a held Ctrl-C through (runtime/console.py says why).
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     try:
         return args.handler(args) or 0
     except PyrunError as err:
