@@ -71,6 +71,13 @@ def make_fifo(path: str) -> int:
     return os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
 
 
+def open_fifos(directory: str, with_stdin: bool) -> tuple[int, int]:
+    """Create the attach point's FIFOs; return the fds of attach.ctl and of attach.stdin (-1 without stdin)."""
+    control_fd = make_fifo(os.path.join(directory, CONTROL_FIFO))
+    input_fd = make_fifo(os.path.join(directory, STDIN_FIFO)) if with_stdin else -1
+    return control_fd, input_fd
+
+
 def write_nonblocking(fd: int, data: bytes) -> int:
     """Write what `fd` takes now without waiting; return the bytes written (0 when full).
 
@@ -105,7 +112,8 @@ class AttachPoint:
     loop owns `console_fd`, so this class never closes it.
     """
 
-    def __init__(self, directory: str, stdin_fd: int, console_fd: int) -> None:
+    def __init__(self, directory: str, stdin_fd: int, console_fd: int,
+                 fifos: tuple[int, int] | None = None) -> None:
         self.directory = directory
         self.stdin_fd = stdin_fd
         self.console_fd = console_fd
@@ -115,8 +123,8 @@ class AttachPoint:
         self.clients: dict[str, dict[str, int]] = {}
         self.poller: select.poll | None = None
         self.input_watched = False
-        self.control_fd = make_fifo(os.path.join(directory, CONTROL_FIFO))
-        self.input_fd = make_fifo(os.path.join(directory, STDIN_FIFO)) if stdin_fd >= 0 else -1
+        # `fifos` are the ones open_fifos made before the monitor's exec.
+        self.control_fd, self.input_fd = fifos or open_fifos(directory, stdin_fd >= 0)
         # `pyrun start -a` made its FIFOs before the start, so that it also
         # gets the output written before this monitor read its first byte.
         for name in os.listdir(directory):

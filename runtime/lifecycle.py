@@ -342,9 +342,17 @@ def _become_monitor(root: str, container_id: str, ready_fd: int) -> None:
         if syscalls.fork() > 0:
             os._exit(0)
         argv = _start_for_monitor(root, container_id, ready_fd)
+        # The container runs: report it now, so the caller does not wait
+        # the 10 ms or so that the monitor's interpreter takes to start.
+        _write_line(ready_fd, "ok")
+        os.close(ready_fd)
+        ready_fd = -1
         os.execv(sys.executable, argv)
     except BaseException as err:  # noqa: BLE001 - reported to the CLI, then exit
-        _write_line(ready_fd, f"125 {describe_error(err)}")
+        # After "ok", only the exec can fail: the container then runs on
+        # unwatched, as after a monitor killed with SIGKILL.
+        if ready_fd >= 0:
+            _write_line(ready_fd, f"125 {describe_error(err)}")
     os._exit(125)
 
 
@@ -352,7 +360,7 @@ def _start_for_monitor(root: str, container_id: str, ready_fd: int) -> list[str]
     """Take the monitor's lock, start pid 1 through a forked start helper, and return the monitor's argv."""
     import socket
 
-    from runtime import monitor, syscalls
+    from runtime import attach, logs, monitor, syscalls
 
     null = os.open(os.devnull, os.O_RDWR)
     for target in (0, 1, 2):
@@ -405,21 +413,28 @@ def _start_for_monitor(root: str, container_id: str, ready_fd: int) -> list[str]
     console = fds.pop() if console_flag == "console" else -1
     if console >= 0 and record.get("interactive"):
         stdin_write = console  # with -t -i, input goes to the pty master
-    passed = [ready_fd, lock, stdout_read, stderr_read, *fds] + [fd for fd in (console, stdin_write) if fd >= 0]
+    # The attach FIFOs and the log file are opened here, before the exec,
+    # so that `attach` and `logs` find them as soon as `run -d` returns.
+    directory = state.container_dir(root, container_id)
+    control_fd, input_fd = attach.open_fifos(directory, stdin_write >= 0)
+    log_fd = os.open(logs.log_path(directory, container_id), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    passed = [lock, stdout_read, stderr_read, control_fd, log_fd, *fds]
+    passed += [fd for fd in (console, stdin_write, input_fd) if fd >= 0]
     for fd in passed:
         os.set_inheritable(fd, True)
     # Descriptors the CLI inherited from its caller (a test's pipes, a
     # shell's files) would otherwise stay open in the monitor for the
     # container's whole life.
     for name in os.listdir("/proc/self/fd"):
-        if int(name) > 2 and int(name) not in passed:
+        if int(name) > 2 and int(name) not in passed and int(name) != ready_fd:
             with contextlib.suppress(OSError):
                 os.close(int(name))
     log_config = record.get("log_config") or {}
     # `python -S`: the monitor needs no site-packages, which saves memory.
     return [
-        sys.executable, "-S", MONITOR_SCRIPT, root, container_id, str(ready_fd), str(lock), pid_text,
+        sys.executable, "-S", MONITOR_SCRIPT, root, container_id, str(lock), pid_text,
         str(stdout_read), str(stderr_read), str(console), ",".join(str(fd) for fd in fds), str(stdin_write),
+        str(control_fd), str(input_fd), str(log_fd),
         str(log_config.get("max_size", 0)), str(log_config.get("max_file", 1)),
     ]
 

@@ -138,12 +138,13 @@ def parse_log_options(values: list[str]) -> dict[str, int]:
 class JsonFileWriter:
     """Append a container's output to its json-file log, one entry per line."""
 
-    def __init__(self, path: str, max_size: int = 0, max_file: int = 1) -> None:
+    def __init__(self, path: str, max_size: int = 0, max_file: int = 1, fd: int = -1) -> None:
+        """Append to `path`, or to `fd` when given: `path` already opened for appending."""
         self.path = path
         self.max_size = max_size
         self.max_file = max_file
         self.partial = {"stdout": b"", "stderr": b""}
-        self.file = open(path, "ab")
+        self.file = open(path, "ab") if fd < 0 else os.fdopen(fd, "ab")
         self.size = self.file.tell()
 
     def write(self, stream: str, data: bytes) -> None:

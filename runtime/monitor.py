@@ -9,7 +9,8 @@ pid 1 for the container's whole life:
         +-- start helper     a fork of it (the CLI's modules are loaded already):
         |                    cgroup, network, namespaces, then exits, and pid 1
         |                    is re-parented to the future monitor
-        |                  the future monitor then execs `python -S runtime/monitor.py`
+        |                  the future monitor opens the attach FIFOs and the log,
+        |                  sends "ok", then execs `python -S runtime/monitor.py`
       monitor                keeps the container's stdout and stderr pipes and its
                              published ports' sockets; logs the output, waitpid()s pid 1,
                              serves `pyrun attach` through FIFOs (runtime.attach),
@@ -100,38 +101,17 @@ def oom_killed(oom_file: str) -> bool:
 class Monitor:
     """One detached container's monitor: logs its output, reaps it and cleans up after it."""
 
-    def __init__(self, root: str, container_id: str, ready_fd: int) -> None:
+    def __init__(self, root: str, container_id: str) -> None:
         self.root = root
         self.container_id = container_id
         self.directory = os.path.join(root, "containers", container_id)
-        self.ready_fd = ready_fd
         self.python = sys.executable
         self.held_fds: list[int] = []
         self.attach_point: attach.AttachPoint | None = None
 
-    def report_ready(self, message: str) -> None:
-        """Tell `pyrun run -d` / `start` how the start went: "ok" or "CODE MESSAGE"."""
-        if self.ready_fd < 0:
-            return
-        try:
-            os.write(self.ready_fd, (message + "\n").encode())
-        except OSError:
-            pass  # the CLI was interrupted, and the record still shows the outcome
-        os.close(self.ready_fd)
-        self.ready_fd = -1
-
-    def run(self, pid: int, streams: dict[int, str], held_fds: list[int], max_size: int, max_file: int) -> int:
-        """Log pid 1's `streams` until they end, reap it, and clean up; `held_fds` close last.
-
-        `max_size` and `max_file` are the json-file log's limits. They come
-        from the command line rather than the record, so that `run -d`
-        receives "ok" before the monitor has imported json, whose first
-        import here costs about 8 ms (measured with Python 3.11).
-        """
+    def run(self, pid: int, streams: dict[int, str], held_fds: list[int], writer: logs.JsonFileWriter) -> int:
+        """Log pid 1's `streams` with `writer` until they end, reap it, and clean up; `held_fds` close last."""
         self.held_fds = held_fds
-        writer = logs.JsonFileWriter(logs.log_path(self.directory, self.container_id), max_size, max_file)
-        self.report_ready("ok")
-
         self.copy_output(streams, writer)
         if self.attach_point is not None:
             self.attach_point.close()  # attached clients read end-of-file after the last output
@@ -266,22 +246,26 @@ def detach_from_caller() -> None:
 def main(argv: list[str]) -> int:
     """Watch one container until it exits.
 
-    argv: ROOT CONTAINER_ID READY_FD LOCK_FD PID STDOUT_FD STDERR_FD CONSOLE_FD HELD_FDS
-    STDIN_FD LOG_MAX_SIZE LOG_MAX_FILE, where the fds are inherited from
-    runtime.lifecycle.start, CONSOLE_FD is -1 without -t and HELD_FDS is a
-    comma-separated list (maybe empty). STDIN_FD is the container's stdin
-    with -i: the write end of its stdin pipe, or CONSOLE_FD with -t. It is
-    -1 without -i. The log limits are --log-opt max-size in bytes (0: no
-    limit) and max-file.
+    argv: ROOT CONTAINER_ID LOCK_FD PID STDOUT_FD STDERR_FD CONSOLE_FD HELD_FDS
+    STDIN_FD CONTROL_FD INPUT_FD LOG_FD LOG_MAX_SIZE LOG_MAX_FILE, where the
+    fds are inherited from runtime.lifecycle.start, CONSOLE_FD is -1
+    without -t and HELD_FDS is a comma-separated list (maybe empty).
+    STDIN_FD is the container's stdin with -i: the write end of its stdin
+    pipe, or CONSOLE_FD with -t. It is -1 without -i. CONTROL_FD and
+    INPUT_FD are the attach FIFOs (runtime.attach.open_fifos; INPUT_FD is -1
+    without -i) and LOG_FD the json-file log, opened for appending. The log
+    limits are --log-opt max-size in bytes (0: no limit) and max-file; they
+    come on the command line because the record is JSON, and importing json
+    costs about 8 ms here (measured with Python 3.11).
     """
     root, container_id = argv[0], argv[1]
-    ready_fd, lock_fd, pid, stdout_fd, stderr_fd, console_fd = (int(value) for value in argv[2:8])
-    held_fds = [int(fd) for fd in argv[8].split(",") if fd]
-    stdin_fd = int(argv[9])
-    max_size, max_file = int(argv[10]), int(argv[11])
+    lock_fd, pid, stdout_fd, stderr_fd, console_fd = (int(value) for value in argv[2:7])
+    held_fds = [int(fd) for fd in argv[7].split(",") if fd]
+    stdin_fd, control_fd, input_fd, log_fd = (int(value) for value in argv[8:12])
+    max_size, max_file = int(argv[12]), int(argv[13])
     # None of these may leak into a process that the clean-up starts. The
     # lock stays held by this process, because flock(2) locks belong to the open file.
-    for fd in [ready_fd, lock_fd, stdout_fd, stderr_fd, *held_fds, console_fd, stdin_fd]:
+    for fd in [lock_fd, stdout_fd, stderr_fd, *held_fds, console_fd, stdin_fd, control_fd, input_fd, log_fd]:
         if fd >= 0:
             os.set_inheritable(fd, False)
     detach_from_caller()
@@ -293,14 +277,12 @@ def main(argv: list[str]) -> int:
     if console_fd >= 0:
         # With -t, everything the container writes arrives on the pty master, as stdout.
         streams[console_fd] = "stdout"
-    monitor = Monitor(root, container_id, ready_fd)
-    try:
-        # The FIFOs exist before `pyrun run -d` or `start` returns, so an attach may follow at once.
-        monitor.attach_point = attach.AttachPoint(monitor.directory, stdin_fd, console_fd)
-        return monitor.run(pid, streams, held_fds, max_size, max_file)
-    except Exception as err:  # noqa: BLE001 - the CLI shows it; nobody else would
-        monitor.report_ready(f"125 monitor failed: {err}")
-        return 1
+    monitor = Monitor(root, container_id)
+    # `pyrun run -d` has returned already: nobody is left to tell of a
+    # failure here, which then leaves the container as a killed monitor would.
+    monitor.attach_point = attach.AttachPoint(monitor.directory, stdin_fd, console_fd, (control_fd, input_fd))
+    writer = logs.JsonFileWriter(logs.log_path(monitor.directory, container_id), max_size, max_file, log_fd)
+    return monitor.run(pid, streams, held_fds, writer)
 
 
 if __name__ == "__main__":
