@@ -172,6 +172,24 @@ def test_run_parse_imports_only_its_module():
         assert name not in loaded
 
 
+def test_parsing_skips_shutil():
+    # argparse would import shutil for the terminal's width on every add_argument.
+    loaded = loaded_modules("from runtime.cli import parse_command_line\n"
+                            "parse_command_line(['ps', '-a'])")
+    assert "runtime.cli.lifecycle" in loaded
+    assert "shutil" not in loaded
+
+
+@pytest.mark.parametrize("columns", ["50", "132"])
+def test_help_is_laid_out_as_argparse_does(monkeypatch, columns):
+    monkeypatch.setenv("COLUMNS", columns)
+    ours = cli.build_parser("run")._subparsers._group_actions[0].choices["run"].format_help()
+    monkeypatch.setattr(cli, "HelpFormatter", argparse.HelpFormatter)
+    theirs = cli.build_parser("run")._subparsers._group_actions[0].choices["run"].format_help()
+    assert ours == theirs
+    assert len(ours.splitlines()[0]) <= int(columns)
+
+
 def test_run_path_skips_requests_and_pyroute2():
     # What `pyrun run` imports when the image is in the store and there is
     # no network to attach: the registry client and netlink load only on a
