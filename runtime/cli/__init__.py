@@ -163,6 +163,8 @@ def find_command(argv: list[str]) -> str | None:
     option or `--help` comes before the sub-command, or when a global option
     is invalid: the full parser then lists every command or reports the error.
     """
+    if argv and not argv[0].startswith("-"):
+        return argv[0]  # no global option first: argparse would find the same, only slower
     parser = CommandParser(prog="pyrun", add_help=False)
     add_global_options(parser)
     parser.add_argument("command", nargs="?")

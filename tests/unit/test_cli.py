@@ -60,6 +60,8 @@ def test_help_lists_every_command(capsys):
         (["--log", "debug", "--explain", "images"], "images"),
         (["--root", "run", "ps"], "ps"),
         (["container", "ps"], "container"),
+        (["bogus", "--root", "x"], "bogus"),
+        (["-"], "-"),
         ([], None),
         (["--help"], None),
         (["--bogus", "run"], None),
