@@ -25,6 +25,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from runtime.logs import JsonFileWriter
+    from runtime.output import OutputPipes
+
 log = get_logger(__name__)
 
 # Signals pyrun passes on to the container, as `docker run` does (sig-proxy).
@@ -147,9 +150,30 @@ def _apply_network_mode(root: str, spec: dict[str, Any], plan: dict[str, Any]) -
                 namespace["path"] = f"/proc/{other['pid']}/ns/net"
 
 
-def run(container: Container, *, interactive: bool = False, use_init: bool = False) -> int:
-    """Start the container, wait for it to exit and return its exit code (Docker's rules)."""
+def run(container: Container, *, interactive: bool = False, use_init: bool = False,
+        log_file: JsonFileWriter | None = None) -> int:
+    """Start the container, wait for it to exit and return its exit code (Docker's rules).
+
+    Without a terminal, the container writes to pipes that pyrun copies to
+    its own stdout and stderr (runtime.output); `log_file`, when given,
+    receives the output too, with a terminal or without.
+    """
+    from runtime.output import OutputPipes
+
     container.cgroup = _create_cgroup(container)
+    pipes = None if container.spec["process"].get("terminal") else OutputPipes()
+    try:
+        return _run_started(container, interactive, use_init, log_file, pipes)
+    finally:
+        if pipes is not None:
+            pipes.close()
+        if log_file is not None:
+            log_file.close()
+
+
+def _run_started(container: Container, interactive: bool, use_init: bool, log_file: JsonFileWriter | None,
+                 pipes: OutputPipes | None) -> int:
+    """Start pid 1, pass its output on until it ends, and return its exit code."""
 
     # A signal that arrives while the container starts stays pending until
     # the handlers that forward it are in place, so it neither kills pyrun
@@ -163,6 +187,7 @@ def run(container: Container, *, interactive: bool = False, use_init: bool = Fal
             use_init=use_init,
             join_cgroup=container.cgroup.add_process if container.cgroup else None,
             before_exec=lambda pid: _attach_network(container, pid),
+            output=pipes.container_ends() if pipes else None,
         )
         container.pid = started.pid
         previous_handlers = forward_signals(started.pid)
@@ -175,7 +200,10 @@ def run(container: Container, *, interactive: bool = False, use_init: bool = Fal
         )
         log.debug("container %s runs as host pid %d", container.id[:12], started.pid)
         if started.console is not None:
-            _relay_terminal(started.console, interactive)
+            _relay_terminal(started.console, interactive, log_file)
+        elif pipes is not None:
+            pipes.close_container_ends()
+            pipes.copy(log_file)
         _, status = os.waitpid(started.pid, 0)
     finally:
         for sig, handler in previous_handlers.items():
@@ -227,13 +255,13 @@ def forward_signals(pid: int) -> dict[int, Any]:
     return {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
 
 
-def _relay_terminal(console: int, interactive: bool) -> None:
+def _relay_terminal(console: int, interactive: bool, log_file: JsonFileWriter | None) -> None:
     """Copy between the host terminal and the container's pty until the pty closes."""
     from runtime import terminal
 
     try:
         with terminal.raw_mode(0) if interactive else contextlib.nullcontext():
-            terminal.relay(console, interactive)
+            terminal.relay(console, interactive, log_file)
     finally:
         os.close(console)
 

@@ -95,6 +95,7 @@ def start(
     join_cgroup: Callable[[int], None] | None = None,
     before_exec: Callable[[int], None] | None = None,
     detached: bool = False,
+    output: tuple[int, int] | None = None,
 ) -> Started:
     """Start the container's pid 1 and return once the command runs.
 
@@ -102,8 +103,10 @@ def start(
     (network attach) once pid 1 is in its network namespace and before the
     command runs. `detached` containers outlive this process: their pid 1
     passes to the nearest subreaper (the monitor) instead of being killed
-    when this process exits. Raises SetupError, with exit code 126 or 127 when the
-    command cannot be run.
+    when this process exits. `output`, without a terminal, is the pair of
+    descriptors that become the command's stdout and stderr (runtime.output);
+    without it, the command keeps this process's. Raises SetupError, with
+    exit code 126 or 127 when the command cannot be run.
     """
     parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     channel = Channel(parent_end)
@@ -112,7 +115,7 @@ def start(
     setup_pid = syscalls.fork()
     if setup_pid == 0:
         parent_end.close()
-        _setup_process(Channel(child_end), bundle, spec, interactive, use_init, detached)
+        _setup_process(Channel(child_end), bundle, spec, interactive, use_init, detached, output)
     child_end.close()
 
     container_pid = 0
@@ -189,7 +192,8 @@ def _report_and_exit(channel: Channel, step: str, err: BaseException) -> None:
 
 
 def _setup_process(
-    channel: Channel, bundle: str, spec: dict[str, Any], interactive: bool, use_init: bool, detached: bool
+    channel: Channel, bundle: str, spec: dict[str, Any], interactive: bool, use_init: bool, detached: bool,
+    output: tuple[int, int] | None,
 ) -> None:
     """S: wait for the cgroup, unshare the namespaces, fork pid 1, exit."""
     step = "wait for pyrun"
@@ -206,7 +210,7 @@ def _setup_process(
         step = "fork pid 1"
         pid = syscalls.fork()
         if pid == 0:
-            _container_process(channel, bundle, spec, interactive, use_init, detached)
+            _container_process(channel, bundle, spec, interactive, use_init, detached, output)
         channel.send("pid", str(pid))
     except BaseException as err:  # noqa: BLE001 - reported to pyrun, then exit
         _report_and_exit(channel, step, err)
@@ -214,7 +218,8 @@ def _setup_process(
 
 
 def _container_process(
-    channel: Channel, bundle: str, spec: dict[str, Any], interactive: bool, use_init: bool, detached: bool
+    channel: Channel, bundle: str, spec: dict[str, Any], interactive: bool, use_init: bool, detached: bool,
+    output: tuple[int, int] | None,
 ) -> None:
     """C: build the container's view of the system, then run the command."""
     step = "make the process non-dumpable"
@@ -247,7 +252,7 @@ def _container_process(
         if console is not None:
             process.setup_terminal(console)
         else:
-            process.setup_plain_stdio(interactive)
+            process.setup_plain_stdio(interactive, output)
 
         step = "wait for pyrun"
         channel.expect("go")

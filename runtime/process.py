@@ -66,13 +66,17 @@ def setup_terminal(console_fd: int) -> None:
         os.close(console_fd)
 
 
-def setup_plain_stdio(interactive: bool) -> None:
-    """Keep stdout and stderr; stdin stays attached only with `-i`, as in Docker."""
+def setup_plain_stdio(interactive: bool, output: tuple[int, int] | None = None) -> None:
+    """Put `output` (stdout, stderr) on fd 1 and 2, or keep them; stdin stays attached only with `-i`, as in Docker."""
     syscalls.setsid()
     if not interactive:
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
+    if output is not None:
+        # dup2(2) clears close-on-exec on the copy, so the command keeps fd 1 and 2.
+        os.dup2(output[0], 1)
+        os.dup2(output[1], 2)
 
 
 def set_identity(user: dict[str, Any]) -> None:
@@ -182,7 +186,7 @@ def finalize(process: dict[str, Any], keep_fd: int | None, seccomp_policy: dict[
     capabilities.apply_capabilities(caps)
     if no_new_privileges:
         syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
-    close_other_fds(keep_fd, narration_fd())
+    close_other_fds(keep_fd, narration_fd(), syscalls.trace_fd())
 
     if program is not None and no_new_privileges:
         syscalls.seccomp_set_mode_filter(program)

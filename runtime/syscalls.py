@@ -182,16 +182,39 @@ def _notify(call: Call) -> None:
         listener(call)
 
 
+_trace_fd: int | None = None
+
+
+def start_tracing() -> None:
+    """Print every call on stderr from now on: ``--log-level trace``.
+
+    The lines go to a copy of fd 2 made here, close-on-exec like every
+    os.dup(), so they stay on pyrun's stderr after a container's process has
+    put the container's own stderr on fd 2, and the command never inherits it.
+    """
+    global _trace_fd
+    _trace_fd = os.dup(2)
+    add_listener(trace_to_stderr)
+
+
+def trace_fd() -> int | None:
+    """Return the descriptor the trace writes to, or None when tracing is off (see runtime.process.narration_fd)."""
+    return _trace_fd
+
+
 def trace_to_stderr(call: Call) -> None:
-    """Print one strace-like line per call; the listener for ``--log-level trace``.
+    """Print one strace-like line per call; the listener that start_tracing adds.
 
     When stderr is gone (`pyrun --log-level trace ... 2>&1 | head`), the
     trace stops and the call goes on: a failed write must not look like a
     failed kernel call, which would stop a container's set-up or clean-up.
     """
     try:
-        sys.stderr.write(f"trace: {call.render()}\n")
-        sys.stderr.flush()
+        if _trace_fd is None:
+            sys.stderr.write(f"trace: {call.render()}\n")
+            sys.stderr.flush()
+        else:
+            os.write(_trace_fd, f"trace: {call.render()}\n".encode(errors="replace"))
     except (OSError, ValueError):
         remove_listener(trace_to_stderr)
 

@@ -23,6 +23,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Iterator
 
+    from runtime.logs import JsonFileWriter
+
 BUFFER_SIZE = 65536
 
 
@@ -55,8 +57,8 @@ def copy_window_size(source_fd: int, master_fd: int) -> None:
     syscalls.ioctl(master_fd, syscalls.TIOCSWINSZ, size)
 
 
-def relay(master_fd: int, interactive: bool) -> None:
-    """Copy the pty's output to stdout and, with `-i`, stdin to the pty.
+def relay(master_fd: int, interactive: bool, log_file: JsonFileWriter | None = None) -> None:
+    """Copy the pty's output to stdout (and to `log_file`) and, with `-i`, stdin to the pty.
 
     Returns when the pty is closed on the container's side (read(2) on the
     master fails with EIO), which happens once every process in the
@@ -81,7 +83,11 @@ def relay(master_fd: int, interactive: bool) -> None:
                 if fd == master_fd:
                     data = _read(master_fd)
                     if data is None:
+                        if log_file is not None:
+                            log_file.flush_partial("stdout")
                         return
+                    if log_file is not None:
+                        log_file.write("stdout", data)  # a terminal has one stream, logged as stdout
                     output = _write(output, data)
                 else:
                     data = _read(0)

@@ -234,7 +234,7 @@ def configure_logging(level: str) -> None:
     if level == "trace":
         from runtime import syscalls
 
-        syscalls.add_listener(syscalls.trace_to_stderr)
+        syscalls.start_tracing()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -190,13 +190,23 @@ def run(args: argparse.Namespace) -> int:
     created = create()
     exit_code = None
     try:
-        exit_code = container.run(created, interactive=args.interactive, use_init=args.init)
+        exit_code = container.run(created, interactive=args.interactive, use_init=args.init,
+                                  log_file=None if args.rm else open_log(args.root, created.id, log_config))
     except PyrunError as err:
         exit_code = err.exit_code
         raise
     finally:
         container.cleanup(created, exit_code, remove=args.rm)
     return exit_code
+
+
+def open_log(root: str, container_id: str, log_config: dict):
+    """Record the container's --log-opt values and open its json-file log, as the monitor of `run -d` does."""
+    from runtime import logs, state
+
+    state.update_record(root, container_id, log_config=log_config)
+    return logs.JsonFileWriter(logs.log_path(state.container_dir(root, container_id), container_id),
+                               log_config.get("max_size", 0), log_config.get("max_file", 1))
 
 
 def log_options(args: argparse.Namespace) -> dict:

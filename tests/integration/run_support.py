@@ -9,8 +9,12 @@ once from the fixture registry; `pyrun_run(run_env, *args)` runs
 
 from __future__ import annotations
 
+import fcntl
 import os
+import select
+import struct
 import subprocess
+import termios
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,9 +54,9 @@ def pyrun_run(run_env: RunEnv, *args: str, keep: bool = False, env: dict | None 
     return run_pyrun("run", *flags, *args, root=run_env.root, env={**run_env.env, **(env or {})}, **kwargs)
 
 
-def pyrun_command(run_env: RunEnv, *args: str) -> list[str]:
-    """The argv of `pyrun --root ROOT run --rm --network none ARGS`, for Popen."""
-    return [PYRUN, "--root", str(run_env.root), "run", "--rm", "--network", "none", *args]
+def pyrun_command(run_env: RunEnv, *args: str, keep: bool = False) -> list[str]:
+    """The argv of `pyrun --root ROOT run [--rm] --network none ARGS`, for Popen."""
+    return [PYRUN, "--root", str(run_env.root), "run", *([] if keep else ["--rm"]), "--network", "none", *args]
 
 
 def popen_env(run_env: RunEnv) -> dict[str, str]:
@@ -95,3 +99,34 @@ def wait_for(condition, timeout: float = 10) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def run_in_pty(run_env: RunEnv, *args: str, rows: int = 33, columns: int = 101, timeout: float = 30,
+               keep: bool = False) -> tuple[int, str]:
+    """Run `pyrun run` with a new pty as its terminal; return (exit code, output)."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    before = termios.tcgetattr(slave)
+    process = subprocess.Popen(pyrun_command(run_env, *args, keep=keep), stdin=slave, stdout=slave, stderr=slave,
+                               env=popen_env(run_env), start_new_session=True)
+    output = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    output += os.read(master, 4096)
+                except OSError:
+                    break
+            elif process.poll() is not None:
+                break
+        code = process.wait(timeout=timeout)
+        after = termios.tcgetattr(slave)
+    finally:
+        # A pyrun still running after a failed check ends with the hangup.
+        os.close(master)
+        os.close(slave)
+        process.wait(timeout=timeout)
+    assert after == before, "pyrun left the host terminal in another mode"
+    return code, output.decode(errors="replace")

@@ -1,49 +1,16 @@
 """`pyrun run`: terminals, stdin, signals, zombies, leaked descriptors, /proc/<pid>/exe."""
 
-import fcntl
 import os
 import select
 import signal
-import struct
 import subprocess
-import termios
 import time
 
 import pytest
 
-from tests.integration.run_support import popen_env, pyrun_command, pyrun_run, run_env  # noqa: F401
+from tests.integration.run_support import popen_env, pyrun_command, pyrun_run, run_env, run_in_pty  # noqa: F401
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
-
-
-def run_in_pty(run_env, *args, rows=33, columns=101, timeout=30):
-    """Run pyrun with a new pty as its terminal; return (exit code, output)."""
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-    before = termios.tcgetattr(slave)
-    process = subprocess.Popen(pyrun_command(run_env, *args), stdin=slave, stdout=slave, stderr=slave,
-                               env=popen_env(run_env), start_new_session=True)
-    output = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    output += os.read(master, 4096)
-                except OSError:
-                    break
-            elif process.poll() is not None:
-                break
-        code = process.wait(timeout=timeout)
-        after = termios.tcgetattr(slave)
-    finally:
-        # A pyrun still running after a failed check ends with the hangup.
-        os.close(master)
-        os.close(slave)
-        process.wait(timeout=timeout)
-    assert after == before, "pyrun left the host terminal in another mode"
-    return code, output.decode(errors="replace")
 
 
 def test_tty_allocates_container_pty(run_env):

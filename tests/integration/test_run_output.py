@@ -1,0 +1,94 @@
+"""`pyrun run` in the foreground: stdout and stderr are pipes without -t, and the output is logged.
+
+Docker never gives a container without -t the terminal that `docker run`
+was typed in, and `docker logs` shows a foreground run's output afterwards.
+"""
+
+import json
+import subprocess
+
+import pytest
+
+from tests.conftest import run_pyrun
+from tests.integration.run_support import popen_env, pyrun_command, pyrun_run, run_env, run_in_pty  # noqa: F401
+
+pytestmark = [pytest.mark.root, pytest.mark.registry]
+
+CHECK_TERMINALS = "for fd in 0 1 2; do [ -t $fd ] && echo fd$fd-is-a-terminal; done; echo checked"
+
+
+def logs(run_env, name, *flags):
+    return run_pyrun("logs", *flags, name, root=run_env.root, env=run_env.env, check=True)
+
+
+def remove(run_env, name):
+    run_pyrun("rm", "-f", name, root=run_env.root, env=run_env.env, check=True)
+
+
+def test_no_terminal_reaches_the_container_without_tty(run_env):
+    code, output = run_in_pty(run_env, "busybox", "sh", "-c", CHECK_TERMINALS)
+    assert code == 0
+    assert output.split() == ["checked"]
+
+
+def test_tty_still_gives_a_terminal(run_env):
+    code, output = run_in_pty(run_env, "-t", "busybox", "sh", "-c", CHECK_TERMINALS)
+    assert code == 0
+    assert output.split() == ["fd0-is-a-terminal", "fd1-is-a-terminal", "fd2-is-a-terminal", "checked"]
+
+
+def test_streams_stay_apart(run_env):
+    result = pyrun_run(run_env, "busybox", "sh", "-c", "echo to-out; echo to-err >&2; exit 3")
+    assert result.returncode == 3
+    assert result.stdout == "to-out\n"
+    assert result.stderr == "to-err\n"
+
+
+def test_foreground_output_is_logged(run_env):
+    name = "foreground-logged"
+    result = pyrun_run(run_env, "--name", name, "busybox", "sh", "-c", "echo first; echo oops >&2; printf last",
+                       keep=True)
+    try:
+        assert result.returncode == 0, result.stderr
+        shown = logs(run_env, name)
+        assert shown.stdout == "first\nlast"
+        assert shown.stderr == "oops\n"
+        log_file = run_env.root / "containers" / container_id(run_env, name) / f"{container_id(run_env, name)}-json.log"
+        entries = [json.loads(line) for line in log_file.read_text().splitlines()]
+        assert [(entry["stream"], entry["log"]) for entry in entries] == [
+            ("stdout", "first\n"), ("stderr", "oops\n"), ("stdout", "last")]
+    finally:
+        remove(run_env, name)
+
+
+def test_foreground_terminal_output_is_logged(run_env):
+    name = "foreground-tty-logged"
+    code, output = run_in_pty(run_env, "-t", "--name", name, "busybox", "echo", "through-the-pty", keep=True)
+    try:
+        assert code == 0
+        assert "through-the-pty" in output
+        assert logs(run_env, name).stdout.strip() == "through-the-pty"
+    finally:
+        remove(run_env, name)
+
+
+def test_rm_run_leaves_no_log_behind(run_env):
+    before = set((run_env.root / "containers").iterdir())
+    assert pyrun_run(run_env, "busybox", "echo", "gone").stdout == "gone\n"
+    assert set((run_env.root / "containers").iterdir()) == before
+
+
+def test_closed_stdout_ends_the_container(run_env):
+    # `pyrun run busybox yes | head -1`: once head has gone, yes must stop too.
+    process = subprocess.Popen(pyrun_command(run_env, "busybox", "yes"), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=popen_env(run_env))
+    assert process.stdout.readline() == b"y\n"
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert process.wait(timeout=30) == 1  # yes, as pid 1, ignores SIGPIPE and fails with EPIPE
+    assert b"Broken pipe" in stderr
+
+
+def container_id(run_env, name):
+    return run_pyrun("inspect", "--format", "{{.Id}}", name, root=run_env.root, env=run_env.env,
+                     check=True).stdout.strip()
