@@ -2,7 +2,7 @@
 
 Docker gives such a container pipes for stdout and stderr, never the
 terminal `docker run` was typed in: `ls` prints one name per line, and
-isatty(3) returns 0 for fd 0, 1 and 2. It copies what comes
+isatty(3) finds no terminal on stdout or stderr. It copies what comes
 through the pipes to its own stdout and stderr, and into the container's
 json-file log, so `docker logs` shows it after the run.
 

@@ -69,6 +69,8 @@ def setup_terminal(console_fd: int) -> None:
 def setup_plain_stdio(interactive: bool, output: tuple[int, int] | None = None) -> None:
     """Put `output` (stdout, stderr) on fd 1 and 2, or keep them; stdin stays attached only with `-i`, as in Docker."""
     syscalls.setsid()
+    # NOTE: with -i, stdin stays pyrun's own, a terminal when the user typed
+    # the command; Docker passes stdin through a pipe, so isatty(0) differs.
     if not interactive:
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)
