@@ -190,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
     created = create()
     exit_code = None
     try:
+        describe_created(args, created, image, log_config)
         exit_code = container.run(created, interactive=args.interactive, use_init=args.init,
                                   log_file=None if args.rm else open_log(args.root, created.id, log_config))
     except PyrunError as err:
@@ -201,10 +202,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def open_log(root: str, container_id: str, log_config: dict):
-    """Record the container's --log-opt values and open its json-file log, as the monitor of `run -d` does."""
+    """Open the container's json-file log with its --log-opt limits, as the monitor of `run -d` does."""
     from runtime import logs, state
 
-    state.update_record(root, container_id, log_config=log_config)
     return logs.JsonFileWriter(logs.log_path(state.container_dir(root, container_id), container_id),
                                log_config.get("max_size", 0), log_config.get("max_file", 1))
 

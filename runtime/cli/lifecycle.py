@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -24,6 +25,7 @@ PS_COLUMNS = [
     ("PORTS", "Ports"),
     ("NAMES", "Names"),
 ]
+SIZE_COLUMN = ("SIZE", "Size")
 PS_FILTERS = ("id", "name", "status", "ancestor", "exited")
 DOCKER_STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 SHORT_ID = 12
@@ -96,6 +98,11 @@ def add_ps(subparsers, name: str = "ps") -> None:
     parser.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
                         help=f"keep containers that match ({', '.join(PS_FILTERS)})")
     parser.add_argument("--format", default="", help="Go-template-like format, e.g. '{{.ID}} {{.Names}}', or json")
+    parser.add_argument("-n", "--last", type=int, default=-1, metavar="N",
+                        help="show the N containers created last, in any state")
+    parser.add_argument("-l", "--latest", action="store_true", help="show the container created last, in any state")
+    parser.add_argument("-s", "--size", action="store_true",
+                        help="add a SIZE column: the container's own files, and with its image (virtual)")
     parser.set_defaults(handler=ps_command)
 
 
@@ -522,9 +529,16 @@ def ps_command(args: argparse.Namespace) -> int:
     records = lifecycle.list_containers(args.root)
     records.sort(key=lambda record: record.get("created", ""), reverse=True)
     filters = parse_filters(args.filter)
-    selected = [record for record in records if (args.all or is_running(record)) and matches(record, filters)]
+    # Docker's --last and --latest count containers in any state; 0 means no limit.
+    last = 1 if args.latest else args.last
+    show_all = args.all or last >= 0
+    selected = [record for record in records if (show_all or is_running(record)) and matches(record, filters)]
+    if last > 0:
+        selected = selected[:last]
     now = time.time()
     rows = [ps_row(record, now, no_trunc=args.no_trunc) for record in selected]
+    if args.size:
+        add_sizes(args.root, selected, rows)
 
     if args.quiet:
         for row in rows:
@@ -541,13 +555,34 @@ def ps_command(args: argparse.Namespace) -> int:
         return 0
     if template.startswith("table"):
         fields = re.findall(r"{{\s*\.(\w+)\s*}}", template)
-        headers = [next((header for header, field in PS_COLUMNS if field == name), name.upper()) for name in fields]
+        headers = [next((header for header, field in PS_COLUMNS + [SIZE_COLUMN] if field == name), name.upper())
+                   for name in fields]
     else:
-        headers = [header for header, _ in PS_COLUMNS]
-        fields = [field for _, field in PS_COLUMNS]
+        columns = PS_COLUMNS + ([SIZE_COLUMN] if args.size else [])
+        headers = [header for header, _ in columns]
+        fields = [field for _, field in columns]
     table = [headers] + [[str(row.get(field, "")) for field in fields] for row in rows]
     print_table(table)
     return 0
+
+
+def add_sizes(root: str, records: list[dict], rows: list[dict]) -> None:
+    """Set each row's Size as Docker's `ps -s` shows it: "2.5kB (virtual 4.27MB)".
+
+    The container's own files are those in its overlay upper directory; the
+    virtual size adds the image's unpacked size.
+    """
+    from runtime import state
+    from runtime.cli.images import human_size
+    from runtime.store import ImageStore
+    from runtime.store.layout import tree_size
+
+    store = ImageStore(root)
+    for record, row in zip(records, rows):
+        own = tree_size(os.path.join(state.container_dir(root, record["id"]), "upper"))
+        image = store.lookup(record.get("image_id") or record.get("image") or "")
+        virtual = own + (image.size if image else 0)
+        row["Size"] = f"{human_size(own)} (virtual {human_size(virtual)})"
 
 
 def print_table(table: list[list[str]]) -> None:

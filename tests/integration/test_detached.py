@@ -54,6 +54,22 @@ def test_ps_columns_and_status(run_env, cleanup):  # noqa: F811
     assert as_json["Names"] == "ps-running"
 
 
+def test_ps_last_latest_and_size(run_env, cleanup):  # noqa: F811
+    oldest = detached(run_env, "--name", "ps-oldest", "busybox", "sh", "-c", "exit 0")
+    middle = detached(run_env, "--name", "ps-middle", "busybox", "sh", "-c", "head -c 5000 /dev/zero > /zeros; sleep 60")
+    newest = detached(run_env, "--name", "ps-newest", "busybox", "sh", "-c", "exit 1")
+    assert wait_for(lambda: state_of(run_env, newest) == "exited")
+    assert wait_for(lambda: pyrun(run_env, "exec", middle, "test", "-s", "/zeros").returncode == 0)
+    # -n and -l count containers in any state, newest first.
+    assert pyrun(run_env, "ps", "-q", "-n", "2", "--no-trunc").stdout.split() == [newest, middle]
+    assert pyrun(run_env, "ps", "-q", "-l", "--no-trunc").stdout.split() == [newest]
+    assert oldest in pyrun(run_env, "ps", "-q", "-n", "0", "--no-trunc").stdout.split()
+    sized = pyrun(run_env, "ps", "-s", "--filter", "name=ps-middle").stdout.splitlines()
+    assert sized[0].split()[-1] == "SIZE"
+    # 5000 bytes of the container's own, and busybox's 2MB or so under it.
+    assert re.search(r"ps-middle\s+5kB \(virtual [12](\.\d+)?MB\)$", sized[1]), sized[1]
+
+
 def test_ps_rejects_unknown_filter(run_env):  # noqa: F811
     result = pyrun(run_env, "ps", "--filter", "colour=blue")
     assert result.returncode != 0

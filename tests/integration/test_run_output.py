@@ -61,6 +61,17 @@ def test_foreground_output_is_logged(run_env):
         remove(run_env, name)
 
 
+def test_kept_foreground_container_is_listed_with_its_image_and_command(run_env):
+    name = "foreground-listed"
+    assert pyrun_run(run_env, "--name", name, "busybox", "echo", "listed", keep=True).returncode == 0
+    try:
+        listing = run_pyrun("ps", "-a", "--filter", f"name={name}", "--format", "{{.Image}} {{.Command}} {{.Status}}",
+                            root=run_env.root, env=run_env.env, check=True).stdout
+        assert listing.startswith('busybox "echo listed" Exited (0) ')
+    finally:
+        remove(run_env, name)
+
+
 def test_foreground_terminal_output_is_logged(run_env):
     name = "foreground-tty-logged"
     code, output = run_in_pty(run_env, "-t", "--name", name, "busybox", "echo", "through-the-pty", keep=True)
