@@ -33,6 +33,7 @@ from runtime import launch, process, rootfs, state, syscalls
 from runtime.container import FORWARDED_SIGNALS, forward_signals
 from runtime.errors import PyrunError
 from runtime.namespaces import NAMESPACE_FLAGS, PROC_NAMES
+from runtime.output import OutputPipes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -84,6 +85,8 @@ def exec_in(root: str, record: dict[str, Any], command: list[str], *, user: str 
     # The namespace files are opened here, in the host's mount namespace.
     namespace_fds = _open_namespaces(spec, pid)
 
+    # Without a terminal, the command writes to pipes that pyrun copies, as `docker exec` does.
+    pipes = None if exec_spec["terminal"] or detach else OutputPipes()
     parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     channel = launch.Channel(parent_end)
     # A signal that arrives before the forwarding handlers are in place stays
@@ -92,22 +95,27 @@ def exec_in(root: str, record: dict[str, Any], command: list[str], *, user: str 
     joiner = syscalls.fork()
     if joiner == 0:
         parent_end.close()
+        if pipes is not None:
+            pipes.close_pyrun_ends()
         _joiner_process(launch.Channel(child_end), namespace_fds, cgroup, exec_spec, interactive, detach,
-                        spec["linux"].get("seccomp"))
+                        spec["linux"].get("seccomp"), pipes.container_ends() if pipes else None)
     previous_handlers = forward_signals(joiner)
     signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
     child_end.close()
     for _, fd in namespace_fds:
         os.close(fd)
     try:
-        return _wait_for_exec(joiner, channel, exec_spec, interactive)
+        return _wait_for_exec(joiner, channel, exec_spec, interactive, pipes)
     finally:
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)
+        if pipes is not None:
+            pipes.close()
 
 
-def _wait_for_exec(joiner: int, channel: launch.Channel, exec_spec: dict[str, Any], interactive: bool) -> int:
-    """Relay the terminal, if any, and wait for the joiner; return the command's exit code."""
+def _wait_for_exec(joiner: int, channel: launch.Channel, exec_spec: dict[str, Any], interactive: bool,
+                   pipes: OutputPipes | None) -> int:
+    """Relay the terminal or copy the output pipes, if any, and wait for the joiner; return the command's exit code."""
     try:
         console = None
         if exec_spec["terminal"]:
@@ -131,6 +139,9 @@ def _wait_for_exec(joiner: int, channel: launch.Channel, exec_spec: dict[str, An
                 terminal.relay(console, interactive)
         finally:
             os.close(console)
+    elif pipes is not None:
+        pipes.close_container_ends()
+        pipes.copy(None)
     _, status = os.waitpid(joiner, 0)
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
@@ -172,7 +183,7 @@ def _report_and_exit(channel: launch.Channel, step: str, err: BaseException) -> 
 
 def _joiner_process(channel: launch.Channel, namespace_fds: list[tuple[str, int]], cgroup: Any,
                     exec_spec: dict[str, Any], interactive: bool, detach: bool,
-                    seccomp_policy: dict[str, Any] | None = None) -> None:
+                    seccomp_policy: dict[str, Any] | None = None, output: tuple[int, int] | None = None) -> None:
     """J: become non-dumpable, join the cgroup and namespaces, fork E, wait for it."""
     step = "make the process non-dumpable"
     try:
@@ -194,10 +205,12 @@ def _joiner_process(channel: launch.Channel, namespace_fds: list[tuple[str, int]
         step = "fork the exec process"
         child = syscalls.fork()
         if child == 0:
-            _exec_process(channel, exec_spec, console, interactive, detach, seccomp_policy)
+            _exec_process(channel, exec_spec, console, interactive, detach, seccomp_policy, output)
     except BaseException as err:  # noqa: BLE001 - reported to pyrun, then exit
         _report_and_exit(channel, step, err)
     channel.close()
+    for fd in output or ():
+        os.close(fd)  # only E writes to the pipes, so they end when E and its children do
     if console is not None:
         os.close(console)
     if detach:
@@ -212,7 +225,8 @@ def _joiner_process(channel: launch.Channel, namespace_fds: list[tuple[str, int]
 
 
 def _exec_process(channel: launch.Channel, exec_spec: dict[str, Any], console: int | None, interactive: bool,
-                  detach: bool, seccomp_policy: dict[str, Any] | None = None) -> None:
+                  detach: bool, seccomp_policy: dict[str, Any] | None = None,
+                  output: tuple[int, int] | None = None) -> None:
     """E: stdio, identity, capabilities, the container's seccomp filter, close pyrun's descriptors, execve(2)."""
     step = "set up stdio"
     try:
@@ -221,7 +235,7 @@ def _exec_process(channel: launch.Channel, exec_spec: dict[str, Any], console: i
         if console is not None:
             process.setup_terminal(console)
         else:
-            process.setup_plain_stdio(interactive and not detach)
+            process.setup_plain_stdio(interactive and not detach, output)
         if detach:
             # pyrun returns at once, so its stdout must not stay open in the command.
             null = os.open("/dev/null", os.O_WRONLY)

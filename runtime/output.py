@@ -49,12 +49,18 @@ class OutputPipes:
                 os.close(fd)
         self.stdout_write = self.stderr_write = -1
 
-    def close(self) -> None:
-        self.close_container_ends()
+    def close_pyrun_ends(self) -> None:
+        """Close the read ends: in a forked child that stays alive beside the
+        container, because a read end left open there would keep the container's
+        writes from failing once pyrun stops reading."""
         for fd in (self.stdout_read, self.stderr_read):
             if fd >= 0:
                 os.close(fd)
         self.stdout_read = self.stderr_read = -1
+
+    def close(self) -> None:
+        self.close_container_ends()
+        self.close_pyrun_ends()
 
     def copy(self, log: JsonFileWriter | None) -> None:
         """Copy both pipes to pyrun's stdout and stderr, and to `log`, until both end.

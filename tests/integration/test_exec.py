@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.conftest import run_pyrun
+from tests.conftest import PYRUN, run_pyrun
 from tests.integration.run_support import run_env  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
@@ -118,6 +118,28 @@ def test_exec_tty_gets_pty(run_env, container):  # noqa: F811
                             env={**os.environ, **run_env.env}, timeout=60)
     assert result.returncode == 0, result.stdout
     assert "/dev/pts/0" in result.stdout
+
+
+def test_exec_without_tty_gets_pipes_not_the_terminal(run_env, container):  # noqa: F811
+    if shutil.which("script") is None:
+        pytest.skip("needs script(1) to give pyrun a terminal")
+    check = "for fd in 1 2; do [ -t $fd ] && echo fd$fd-is-a-terminal; done; echo checked"
+    command = f"{PYRUN} --root {run_env.root} exec {container} sh -c '{check}'"
+    result = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True,
+                            env={**os.environ, **run_env.env}, timeout=60)
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.split() == ["checked"]
+
+
+def test_exec_ends_when_its_reader_goes_and_container_runs_on(run_env, container):  # noqa: F811
+    # `pyrun exec C yes | head -1`: yes dies of SIGPIPE, as it would writing to head itself.
+    process = subprocess.Popen([PYRUN, "--root", str(run_env.root), "exec", container, "yes"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, **run_env.env})
+    assert process.stdout.readline() == b"y\n"
+    process.stdout.close()
+    assert process.wait(timeout=30) == 128 + 13
+    status = pyrun(run_env, "inspect", "--format", "{{.State.Status}}", container).stdout.strip()
+    assert status == "running"
 
 
 def test_exec_in_stopped_container_fails(run_env, container):  # noqa: F811
