@@ -31,12 +31,36 @@ import sys
 def main() -> int:
     """Import and run runtime.cli.main, and return its exit status."""
     try:
+        open_missing_stdio()
         from runtime.cli import main as cli_main
 
         return cli_main()
     except KeyboardInterrupt:
         print("pyrun: interrupted", file=sys.stderr)
         return 130
+
+
+def open_missing_stdio() -> None:
+    """Put /dev/null on fd 0, 1 or 2 when the caller closed it (`pyrun ps >&-`).
+
+    Otherwise the first file pyrun opens would take the free number: a
+    container's json log opened as fd 1 would receive what pyrun prints.
+    Python has set sys.stdin, sys.stdout or sys.stderr to None for a
+    closed fd, so each gets a new file object on /dev/null too.
+    """
+    import os
+
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # open(2) returns the lowest free number
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            os.set_inheritable(fd, True)  # as stdio is: a container may get it
+            if getattr(sys, name) is None:
+                setattr(sys, name, open(fd, mode, closefd=False))
 
 
 def run() -> None:

@@ -5,6 +5,7 @@ was typed in, and `docker logs` shows a foreground run's output afterwards.
 """
 
 import json
+import os
 import subprocess
 
 import pytest
@@ -87,6 +88,23 @@ def test_rm_run_leaves_no_log_behind(run_env):
     before = set((run_env.root / "containers").iterdir())
     assert pyrun_run(run_env, "busybox", "echo", "gone").stdout == "gone\n"
     assert set((run_env.root / "containers").iterdir()) == before
+
+
+@pytest.mark.parametrize("closed", [1, 2])
+def test_closed_stream_keeps_exit_code_and_log(run_env, closed):
+    # `pyrun run ... >&-` or `2>&-`: the container's output to the closed
+    # stream is dropped, its exit code kept, and its log stays JSON.
+    name = f"closed-fd{closed}"
+    process = subprocess.run(pyrun_command(run_env, "--name", name, "busybox", "sh", "-c",
+                                           "echo to-out; echo to-err >&2; exit 4", keep=True),
+                             capture_output=True, env=popen_env(run_env), preexec_fn=lambda: os.close(closed))
+    try:
+        assert process.returncode == 4
+        assert b"Traceback" not in process.stderr + process.stdout
+        shown = logs(run_env, name)
+        assert (shown.stdout, shown.stderr) == ("to-out\n", "to-err\n")
+    finally:
+        remove(run_env, name)
 
 
 def test_closed_stdout_ends_the_container(run_env):

@@ -267,6 +267,17 @@ def test_console_run_flushes_output_and_keeps_status():
     assert "unknown command: 'bogus'" in failed.stderr
 
 
+@pytest.mark.parametrize("closed", [0, 1, 2])
+def test_closed_stdio_gets_dev_null(closed):
+    # `pyrun version >&-`: the command still works, and no traceback reaches the streams left open.
+    result = subprocess.run([sys.executable, "-c", "from runtime.console import run\nrun()", "version"],
+                            capture_output=True, preexec_fn=lambda: os.close(closed), cwd=REPO)
+    assert result.returncode == 0
+    assert result.stderr == b""
+    if closed != 1:
+        assert b"Client: pyrun" in result.stdout
+
+
 def test_closed_stdout_ends_quietly_with_sigpipe_status():
     # The reader is gone before pyrun writes, as with `pyrun logs C | head`
     # once head has exited.
