@@ -362,6 +362,9 @@ def _start_for_monitor(root: str, container_id: str, ready_fd: int) -> list[str]
 
     from runtime import attach, logs, monitor, syscalls
 
+    # The start helper reports pyrun's own messages (--log-level, a crash)
+    # on the caller's stderr; it exits before `run -d` returns.
+    caller_stderr = os.dup(2)
     null = os.open(os.devnull, os.O_RDWR)
     for target in (0, 1, 2):
         os.dup2(null, target)  # let go of the CLI's terminal and output pipes
@@ -386,12 +389,12 @@ def _start_for_monitor(root: str, container_id: str, ready_fd: int) -> list[str]
             if stdin_read >= 0:
                 os.close(stdin_write)
                 os.dup2(stdin_read, 0)
-            os.dup2(stdout_write, 1)
-            os.dup2(stderr_write, 2)
-            os._exit(run_start_helper(root, container_id, theirs.detach()))
-        except BaseException as err:  # noqa: BLE001 - the monitor reads this from the pipe
+            os.dup2(caller_stderr, 2)
+            os._exit(run_start_helper(root, container_id, theirs.detach(), (stdout_write, stderr_write)))
+        except BaseException as err:  # noqa: BLE001 - the caller's stderr shows it
             _write_line(2, describe_error(err))
         os._exit(125)
+    os.close(caller_stderr)
     os.close(stdout_write)
     os.close(stderr_write)
     if stdin_read >= 0:
@@ -404,8 +407,8 @@ def _start_for_monitor(root: str, container_id: str, ready_fd: int) -> list[str]
     kind, _, payload = message.decode(errors="replace").partition("\0")
     if kind != "started":
         # The payload is "CODE MESSAGE". A helper that died without one has
-        # exited, so its stderr pipe reads to end-of-file.
-        report = payload or "125 " + (monitor.last_line(stderr_read) or "the start helper exited without a report")
+        # printed why on the caller's stderr.
+        report = payload or "125 the start helper exited without a report"
         _write_line(ready_fd, report)
         os._exit(1)
 
@@ -457,11 +460,12 @@ def _write_line(fd: int, text: str) -> None:
         pass  # the reader is gone
 
 
-def run_start_helper(root: str, container_id: str, channel_fd: int) -> int:
+def run_start_helper(root: str, container_id: str, channel_fd: int, output: tuple[int, int]) -> int:
     """In the start helper: set up and start the container, send pid 1's fds to the monitor; return the exit status.
 
-    The helper's stdout and stderr are the pipes the monitor logs, so pid 1
-    inherits them.
+    `output` is the write ends of the pipes the monitor logs: pid 1 gets
+    them as stdout and stderr (runtime.output), without a terminal. The
+    helper's own stderr stays the caller's, for pyrun's messages.
     """
     import socket
 
@@ -487,6 +491,7 @@ def run_start_helper(root: str, container_id: str, channel_fd: int) -> int:
             before_exec=lambda pid: containers._attach_network(created, pid),
             detached=True,
             interactive=bool(record.get("interactive")),
+            output=output,
         )
     except BaseException as err:
         message = describe_error(err)

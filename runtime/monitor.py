@@ -226,15 +226,6 @@ def release_after_exit(root: str, container_id: str, exit_code: int, oom: bool) 
     return lifecycle.main(["cleanup", root, container_id, str(exit_code), "1" if oom else "0"])
 
 
-def last_line(fd: int) -> str:
-    """Read `fd` to end-of-file and return its last non-empty line."""
-    data = b""
-    while chunk := os.read(fd, READ_SIZE):
-        data = (data + chunk)[-READ_SIZE:]
-    lines = [line for line in data.decode(errors="replace").splitlines() if line.strip()]
-    return lines[-1] if lines else ""
-
-
 def detach_from_caller() -> None:
     """Ignore the terminal's and the caller's signals, and leave the caller's working directory."""
     os.chdir("/")

@@ -70,6 +70,16 @@ def test_ps_last_latest_and_size(run_env, cleanup):  # noqa: F811
     assert re.search(r"ps-middle\s+5kB \(virtual [12](\.\d+)?MB\)$", sized[1]), sized[1]
 
 
+def test_pyrun_messages_stay_out_of_the_log(run_env, cleanup):  # noqa: F811
+    result = pyrun(run_env, "--log-level", "debug", "run", "-d", "--network", "none", "--name", "quiet-log",
+                   "busybox", "sh", "-c", "echo from-container; echo also-container >&2")
+    assert result.returncode == 0, result.stderr
+    assert "DEBUG: " in result.stderr  # the start helper's messages reach the caller
+    assert wait_for(lambda: state_of(run_env, "quiet-log") == "exited")
+    shown = pyrun(run_env, "logs", "quiet-log")
+    assert (shown.stdout, shown.stderr) == ("from-container\n", "also-container\n")
+
+
 def test_ps_rejects_unknown_filter(run_env):  # noqa: F811
     result = pyrun(run_env, "ps", "--filter", "colour=blue")
     assert result.returncode != 0
