@@ -86,12 +86,24 @@ def add_images(subparsers, name: str, aliases=()) -> None:
                              "intermediate images")
     parser.add_argument("--digests", action="store_true", help="show the DIGEST column")
     parser.add_argument("--no-trunc", action="store_true", help="show full image IDs")
+    parser.add_argument("--format", default="",
+                        help="Go-template-like format, e.g. '{{.Repository}}:{{.Tag}}', 'table ...', or json")
     parser.set_defaults(handler=list_images)
+
+
+# Docker's `images` columns: the --format field, and its header.
+IMAGES_COLUMNS = {"Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST", "ID": "IMAGE ID",
+                  "CreatedSince": "CREATED", "Size": "SIZE"}
+IMAGES_FIELDS = [*IMAGES_COLUMNS, "CreatedAt"]
 
 
 def list_images(args) -> int:
     from registry_client.reference import parse_reference
+    from runtime.cli import templates
     from runtime.store import ImageStore
+
+    if args.format and args.format != "json":
+        templates.check(args.format, IMAGES_FIELDS)
 
     rows = []
     filter_name = filter_tag = None
@@ -106,18 +118,30 @@ def list_images(args) -> int:
             if filter_name and (repository != filter_name
                                 or (filter_tag and tag != filter_tag)):
                 continue
-            digest = _digest_for(image, reference)
-            image_id = image.id if args.no_trunc else image.id.removeprefix("sha256:")[:12]
-            rows.append((repository, tag, digest, image_id,
-                         human_duration(image.config.get("created")),
-                         human_size(image.size)))
+            rows.append({
+                "Repository": repository,
+                "Tag": tag,
+                "Digest": _digest_for(image, reference),
+                "ID": image.id if args.no_trunc else image.id.removeprefix("sha256:")[:12],
+                "CreatedSince": human_duration(image.config.get("created")),
+                "CreatedAt": image.config.get("created", ""),
+                "Size": human_size(image.size),
+            })
     if args.quiet:
-        for image_id in dict.fromkeys(row[3] for row in rows):
+        for image_id in dict.fromkeys(row["ID"] for row in rows):
             print(image_id)
         return 0
-    header = ("REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "SIZE")
-    columns = [0, 1, 2, 3, 4, 5] if args.digests else [0, 1, 3, 4, 5]
-    print_table([[row[i] for i in columns] for row in [header, *rows]])
+    template = "{{json .}}" if args.format == "json" else args.format
+    if template and not template.startswith("table"):
+        for row in rows:
+            print(templates.render(template, row))
+        return 0
+    if template:
+        fields = templates.table_fields(template)
+    else:
+        fields = [field for field in IMAGES_COLUMNS if args.digests or field != "Digest"]
+    header = [IMAGES_COLUMNS.get(field, field.upper()) for field in fields]
+    print_table([header] + [[row[field] for field in fields] for row in rows])
     return 0
 
 

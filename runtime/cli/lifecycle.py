@@ -15,6 +15,8 @@ import re
 import sys
 import time
 
+from runtime.cli import templates
+
 # Docker's `ps` columns and the --format field behind each.
 PS_COLUMNS = [
     ("CONTAINER ID", "ID"),
@@ -26,6 +28,8 @@ PS_COLUMNS = [
     ("NAMES", "Names"),
 ]
 SIZE_COLUMN = ("SIZE", "Size")
+# Every field of a ps row (ps_row), for --format.
+PS_FIELDS = ["ID", "Image", "Command", "CreatedAt", "RunningFor", "Status", "Ports", "Names", "State", "Size"]
 PS_FILTERS = ("id", "name", "status", "ancestor", "exited")
 DOCKER_STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 SHORT_ID = 12
@@ -526,6 +530,8 @@ def exec_command(args: argparse.Namespace) -> int:
 def ps_command(args: argparse.Namespace) -> int:
     from runtime import lifecycle
 
+    if args.format and args.format != "json":
+        templates.check(args.format, PS_FIELDS)
     records = lifecycle.list_containers(args.root)
     records.sort(key=lambda record: record.get("created", ""), reverse=True)
     filters = parse_filters(args.filter)
@@ -544,17 +550,13 @@ def ps_command(args: argparse.Namespace) -> int:
         for row in rows:
             print(row["ID"])
         return 0
-    template = args.format
-    if template == "json":
-        for row in rows:
-            print(json.dumps(row))
-        return 0
+    template = "{{json .}}" if args.format == "json" else args.format
     if template and not template.startswith("table"):
         for row in rows:
-            print(render_template(template, row))
+            print(templates.render(template, row))
         return 0
     if template.startswith("table"):
-        fields = re.findall(r"{{\s*\.(\w+)\s*}}", template)
+        fields = templates.table_fields(template)
         headers = [next((header for header, field in PS_COLUMNS + [SIZE_COLUMN] if field == name), name.upper())
                    for name in fields]
     else:
@@ -593,10 +595,6 @@ def print_table(table: list[list[str]]) -> None:
         print("".join(cells).rstrip())
 
 
-def render_template(template: str, row: dict) -> str:
-    """Replace each {{.Field}} with the row's value; \\t and \\n become tab and newline."""
-    text = template.replace("\\t", "\t").replace("\\n", "\n")
-    return re.sub(r"{{\s*\.(\w+)\s*}}", lambda match: str(row.get(match.group(1), "")), text)
 
 
 def is_running(record: dict) -> bool:

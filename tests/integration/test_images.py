@@ -68,6 +68,19 @@ def test_images_digests_column(pyrun_env, pulled):
     assert pulled["library/httpd:latest"].digest in result.stdout
 
 
+def test_images_format(pyrun_env, pulled):
+    lines = pyrun(pyrun_env, "images", "--format", "{{.Repository}}:{{.Tag}}", "busybox").stdout.split()
+    assert sorted(lines) == ["busybox:latest", "busybox:zstd"]
+    table = pyrun(pyrun_env, "images", "--format", "table {{.ID}}\\t{{.Repository}}", "httpd").stdout.splitlines()
+    assert table[0].split() == ["IMAGE", "ID", "REPOSITORY"]
+    assert table[1].split() == [pulled["library/httpd:latest"].config.digest.removeprefix("sha256:")[:12], "httpd"]
+    rows = [json.loads(line) for line in pyrun(pyrun_env, "images", "--format", "json", "httpd").stdout.splitlines()]
+    assert [(row["Repository"], row["Tag"]) for row in rows] == [("httpd", "latest")]
+    wrong = pyrun(pyrun_env, "images", "--format", "{{.Colour}}")
+    assert wrong.returncode == 125
+    assert "there is no field 'Colour'" in wrong.stderr
+
+
 def test_tag_then_rmi_untags(pyrun_env, pulled, store_root):
     assert pyrun(pyrun_env, "tag", "httpd", "myweb:v1").returncode == 0
     store = ImageStore(store_root)

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from runtime import lifecycle, logs, state, syscalls
-from runtime.cli import lifecycle as cli
+from runtime.cli import lifecycle as cli, templates
 from runtime.errors import UsageError
 
 
@@ -75,7 +75,7 @@ def test_ps_filters():
 
 def test_render_templates():
     row = cli.ps_row(record(), now=1_003)
-    assert cli.render_template("{{.Names}}\\t{{ .Status }}", row) == "web\tUp 3 seconds"
+    assert templates.render("{{.Names}}\\t{{ .Status }}", row) == "web\tUp 3 seconds"
     document = {"State": {"Status": "running", "Running": True, "Pid": 5}, "Name": "/web"}
     assert cli.render_inspect_format("{{.State.Status}} {{.State.Running}} {{.Name}}", document) == "running true /web"
     assert cli.render_inspect_format("{{json .State}}", document) == '{"Status": "running", "Running": true, "Pid": 5}'

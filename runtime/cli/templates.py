@@ -1,0 +1,55 @@
+"""The small part of Go's text/template that `ps --format` and `images --format` accept.
+
+    {{.Names}}\t{{.Status}}     one line per row; \t and \n become a tab and a newline
+    table {{.ID}}\t{{.Names}}   a table with Docker's column headers
+    {{json .}}  or  json        the whole row as one JSON object per line
+
+Anything else (another action, a field the row does not have, braces left
+open) is an error that names the template, where Docker prints its template
+parser's error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from runtime.errors import UsageError
+
+FIELD = re.compile(r"{{\s*\.(\w+)\s*}}")
+WHOLE_ROW = re.compile(r"{{\s*json\s+\.\s*}}")
+ACTION = re.compile(r"{{.*?}}")
+
+
+def check(template: str, fields: list[str]) -> None:
+    """Raise UsageError unless every action in `template` is {{.Field}} with a known field, or {{json .}}."""
+    body = template.removeprefix("table")
+    for action in ACTION.findall(body):
+        if WHOLE_ROW.fullmatch(action):
+            continue
+        field = FIELD.fullmatch(action)
+        if field is None:
+            raise UsageError(f"invalid --format {template!r}: {action} is not supported",
+                             hint="use {{.Field}} or {{json .}}")
+        if field.group(1) not in fields:
+            raise UsageError(f"invalid --format {template!r}: there is no field {field.group(1)!r}",
+                             hint=f"use one of {', '.join(fields)}")
+    if "{{" in ACTION.sub("", body) or "}}" in ACTION.sub("", body):
+        raise UsageError(f"invalid --format {template!r}: a {{{{ has no matching }}}}")
+
+
+def render(template: str, row: dict) -> str:
+    """Fill one line of `template` from `row`, in one pass, so no value is read as an action."""
+
+    def fill(match: re.Match) -> str:
+        if WHOLE_ROW.fullmatch(match.group(0)):
+            return json.dumps(row)
+        field = FIELD.fullmatch(match.group(0))
+        return str(row.get(field.group(1), "")) if field else match.group(0)
+
+    return ACTION.sub(fill, template.replace("\\t", "\t").replace("\\n", "\n"))
+
+
+def table_fields(template: str) -> list[str]:
+    """Return the fields a `table ...` template shows, in order."""
+    return FIELD.findall(template)

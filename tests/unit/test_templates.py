@@ -1,0 +1,47 @@
+"""runtime.cli.templates: the --format templates of ps and images."""
+
+import json
+
+import pytest
+
+from runtime.cli import templates
+from runtime.errors import UsageError
+
+FIELDS = ["ID", "Names", "Status"]
+ROW = {"ID": "abc", "Names": "web", "Status": "Up 3 seconds"}
+
+
+def test_fields_tabs_and_newlines():
+    assert templates.render("{{.Names}}\\t{{ .Status }}\\n{{.ID}}", ROW) == "web\tUp 3 seconds\nabc"
+
+
+def test_json_of_the_whole_row():
+    assert json.loads(templates.render("{{json .}}", ROW)) == ROW
+    assert templates.render("{{ json . }}", ROW) == json.dumps(ROW)
+
+
+def test_a_value_is_never_read_as_an_action():
+    row = {**ROW, "Names": "{{.ID}}"}
+    assert templates.render("{{.Names}}", row) == "{{.ID}}"
+
+
+def test_table_fields_in_order():
+    assert templates.table_fields("table {{.Status}}\\t{{.ID}}") == ["Status", "ID"]
+
+
+@pytest.mark.parametrize("template", ["{{.Names}}", "table {{.ID}}\\t{{.Names}}", "{{json .}}", "plain text"])
+def test_check_accepts(template):
+    templates.check(template, FIELDS)
+
+
+@pytest.mark.parametrize("template, message", [
+    ("{{.Colour}}", "there is no field 'Colour'"),
+    ("{{.Names", "a {{ has no matching }}"),
+    ("{{.Names}} }}", "a {{ has no matching }}"),
+    ("{{if .Names}}x{{end}}", "{{if .Names}} is not supported"),
+])
+def test_check_rejects(template, message):
+    with pytest.raises(UsageError) as caught:
+        templates.check(template, FIELDS)
+    assert message in str(caught.value)
+    assert repr(template) in str(caught.value)
