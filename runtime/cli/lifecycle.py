@@ -760,6 +760,11 @@ def inspect_document(record: dict, spec: dict, root: str) -> dict:
     code = record.get("exit_code")
     process = spec.get("process") or {}
     network = record.get("network_settings") or {}
+    if network and not running:
+        # As Docker shows a container that is not running: no address, no namespace, no ports.
+        cleared = {"IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": ""}
+        networks = {name: {**endpoint, **cleared} for name, endpoint in (network.get("Networks") or {}).items()}
+        network = {**network, **cleared, "SandboxKey": "", "Ports": {}, "Networks": networks}
     directory = state.container_dir(root, record["id"])
     mounts = [
         {"Type": mount.get("type", "bind"), "Source": mount.get("source", ""), "Destination": mount["destination"],

@@ -304,3 +304,17 @@ def test_register_command_container_builds_group():
     assert set(cli.COMMAND_PARSERS) <= set(verbs)
     assert {"ls", "prune", "run", "stats", "top"} <= set(verbs)
     assert set(cli.COMMAND_PARSERS) <= set(parsers)
+
+
+def test_inspect_clears_the_network_of_a_stopped_container(tmp_path):
+    settings = {"IPAddress": "172.17.0.2", "IPPrefixLen": 16, "Gateway": "172.17.0.1", "MacAddress": "02:42:ac:11:00:02",
+                "SandboxKey": "/proc/42/ns/net", "Ports": {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "49153"}]},
+                "Networks": {"bridge": {"IPAddress": "172.17.0.2", "IPPrefixLen": 16, "Gateway": "172.17.0.1",
+                                        "MacAddress": "02:42:ac:11:00:02"}}}
+    running = cli.inspect_document(record(network_settings=settings), {}, str(tmp_path))["NetworkSettings"]
+    assert running["IPAddress"] == "172.17.0.2"
+    assert running["SandboxKey"] == "/proc/42/ns/net"
+    stopped = cli.inspect_document(record(network_settings=settings, status="exited", exit_code=0), {},
+                                   str(tmp_path))["NetworkSettings"]
+    assert (stopped["IPAddress"], stopped["SandboxKey"], stopped["Ports"]) == ("", "", {})
+    assert stopped["Networks"]["bridge"]["IPAddress"] == ""
