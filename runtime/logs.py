@@ -212,6 +212,13 @@ def log_files(path: str) -> list[str]:
     return files
 
 
+def _inode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
+
+
 def read_entries(path: str) -> list[dict]:
     """Return every complete entry of the log, oldest first, skipping a half-written last line."""
     import json
@@ -241,8 +248,12 @@ def format_entry(entry: dict, timestamps: bool) -> str:
 class Follower:
     """A reader of the entries appended to a log after a given point, across rotations.
 
-    NOTE: a reader that falls more than one rotation behind skips the files
-    rotated in between, because it only finishes the file it has open.
+    It keeps the file it reads open, so a rotation that renames that file
+    (to path.1, path.2, ...) does not take it away. When the current file
+    is another one, the reader finishes its own and goes on to the next
+    newer file, found by inode among log_files(): after its own file, or
+    all of them when its own was dropped as the oldest. Only files dropped
+    before the reader reached them are lost, as with Docker's json-file.
     """
 
     def __init__(self, path: str) -> None:
@@ -252,38 +263,45 @@ class Follower:
         self.buffer = b""
 
     def skip_to_end(self) -> None:
-        self._open()
+        self._open(self.path)
         if self.file is not None:
             self.file.seek(0, os.SEEK_END)
 
     def read_new(self) -> list[dict]:
-        """Return the entries written since the last call (rotated files are followed to their end)."""
-        entries = []
-        while True:
+        """Return the entries written since the last call, from every file that rotated in between."""
+        if self.file is None:
+            self._open(self.path)
             if self.file is None:
-                self._open()
-                if self.file is None:
-                    return entries
+                return []
+        entries = self._read_lines()
+        while self.inode != _inode(self.path):
+            # The file being read was rotated: the writer has closed it, so what is left of it is complete.
             entries += self._read_lines()
-            try:
-                current = os.stat(self.path).st_ino
-            except FileNotFoundError:
-                return entries
-            if current == self.inode:
-                return entries
-            # Rotated: finish the old file, then start at the top of the new one.
-            entries += self._read_lines()
+            newer = self._newer_files()
             self.file.close()
             self.file = None
             self.buffer = b""
+            self._open(newer[0] if newer else self.path)
+            if self.file is None:
+                break
+            entries += self._read_lines()
+        return entries
+
+    def _newer_files(self) -> list[str]:
+        """Return the log's files written after the one being read, oldest first."""
+        files = log_files(self.path)
+        inodes = [_inode(file) for file in files]
+        if self.inode in inodes:
+            return files[inodes.index(self.inode) + 1 :]
+        return files
 
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
 
-    def _open(self) -> None:
+    def _open(self, path: str) -> None:
         try:
-            self.file = open(self.path, "rb")
+            self.file = open(path, "rb")
         except FileNotFoundError:
             self.file = None
             return
