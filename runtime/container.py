@@ -155,7 +155,7 @@ def run(container: Container, *, interactive: bool = False, use_init: bool = Fal
     """Start the container, wait for it to exit and return its exit code (Docker's rules).
 
     Without a terminal, the container writes to pipes that pyrun copies to
-    its own stdout and stderr (runtime.output); `log_file`, when given,
+    its own stdout and stderr (runtime.output). `log_file`, when given,
     receives the output too, with a terminal or without.
     """
     from runtime.output import OutputPipes

@@ -25,7 +25,7 @@ TEMPLATE = """\
 # without the site module, with pyrun's directories on sys.path.
 import sys
 import _signal
-# Hold Ctrl-C until pyrun can report it (runtime/console.py says why).
+# Hold Ctrl-C until pyrun can report it (see runtime/console.py).
 _signal.pthread_sigmask(_signal.SIG_BLOCK, {{_signal.SIGINT}})
 sys.path += {paths!r}
 from runtime.console import run

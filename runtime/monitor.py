@@ -269,8 +269,8 @@ def main(argv: list[str]) -> int:
         # With -t, everything the container writes arrives on the pty master, as stdout.
         streams[console_fd] = "stdout"
     monitor = Monitor(root, container_id)
-    # `pyrun run -d` has returned already: nobody is left to tell of a
-    # failure here, which then leaves the container as a killed monitor would.
+    # `pyrun run -d` has returned already, so a failure here reaches no
+    # caller: the container is then left as after a killed monitor.
     monitor.attach_point = attach.AttachPoint(monitor.directory, stdin_fd, console_fd, (control_fd, input_fd))
     writer = logs.JsonFileWriter(logs.log_path(monitor.directory, container_id), max_size, max_file, log_fd)
     return monitor.run(pid, streams, held_fds, writer)

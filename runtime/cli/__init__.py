@@ -105,7 +105,7 @@ class HelpFormatter(argparse.HelpFormatter):
     """argparse's help formatter, given its width so that it does not import shutil for it.
 
     argparse makes a formatter for every add_argument call, and each one
-    asks shutil for the terminal's width; importing shutil (and the
+    gets the terminal's width from shutil; importing shutil (and the
     compression modules it loads) costs `pyrun ps` about 2 ms.
     """
 
@@ -283,7 +283,7 @@ def run_command_line(argv: list[str]) -> int:
         from runtime import explain
 
         explain.enable()
-    # The command's modules are loaded: let a held Ctrl-C through (runtime/console.py says why).
+    # The command's modules are loaded: let a held Ctrl-C through (see runtime/console.py).
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     try:
         return args.handler(args) or 0
