@@ -154,11 +154,9 @@ def test_follower_reads_across_rotation(tmp_path):
     assert [entry["log"] for entry in seen] == [f"line {index}\n" for index in range(30)]
 
 
-def test_follower_catches_up_over_several_rotations(tmp_path):
-    # About four entries fit in a file: 20 entries between two reads rotate
-    # the log five times, and five files are kept, so none is dropped unread.
-    path = tmp_path / "c-json.log"
-    writer = logs.JsonFileWriter(str(path), max_size=300, max_file=6)
+def follow_twenty_lines_in_one_read(path, max_file: int) -> list[str]:
+    """Follow a log of about four entries a file; write 20 lines between two reads; return what was read."""
+    writer = logs.JsonFileWriter(str(path), max_size=300, max_file=max_file)
     follower = logs.Follower(str(path))
     follower.skip_to_end()
     writer.write("stdout", b"line 0\n")
@@ -167,23 +165,20 @@ def test_follower_catches_up_over_several_rotations(tmp_path):
         writer.write("stdout", f"line {index}\n".encode())
     seen += follower.read_new()
     writer.close()
-    assert [entry["log"] for entry in seen] == [f"line {index}\n" for index in range(21)]
+    return [entry["log"] for entry in seen]
+
+
+def test_follower_catches_up_over_several_rotations(tmp_path):
+    # The 20 lines rotate the log five times, and five files are kept, so none is dropped unread.
+    logged = follow_twenty_lines_in_one_read(tmp_path / "c-json.log", max_file=6)
+    assert logged == [f"line {index}\n" for index in range(21)]
 
 
 def test_follower_after_its_file_was_dropped_reads_what_is_kept(tmp_path):
     path = tmp_path / "c-json.log"
-    writer = logs.JsonFileWriter(str(path), max_size=300, max_file=2)
-    follower = logs.Follower(str(path))
-    follower.skip_to_end()
-    writer.write("stdout", b"line 0\n")
-    seen = follower.read_new()
-    for index in range(1, 21):
-        writer.write("stdout", f"line {index}\n".encode())
-    seen += follower.read_new()
-    writer.close()
+    logged = follow_twenty_lines_in_one_read(path, max_file=2)
     # The follower's own file stays open, so it is read to its end; the
     # files dropped after it are lost; the two kept files are read whole.
-    logged = [entry["log"] for entry in seen]
     kept = [entry["log"] for entry in logs.read_entries(str(path))]
     own = logged[: len(logged) - len(kept)]
     assert len(own) > 1
