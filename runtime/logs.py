@@ -267,6 +267,11 @@ class Follower:
         if self.file is not None:
             self.file.seek(0, os.SEEK_END)
 
+    def start_at_oldest(self) -> None:
+        """Start before the first entry the log still holds, so read_new returns them all."""
+        files = log_files(self.path)
+        self._open(files[0] if files else self.path)
+
     def read_new(self) -> list[dict]:
         """Return the entries written since the last call, from every file that rotated in between."""
         if self.file is None:

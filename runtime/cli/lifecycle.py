@@ -499,8 +499,11 @@ def logs_command(args: argparse.Namespace) -> int:
 
     follower = logs.Follower(path)
     if args.follow:
-        follower.skip_to_end()
-    entries = logs.read_entries(path)
+        # One reader gives the history and what follows, so no line is shown twice or skipped.
+        follower.start_at_oldest()
+        entries = follower.read_new()
+    else:
+        entries = logs.read_entries(path)
     tail = None if args.tail == "all" else int(args.tail)
     print_entries(logs.select_entries(entries, tail=tail, since_ns=since), args.timestamps)
     if args.follow and record.get("status") == state.STATUS_RUNNING:

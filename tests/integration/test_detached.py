@@ -80,6 +80,13 @@ def test_pyrun_messages_stay_out_of_the_log(run_env, cleanup):  # noqa: F811
     assert (shown.stdout, shown.stderr) == ("from-container\n", "also-container\n")
 
 
+def test_logs_follow_of_a_busy_container_shows_each_line_once(run_env, cleanup):  # noqa: F811
+    script = "i=0; while [ $i -lt 3000 ]; do echo line$i; i=$((i+1)); done; sleep 1"
+    container = detached(run_env, "--name", "busy-log", "busybox", "sh", "-c", script)
+    followed = pyrun(run_env, "logs", "-f", container).stdout.split()
+    assert followed == [f"line{index}" for index in range(3000)]
+
+
 def test_ps_rejects_unknown_filter(run_env):  # noqa: F811
     result = pyrun(run_env, "ps", "--filter", "colour=blue")
     assert result.returncode != 0

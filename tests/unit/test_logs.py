@@ -184,3 +184,18 @@ def test_follower_after_its_file_was_dropped_reads_what_is_kept(tmp_path):
     assert len(own) > 1
     assert own == [f"line {index}\n" for index in range(len(own))]
     assert logged[len(own):] == kept
+
+
+def test_follower_from_the_oldest_entry_reads_each_once(tmp_path):
+    path = tmp_path / "c-json.log"
+    writer = logs.JsonFileWriter(str(path), max_size=300, max_file=6)
+    for index in range(10):
+        writer.write("stdout", f"line {index}\n".encode())
+    follower = logs.Follower(str(path))
+    follower.start_at_oldest()
+    seen = follower.read_new()
+    for index in range(10, 15):
+        writer.write("stdout", f"line {index}\n".encode())
+    seen += follower.read_new()
+    writer.close()
+    assert [entry["log"] for entry in seen] == [f"line {index}\n" for index in range(15)]
