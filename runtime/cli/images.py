@@ -132,16 +132,16 @@ def list_images(args) -> int:
             print(image_id)
         return 0
     template = "{{json .}}" if args.format == "json" else args.format
-    if template and not template.startswith("table"):
+    if templates.is_default_table(template):
+        fields = [field for field in IMAGES_COLUMNS if args.digests or field != "Digest"]
+        table = [[IMAGES_COLUMNS[field] for field in fields]] + [[row[field] for field in fields] for row in rows]
+    elif template.startswith("table"):
+        table = templates.table(template, rows, IMAGES_COLUMNS)
+    else:
         for row in rows:
             print(templates.render(template, row))
         return 0
-    if template:
-        fields = templates.table_fields(template)
-    else:
-        fields = [field for field in IMAGES_COLUMNS if args.digests or field != "Digest"]
-    header = [IMAGES_COLUMNS.get(field, field.upper()) for field in fields]
-    print_table([header] + [[row[field] for field in fields] for row in rows])
+    print_table(table)
     return 0
 
 
@@ -157,9 +157,10 @@ def _digest_for(image, reference) -> str:
 
 def print_table(rows: list[list[str]]) -> None:
     """Print columns padded like Docker's tabwriter: at least 3 spaces, at least 10 wide."""
-    widths = [max(max(len(row[i]) for row in rows) + 3, 10) for i in range(len(rows[0]))]
+    columns = max(len(row) for row in rows)
+    widths = [max(max((len(row[i]) for row in rows if i < len(row)), default=0) + 3, 10) for i in range(columns)]
     for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths)] + [row[-1]]
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths)] + row[-1:]
         print("".join(cells).rstrip())
 
 

@@ -546,27 +546,24 @@ def ps_command(args: argparse.Namespace) -> int:
         selected = selected[:last]
     now = time.time()
     rows = [ps_row(record, now, no_trunc=args.no_trunc) for record in selected]
-    if args.size:
-        add_sizes(args.root, selected, rows)
+    if args.size or "Size" in templates.table_fields(args.format):
+        add_sizes(args.root, selected, rows)  # a template that shows .Size turns sizes on, as in Docker
 
     if args.quiet:
         for row in rows:
             print(row["ID"])
         return 0
     template = "{{json .}}" if args.format == "json" else args.format
-    if template and not template.startswith("table"):
+    if templates.is_default_table(template):
+        columns = PS_COLUMNS + ([SIZE_COLUMN] if args.size else [])
+        table = [[header for header, _ in columns]]
+        table += [[str(row.get(field, "")) for _, field in columns] for row in rows]
+    elif template.startswith("table"):
+        table = templates.table(template, rows, {field: header for header, field in PS_COLUMNS + [SIZE_COLUMN]})
+    else:
         for row in rows:
             print(templates.render(template, row))
         return 0
-    if template.startswith("table"):
-        fields = templates.table_fields(template)
-        headers = [next((header for header, field in PS_COLUMNS + [SIZE_COLUMN] if field == name), name.upper())
-                   for name in fields]
-    else:
-        columns = PS_COLUMNS + ([SIZE_COLUMN] if args.size else [])
-        headers = [header for header, _ in columns]
-        fields = [field for _, field in columns]
-    table = [headers] + [[str(row.get(field, "")) for field in fields] for row in rows]
     print_table(table)
     return 0
 
@@ -592,9 +589,10 @@ def add_sizes(root: str, records: list[dict], rows: list[dict]) -> None:
 
 def print_table(table: list[list[str]]) -> None:
     """Print columns padded to the widest cell plus three spaces, as Docker's tabwriter does."""
-    widths = [max(len(row[column]) for row in table) for column in range(len(table[0]))]
+    columns = max(len(row) for row in table)
+    widths = [max((len(row[column]) for row in table if column < len(row)), default=0) for column in range(columns)]
     for row in table:
-        cells = [cell.ljust(width + 3) for cell, width in zip(row[:-1], widths)] + [row[-1]]
+        cells = [cell.ljust(width + 3) for cell, width in zip(row[:-1], widths)] + row[-1:]
         print("".join(cells).rstrip())
 
 
@@ -656,7 +654,7 @@ def ps_row(record: dict, now: float, *, no_trunc: bool = False) -> dict:
     return {
         "ID": record["id"] if no_trunc else record["id"][:SHORT_ID],
         "Image": record.get("image_name") or record.get("image", ""),
-        "Command": f'"{command}"',
+        "Command": json.dumps(command, ensure_ascii=False),  # quoted and escaped, as Docker's strconv.Quote
         "CreatedAt": record.get("created", ""),
         "RunningFor": f"{human_duration(created)} ago",
         "Status": status_text(record, now),

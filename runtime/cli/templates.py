@@ -53,3 +53,24 @@ def render(template: str, row: dict) -> str:
 def table_fields(template: str) -> list[str]:
     """Return the fields a `table ...` template shows, in order."""
     return FIELD.findall(template)
+
+
+def is_default_table(template: str) -> bool:
+    """True for no template, or a bare `table`: both print the command's own columns."""
+    return template.strip() in ("", "table")
+
+
+def table(template: str, rows: list[dict], headers: dict[str, str]) -> list[list[str]]:
+    """Render a `table ...` template as Docker does: each row whole, split into cells at tabs.
+
+    The header line is the same template with each field replaced by its
+    column header (`headers`, else the field in capitals).
+    """
+    body = template.strip().removeprefix("table").strip()
+
+    def header(match: re.Match) -> str:
+        field = FIELD.fullmatch(match.group(0))
+        return headers.get(field.group(1), field.group(1).upper()) if field else ""
+
+    header_line = ACTION.sub(header, body.replace("\\t", "\t").replace("\\n", "\n"))
+    return [header_line.split("\t")] + [render(body, row).split("\t") for row in rows]

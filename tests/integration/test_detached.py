@@ -50,6 +50,7 @@ def test_ps_columns_and_status(run_env, cleanup):  # noqa: F811
     assert formatted.startswith("ps-running\tUp ")
     table = pyrun(run_env, "ps", "--format", "table {{.ID}}\\t{{.Names}}").stdout.splitlines()
     assert table[0].split() == ["CONTAINER", "ID", "NAMES"]
+    assert pyrun(run_env, "ps", "--format", "table").stdout.splitlines()[0].split()[:2] == ["CONTAINER", "ID"]
     as_json = json.loads(pyrun(run_env, "ps", "--format", "json").stdout.splitlines()[0])
     assert as_json["Names"] == "ps-running"
 

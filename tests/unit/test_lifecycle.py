@@ -318,3 +318,8 @@ def test_inspect_clears_the_network_of_a_stopped_container(tmp_path):
                                    str(tmp_path))["NetworkSettings"]
     assert (stopped["IPAddress"], stopped["SandboxKey"], stopped["Ports"]) == ("", "", {})
     assert stopped["Networks"]["bridge"]["IPAddress"] == ""
+
+
+def test_ps_command_is_quoted_and_escaped():
+    row = cli.ps_row(record(path="sh", args=["-c", 'echo "a"\n\tb']), now=1_003, no_trunc=True)
+    assert row["Command"] == '"sh -c echo \\"a\\"\\n\\tb"'

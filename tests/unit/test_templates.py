@@ -45,3 +45,18 @@ def test_check_rejects(template, message):
         templates.check(template, FIELDS)
     assert message in str(caught.value)
     assert repr(template) in str(caught.value)
+
+
+def test_table_keeps_text_between_fields_and_splits_at_tabs():
+    rows = [{"Repository": "busybox", "Tag": "latest", "Size": "2MB"}]
+    table = templates.table("table {{.Repository}}:{{.Tag}}\\t{{.Size}}", rows, {"Repository": "REPOSITORY"})
+    assert table == [["REPOSITORY:TAG", "SIZE"], ["busybox:latest", "2MB"]]
+
+
+@pytest.mark.parametrize("template", ["", "table", "table ", "  table"])
+def test_bare_table_is_the_default_table(template):
+    assert templates.is_default_table(template)
+
+
+def test_a_table_with_fields_is_not_the_default():
+    assert not templates.is_default_table("table {{.ID}}")
