@@ -23,14 +23,19 @@ in another order than they were written; Docker's two streams do the same.
 
 from __future__ import annotations
 
+import errno
 import os
 import select
+
+from runtime.log import get_logger
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from runtime.logs import JsonFileWriter
 
 READ_SIZE = 65536
+
+log = get_logger(__name__)
 
 
 class OutputPipes:
@@ -99,12 +104,16 @@ class OutputPipes:
 
 
 def _write_all(fd: int, data: bytes) -> bool:
-    """Write all of `data` to `fd`; return False when its reader has gone."""
+    """Write all of `data` to `fd`; return False when it takes no more (its reader has gone, a full disk)."""
     view = memoryview(data)
     while view:
         try:
             written = os.write(fd, view)
-        except BrokenPipeError:
+        except OSError as err:
+            if err.errno != errno.EPIPE:
+                name = "stdout" if fd == 1 else "stderr"
+                log.warning("cannot write the container's output to pyrun's %s (%s): the rest is dropped",
+                            name, err.strerror)
             return False
         view = view[written:]
     return True

@@ -107,6 +107,15 @@ def test_closed_stream_keeps_exit_code_and_log(run_env, closed):
         remove(run_env, name)
 
 
+def test_full_disk_on_stdout_keeps_exit_code_and_warns(run_env):
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(pyrun_command(run_env, "busybox", "sh", "-c", "yes | head -c 1000000; exit 3"),
+                                stdout=full, stderr=subprocess.PIPE, text=True, env=popen_env(run_env))
+    assert result.returncode == 3
+    assert "Traceback" not in result.stderr
+    assert "cannot write the container's output to pyrun's stdout (No space left on device)" in result.stderr
+
+
 def test_closed_stdout_ends_the_container(run_env):
     # `pyrun run busybox yes | head -1`: once head has gone, yes must stop too.
     process = subprocess.Popen(pyrun_command(run_env, "busybox", "yes"), stdout=subprocess.PIPE,
