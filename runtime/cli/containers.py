@@ -187,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.detach:
         return run_detached(args, create, image, log_config)
+    check_input_is_terminal(args)
     created = create()
     exit_code = None
     try:
@@ -199,6 +200,17 @@ def run(args: argparse.Namespace) -> int:
     finally:
         container.cleanup(created, exit_code, remove=args.rm)
     return exit_code
+
+
+def check_input_is_terminal(args: argparse.Namespace) -> None:
+    """Refuse -i -t when stdin is no terminal, as Docker does: raw mode and resizes need one."""
+    import os
+
+    from runtime.errors import PyrunError
+
+    if args.tty and args.interactive and not os.isatty(0):
+        raise PyrunError("the input device is not a TTY", exit_code=1,
+                         hint="drop -t to pass piped input, or run pyrun from a terminal")
 
 
 def open_log(root: str, container_id: str, log_config: dict):

@@ -520,6 +520,10 @@ def exec_command(args: argparse.Namespace) -> int:
         raise UsageError("pyrun exec --privileged is not supported")
     if not args.command:
         raise UsageError("pyrun exec needs a command to run", hint="pyrun exec CONTAINER COMMAND [ARG...]")
+    if not args.detach:
+        from runtime.cli.containers import check_input_is_terminal
+
+        check_input_is_terminal(args)
     record = lifecycle.load(args.root, args.container)
     return container_exec.exec_in(
         args.root, record, list(args.command), user=args.user, env=list(args.env), workdir=args.workdir,
@@ -762,10 +766,10 @@ def inspect_document(record: dict, spec: dict, root: str) -> dict:
     process = spec.get("process") or {}
     network = record.get("network_settings") or {}
     if network and not running:
-        # As Docker shows a container that is not running: no address, no namespace, no ports.
+        # As Docker shows a container that is not running: no address, bridge, namespace or ports.
         cleared = {"IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": ""}
         networks = {name: {**endpoint, **cleared} for name, endpoint in (network.get("Networks") or {}).items()}
-        network = {**network, **cleared, "SandboxKey": "", "Ports": {}, "Networks": networks}
+        network = {**network, **cleared, "Bridge": "", "SandboxKey": "", "Ports": {}, "Networks": networks}
     directory = state.container_dir(root, record["id"])
     mounts = [
         {"Type": mount.get("type", "bind"), "Source": mount.get("source", ""), "Destination": mount["destination"],

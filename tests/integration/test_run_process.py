@@ -13,6 +13,13 @@ from tests.integration.run_support import popen_env, pyrun_command, pyrun_run, r
 pytestmark = [pytest.mark.root, pytest.mark.registry]
 
 
+def test_interactive_tty_needs_a_terminal_on_stdin(run_env):
+    result = pyrun_run(run_env, "-it", "busybox", "cat", input="piped\n")
+    assert result.returncode == 1
+    assert "the input device is not a TTY" in result.stderr
+    assert pyrun_run(run_env, "-i", "busybox", "cat", input="piped\n").stdout == "piped\n"
+
+
 def test_tty_allocates_container_pty(run_env):
     code, output = run_in_pty(run_env, "-t", "busybox", "tty")
     assert code == 0

@@ -316,7 +316,7 @@ def test_inspect_clears_the_network_of_a_stopped_container(tmp_path):
     assert running["SandboxKey"] == "/proc/42/ns/net"
     stopped = cli.inspect_document(record(network_settings=settings, status="exited", exit_code=0), {},
                                    str(tmp_path))["NetworkSettings"]
-    assert (stopped["IPAddress"], stopped["SandboxKey"], stopped["Ports"]) == ("", "", {})
+    assert (stopped["IPAddress"], stopped["SandboxKey"], stopped["Ports"], stopped["Bridge"]) == ("", "", {}, "")
     assert stopped["Networks"]["bridge"]["IPAddress"] == ""
 
 
