@@ -14,7 +14,7 @@ pyrun does the same here:
 The container's process puts the write ends on fd 1 and 2 as its last
 stdio step (runtime.process.setup_plain_stdio). pyrun closes its own copies
 once the container runs, so each pipe reads end-of-file when the last
-process in the container that holds it has exited.
+process in the container with its write end open has exited.
 
 NOTE: the two pipes are read in the order poll(2) reports them, so lines
 written to stdout and stderr close together may come out, and be logged,

@@ -105,7 +105,7 @@ class HelpFormatter(argparse.HelpFormatter):
     """argparse's help formatter, given its width so that it does not import shutil for it.
 
     argparse makes a formatter for every add_argument call, and each one
-    gets the terminal's width from shutil; importing shutil (and the
+    gets the terminal's width from shutil. Importing shutil (and the
     compression modules it loads) costs `pyrun ps` about 2 ms.
     """
 

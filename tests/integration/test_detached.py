@@ -81,7 +81,7 @@ def test_pyrun_messages_stay_out_of_the_log(run_env, cleanup):  # noqa: F811
     assert (shown.stdout, shown.stderr) == ("from-container\n", "also-container\n")
 
 
-def test_logs_follow_of_a_busy_container_shows_each_line_once(run_env, cleanup):  # noqa: F811
+def test_logs_follow_busy_container_once(run_env, cleanup):  # noqa: F811
     script = "i=0; while [ $i -lt 3000 ]; do echo line$i; i=$((i+1)); done; sleep 1"
     container = detached(run_env, "--name", "busy-log", "busybox", "sh", "-c", script)
     followed = pyrun(run_env, "logs", "-f", container).stdout.split()

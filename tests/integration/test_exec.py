@@ -131,7 +131,7 @@ def test_exec_without_tty_gets_pipes_not_the_terminal(run_env, container):  # no
     assert result.stdout.split() == ["checked"]
 
 
-def test_exec_ends_when_its_reader_goes_and_container_runs_on(run_env, container):  # noqa: F811
+def test_exec_closed_reader_keeps_container(run_env, container):  # noqa: F811
     # `pyrun exec C yes | head -1`: yes dies of SIGPIPE, as it would writing to head itself.
     process = subprocess.Popen([PYRUN, "--root", str(run_env.root), "exec", container, "yes"],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, **run_env.env})

@@ -51,9 +51,9 @@ def test_foreground_output_is_logged(run_env):
                        keep=True)
     try:
         assert result.returncode == 0, result.stderr
-        shown = logs(run_env, name)
-        assert shown.stdout == "first\nlast"
-        assert shown.stderr == "oops\n"
+        logged = logs(run_env, name)
+        assert logged.stdout == "first\nlast"
+        assert logged.stderr == "oops\n"
         log_file = run_env.root / "containers" / container_id(run_env, name) / f"{container_id(run_env, name)}-json.log"
         entries = [json.loads(line) for line in log_file.read_text().splitlines()]
         assert [(entry["stream"], entry["log"]) for entry in entries] == [
@@ -62,7 +62,7 @@ def test_foreground_output_is_logged(run_env):
         remove(run_env, name)
 
 
-def test_kept_foreground_container_is_listed_with_its_image_and_command(run_env):
+def test_kept_container_listed_with_command(run_env):
     name = "foreground-listed"
     assert pyrun_run(run_env, "--name", name, "busybox", "echo", "listed", keep=True).returncode == 0
     try:
@@ -101,13 +101,13 @@ def test_closed_stream_keeps_exit_code_and_log(run_env, closed):
     try:
         assert process.returncode == 4
         assert b"Traceback" not in process.stderr + process.stdout
-        shown = logs(run_env, name)
-        assert (shown.stdout, shown.stderr) == ("to-out\n", "to-err\n")
+        logged = logs(run_env, name)
+        assert (logged.stdout, logged.stderr) == ("to-out\n", "to-err\n")
     finally:
         remove(run_env, name)
 
 
-def test_full_disk_on_stdout_keeps_exit_code_and_warns(run_env):
+def test_full_stdout_keeps_exit_code(run_env):
     with open("/dev/full", "w") as full:
         result = subprocess.run(pyrun_command(run_env, "busybox", "sh", "-c", "yes | head -c 1000000; exit 3"),
                                 stdout=full, stderr=subprocess.PIPE, text=True, env=popen_env(run_env))

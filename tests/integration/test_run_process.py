@@ -87,9 +87,9 @@ def wait_for_sigint_blocked(pid: int) -> None:
 
 @pytest.mark.parametrize("delay", [0, 0.002, 0.004])
 def test_early_ctrl_c_leaves_nothing(run_env, delay):
-    # From its first line until the command line is parsed, pyrun holds
-    # SIGINT back (runtime/console.py): a Ctrl-C then must end with the
-    # usual message, never a traceback, and before any container exists.
+    # From its first line until the command line is parsed, pyrun blocks
+    # SIGINT (runtime/console.py). A Ctrl-C then ends with the usual
+    # message, never a traceback, and before any container exists.
     before = set(os.listdir(run_env.root / "containers"))
     name = f"early-interrupt-{int(delay * 1000)}"
     process = subprocess.Popen(pyrun_command(run_env, "--name", name, "busybox", "true"),

@@ -44,7 +44,7 @@ exec(open(LAUNCHER).read())
 
 
 @pytest.mark.parametrize("module", ["runtime.console", "os", "runtime.cli", "argparse"])
-def test_ctrl_c_during_start_up_imports_ends_with_130(tmp_path, module):
+def test_ctrl_c_during_import_exits_130(tmp_path, module):
     path = tmp_path / "pyrun"
     write_launcher(str(path))
     code = f"MODULE = {module!r}\nLAUNCHER = {str(path)!r}\n" + INTERRUPTED_IMPORT

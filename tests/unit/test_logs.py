@@ -174,11 +174,11 @@ def test_follower_catches_up_over_several_rotations(tmp_path):
     assert logged == [f"line {index}\n" for index in range(21)]
 
 
-def test_follower_after_its_file_was_dropped_reads_what_is_kept(tmp_path):
+def test_follower_reads_kept_files_after_drop(tmp_path):
     path = tmp_path / "c-json.log"
     logged = follow_twenty_lines_in_one_read(path, max_file=2)
-    # The follower's own file stays open, so it is read to its end; the
-    # files dropped after it are lost; the two kept files are read whole.
+    # The follower's own file stays open, so it is read to its end. The
+    # files dropped after it are lost, and the two kept files are read whole.
     kept = [entry["log"] for entry in logs.read_entries(str(path))]
     own = logged[: len(logged) - len(kept)]
     assert len(own) > 1

@@ -20,7 +20,7 @@ def test_json_of_the_whole_row():
     assert templates.render("{{ json . }}", ROW) == json.dumps(ROW)
 
 
-def test_a_value_is_never_read_as_an_action():
+def test_render_value_stays_text():
     row = {**ROW, "Names": "{{.ID}}"}
     assert templates.render("{{.Names}}", row) == "{{.ID}}"
 
@@ -47,7 +47,7 @@ def test_check_rejects(template, message):
     assert repr(template) in str(caught.value)
 
 
-def test_table_keeps_text_between_fields_and_splits_at_tabs():
+def test_table_splits_rows_at_tabs():
     rows = [{"Repository": "busybox", "Tag": "latest", "Size": "2MB"}]
     table = templates.table("table {{.Repository}}:{{.Tag}}\\t{{.Size}}", rows, {"Repository": "REPOSITORY"})
     assert table == [["REPOSITORY:TAG", "SIZE"], ["busybox:latest", "2MB"]]
@@ -58,5 +58,5 @@ def test_bare_table_is_the_default_table(template):
     assert templates.is_default_table(template)
 
 
-def test_a_table_with_fields_is_not_the_default():
+def test_table_with_fields_not_default():
     assert not templates.is_default_table("table {{.ID}}")
