@@ -71,8 +71,8 @@ class OutputPipes:
         self.close_container_ends()
         self.close_pyrun_ends()
 
-    def copy(self, log: JsonFileWriter | None) -> None:
-        """Copy both pipes to pyrun's stdout and stderr, and to `log`, until both end.
+    def copy(self, log_file: JsonFileWriter | None) -> None:
+        """Copy both pipes to pyrun's stdout and stderr, and to `log_file`, until both end.
 
         When pyrun's own stdout or stderr is a pipe whose reader has gone
         (`pyrun run busybox yes | head`), pyrun closes the matching pipe from
@@ -88,12 +88,13 @@ class OutputPipes:
                 target, name = streams[fd]
                 data = os.read(fd, READ_SIZE)
                 if data:
-                    if log is not None:
-                        log.write(name, data)
+                    if log_file is not None:
+                        log_file.write(name, data)
                     if _write_all(target, data):
                         continue
-                elif log is not None:
-                    log.flush_partial(name)
+                # The stream has ended, or pyrun's side takes no more of it.
+                if log_file is not None:
+                    log_file.flush_partial(name)
                 poller.unregister(fd)
                 os.close(fd)
                 del streams[fd]

@@ -102,8 +102,8 @@ def list_images(args) -> int:
     from runtime.cli import templates
     from runtime.store import ImageStore
 
-    if args.format and args.format != "json":
-        templates.check(args.format, IMAGES_FIELDS)
+    template = templates.from_flag(args.format)
+    templates.check(template, IMAGES_FIELDS)
 
     rows = []
     filter_name = filter_tag = None
@@ -131,7 +131,6 @@ def list_images(args) -> int:
         for image_id in dict.fromkeys(row["ID"] for row in rows):
             print(image_id)
         return 0
-    template = "{{json .}}" if args.format == "json" else args.format
     if templates.is_default_table(template):
         fields = [field for field in IMAGES_COLUMNS if args.digests or field != "Digest"]
         table = [[IMAGES_COLUMNS[field] for field in fields]] + [[row[field] for field in fields] for row in rows]

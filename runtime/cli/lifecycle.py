@@ -537,8 +537,8 @@ def exec_command(args: argparse.Namespace) -> int:
 def ps_command(args: argparse.Namespace) -> int:
     from runtime import lifecycle
 
-    if args.format and args.format != "json":
-        templates.check(args.format, PS_FIELDS)
+    template = templates.from_flag(args.format)
+    templates.check(template, PS_FIELDS)
     records = lifecycle.list_containers(args.root)
     records.sort(key=lambda record: record.get("created", ""), reverse=True)
     filters = parse_filters(args.filter)
@@ -550,14 +550,13 @@ def ps_command(args: argparse.Namespace) -> int:
         selected = selected[:last]
     now = time.time()
     rows = [ps_row(record, now, no_trunc=args.no_trunc) for record in selected]
-    if args.size or "Size" in templates.table_fields(args.format):
+    if args.size or "Size" in templates.table_fields(template):
         add_sizes(args.root, selected, rows)  # a template that shows .Size turns sizes on, as in Docker
 
     if args.quiet:
         for row in rows:
             print(row["ID"])
         return 0
-    template = "{{json .}}" if args.format == "json" else args.format
     if templates.is_default_table(template):
         columns = PS_COLUMNS + ([SIZE_COLUMN] if args.size else [])
         table = [[header for header, _ in columns]]

@@ -21,6 +21,16 @@ WHOLE_ROW = re.compile(r"{{\s*json\s+\.\s*}}")
 ACTION = re.compile(r"{{.*?}}")
 
 
+def from_flag(value: str) -> str:
+    """Return the template for a --format value, where `json` is short for {{json .}}."""
+    return "{{json .}}" if value == "json" else value
+
+
+def _unescape(text: str) -> str:
+    """Turn the two characters backslash-t and backslash-n into a tab and a newline, as Docker does."""
+    return text.replace("\\t", "\t").replace("\\n", "\n")
+
+
 def check(template: str, fields: list[str]) -> None:
     """Raise UsageError unless every action in `template` is {{.Field}} with a known field, or {{json .}}."""
     body = template.removeprefix("table")
@@ -34,7 +44,8 @@ def check(template: str, fields: list[str]) -> None:
         if field.group(1) not in fields:
             raise UsageError(f"invalid --format {template!r}: there is no field {field.group(1)!r}",
                              hint=f"use one of {', '.join(fields)}")
-    if "{{" in ACTION.sub("", body) or "}}" in ACTION.sub("", body):
+    outside_actions = ACTION.sub("", body)
+    if "{{" in outside_actions or "}}" in outside_actions:
         raise UsageError(f"invalid --format {template!r}: a {{{{ has no matching }}}}")
 
 
@@ -47,7 +58,7 @@ def render(template: str, row: dict) -> str:
         field = FIELD.fullmatch(match.group(0))
         return str(row.get(field.group(1), "")) if field else match.group(0)
 
-    return ACTION.sub(fill, template.replace("\\t", "\t").replace("\\n", "\n"))
+    return ACTION.sub(fill, _unescape(template))
 
 
 def table_fields(template: str) -> list[str]:
@@ -72,5 +83,5 @@ def table(template: str, rows: list[dict], headers: dict[str, str]) -> list[list
         field = FIELD.fullmatch(match.group(0))
         return headers.get(field.group(1), field.group(1).upper()) if field else ""
 
-    header_line = ACTION.sub(header, body.replace("\\t", "\t").replace("\\n", "\n"))
+    header_line = ACTION.sub(header, _unescape(body))
     return [header_line.split("\t")] + [render(body, row).split("\t") for row in rows]

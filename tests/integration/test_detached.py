@@ -77,8 +77,8 @@ def test_pyrun_messages_stay_out_of_the_log(run_env, cleanup):  # noqa: F811
     assert result.returncode == 0, result.stderr
     assert "DEBUG: " in result.stderr  # the start helper's messages reach the caller
     assert wait_for(lambda: state_of(run_env, "quiet-log") == "exited")
-    shown = pyrun(run_env, "logs", "quiet-log")
-    assert (shown.stdout, shown.stderr) == ("from-container\n", "also-container\n")
+    logged = pyrun(run_env, "logs", "quiet-log")
+    assert (logged.stdout, logged.stderr) == ("from-container\n", "also-container\n")
 
 
 def test_logs_follow_busy_container_once(run_env, cleanup):  # noqa: F811

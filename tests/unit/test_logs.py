@@ -179,11 +179,11 @@ def test_follower_reads_kept_files_after_drop(tmp_path):
     logged = follow_twenty_lines_in_one_read(path, max_file=2)
     # The follower's own file stays open, so it is read to its end. The
     # files dropped after it are lost, and the two kept files are read whole.
-    kept = [entry["log"] for entry in logs.read_entries(str(path))]
-    own = logged[: len(logged) - len(kept)]
+    kept_lines = [entry["log"] for entry in logs.read_entries(str(path))]
+    own = logged[: len(logged) - len(kept_lines)]
     assert len(own) > 1
     assert own == [f"line {index}\n" for index in range(len(own))]
-    assert logged[len(own):] == kept
+    assert logged[len(own):] == kept_lines
 
 
 def test_follower_from_the_oldest_entry_reads_each_once(tmp_path):
