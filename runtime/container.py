@@ -185,7 +185,7 @@ def _run_started(container: Container, interactive: bool, use_init: bool, log_fi
             container.spec,
             interactive=interactive,
             use_init=use_init,
-            join_cgroup=container.cgroup.add_process if container.cgroup else None,
+            cgroup=container.cgroup,
             before_exec=lambda pid: _attach_network(container, pid),
             output=pipes.container_ends() if pipes else None,
         )

@@ -2,8 +2,9 @@
 
 Three processes take part, as in runc's exec:
 
-    pyrun (P)            opens the cgroup, forks J, relays the terminal, waits
-      +-- joiner (J)     non-dumpable; joins the cgroup, then setns(2) into each
+    pyrun (P)            forks J into the cgroup, relays the terminal, waits
+      +-- joiner (J)     non-dumpable; joins the rest of the cgroup (its v1
+         |               hierarchies), then setns(2) into each
          |               of pid 1's namespaces (the mount namespace last); forks E
          +-- exec (E)    the first process in the container's pid namespace:
                          identity, capabilities, working directory, the
@@ -92,13 +93,16 @@ def exec_in(root: str, record: dict[str, Any], command: list[str], *, user: str 
     # A signal that arrives before the forwarding handlers are in place stays
     # pending instead of ending pyrun or the joiner; E unblocks it before execve(2).
     previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
-    joiner = syscalls.fork()
+    if cgroup is not None:
+        joiner, in_cgroup2 = cgroup.fork_into()
+    else:
+        joiner, in_cgroup2 = syscalls.fork(), False
     if joiner == 0:
         parent_end.close()
         if pipes is not None:
             pipes.close_pyrun_ends()
-        _joiner_process(launch.Channel(child_end), namespace_fds, cgroup, exec_spec, interactive, detach,
-                        spec["linux"].get("seccomp"), pipes.container_ends() if pipes else None)
+        _joiner_process(launch.Channel(child_end), namespace_fds, cgroup, in_cgroup2, exec_spec, interactive,
+                        detach, spec["linux"].get("seccomp"), pipes.container_ends() if pipes else None)
     previous_handlers = forward_signals(joiner)
     signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
     child_end.close()
@@ -181,7 +185,7 @@ def _report_and_exit(channel: launch.Channel, step: str, err: BaseException) -> 
         os._exit(code)
 
 
-def _joiner_process(channel: launch.Channel, namespace_fds: list[tuple[str, int]], cgroup: Any,
+def _joiner_process(channel: launch.Channel, namespace_fds: list[tuple[str, int]], cgroup: Any, in_cgroup2: bool,
                     exec_spec: dict[str, Any], interactive: bool, detach: bool,
                     seccomp_policy: dict[str, Any] | None = None, output: tuple[int, int] | None = None) -> None:
     """J: become non-dumpable, join the cgroup and namespaces, fork E, wait for it."""
@@ -191,7 +195,7 @@ def _joiner_process(channel: launch.Channel, namespace_fds: list[tuple[str, int]
         syscalls.reset_signal_actions()
         if cgroup is not None:
             step = "join the cgroup"
-            cgroup.add_process(os.getpid())
+            cgroup.join_self(cgroup2=not in_cgroup2)
         for kind, fd in namespace_fds:
             step = f"join the {kind} namespace"
             syscalls.setns(fd, NAMESPACE_FLAGS[kind], path=f"ns/{PROC_NAMES[kind]}")

@@ -184,13 +184,13 @@ def narrate(call: syscalls.Call) -> None:
     if _output_fd is None:
         return
 
-    # fork(2) returns twice, so listeners hear of it in both processes. The
+    # fork(2) and clone3(2) return twice, so listeners hear of it in both processes. The
     # parent narrates it; the child, which first notices that its pid has
     # changed, stays silent about it.
     pid = os.getpid()
     if pid != _narrating_pid:
         _narrating_pid = pid
-        if call.name == "fork":
+        if call.name in ("fork", "clone3"):
             return
 
     try:

@@ -2,15 +2,18 @@
 
 Three processes take part:
 
-    pyrun (P)       sets PR_SET_CHILD_SUBREAPER, forks S, puts S in the cgroup,
+    pyrun (P)       sets PR_SET_CHILD_SUBREAPER, forks S into the cgroup,
        |            attaches the network to C, then lets C run the command
-       +-- setup (S)       unshare(2)s the namespaces and forks C, then exits;
+       +-- setup (S)       joins the rest of the cgroup, unshare(2)s the
+              |            namespaces and forks C, then exits;
               |            C is re-parented to P, which waits for it
               +-- container (C)  pid 1 in the new pid namespace: mounts, pivot_root,
                                  identity, capabilities, then execve(2)
 
 S is needed because unshare(CLONE_NEWPID) moves only the caller's future
-children into the new namespace. P and its children talk over a
+children into the new namespace. S is born in the cgroup's cgroup2 directory
+(clone3 with CLONE_INTO_CGROUP) and moves itself into each v1 hierarchy: no
+process is moved by pid, which makes the kernel wait (runtime.cgroups.base). P and its children talk over a
 SOCK_SEQPACKET socket pair whose ends are close-on-exec: each message is one
 packet, and when C executes the command its end closes, so P reads
 end-of-file. A failed step sends an "error" packet naming the step instead,
@@ -31,6 +34,8 @@ from runtime.records import record
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
+
+    from runtime.cgroups import Cgroup
 
 log = get_logger(__name__)
 
@@ -92,16 +97,16 @@ def start(
     *,
     interactive: bool = False,
     use_init: bool = False,
-    join_cgroup: Callable[[int], None] | None = None,
+    cgroup: Cgroup | None = None,
     before_exec: Callable[[int], None] | None = None,
     detached: bool = False,
     output: tuple[int, int] | None = None,
 ) -> Started:
     """Start the container's pid 1 and return once the command runs.
 
-    `join_cgroup(pid)` runs before the namespaces exist, `before_exec(pid)`
-    (network attach) once pid 1 is in its network namespace and before the
-    command runs. `detached` containers outlive this process: their pid 1
+    The processes join `cgroup` before the namespaces exist; `before_exec(pid)`
+    (network attach) runs once pid 1 is in its network namespace and before
+    the command runs. `detached` containers outlive this process: their pid 1
     passes to the nearest subreaper (the monitor) instead of being killed
     when this process exits. `output`, without a terminal, is the pair of
     descriptors that become the command's stdout and stderr (runtime.output);
@@ -112,17 +117,18 @@ def start(
     channel = Channel(parent_end)
     syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
 
-    setup_pid = syscalls.fork()
+    if cgroup is not None:
+        setup_pid, in_cgroup2 = cgroup.fork_into()
+    else:
+        setup_pid, in_cgroup2 = syscalls.fork(), False
     if setup_pid == 0:
         parent_end.close()
-        _setup_process(Channel(child_end), bundle, spec, interactive, use_init, detached, output)
+        _setup_process(Channel(child_end), bundle, spec, interactive, use_init, detached, output,
+                       cgroup, in_cgroup2)
     child_end.close()
 
     container_pid = 0
     try:
-        if join_cgroup:
-            join_cgroup(setup_pid)
-        channel.send("go")
         payload, _ = channel.expect("pid")
         container_pid = int(payload)
         _wait_for(setup_pid)
@@ -193,16 +199,18 @@ def _report_and_exit(channel: Channel, step: str, err: BaseException) -> None:
 
 def _setup_process(
     channel: Channel, bundle: str, spec: dict[str, Any], interactive: bool, use_init: bool, detached: bool,
-    output: tuple[int, int] | None,
+    output: tuple[int, int] | None, cgroup: Cgroup | None, in_cgroup2: bool,
 ) -> None:
-    """S: wait for the cgroup, unshare the namespaces, fork pid 1, exit."""
-    step = "wait for pyrun"
+    """S: join the cgroup, unshare the namespaces, fork pid 1, exit."""
+    step = "reset signals"
     try:
         syscalls.reset_signal_actions()
         # pyrun blocks the signals it forwards while the container starts.
         # The mask survives execve(2), so the children clear it.
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
-        channel.expect("go")
+        if cgroup is not None:
+            step = "join the cgroup"
+            cgroup.join_self(cgroup2=not in_cgroup2)
         step = "join namespaces"
         namespaces.join_namespaces(spec)
         step = "unshare namespaces"

@@ -487,7 +487,7 @@ def run_start_helper(root: str, container_id: str, channel_fd: int, output: tupl
         started = launch.start(
             directory, spec,
             use_init=bool(record.get("init")),
-            join_cgroup=created.cgroup.add_process,
+            cgroup=created.cgroup,
             before_exec=lambda pid: containers._attach_network(created, pid),
             detached=True,
             interactive=bool(record.get("interactive")),

@@ -116,8 +116,8 @@ UMOUNT_FLAGS = {
 # (from the kernel's syscall tables: arch/x86/entry/syscalls/syscall_64.tbl
 # and include/uapi/asm-generic/unistd.h for arm64).
 SYSCALL_NUMBERS = {
-    "x86_64": {"pivot_root": 155, "openat2": 437, "bpf": 321, "rt_sigaction": 13, "seccomp": 317},
-    "aarch64": {"pivot_root": 41, "openat2": 437, "bpf": 280, "rt_sigaction": 134, "seccomp": 277},
+    "x86_64": {"pivot_root": 155, "openat2": 437, "bpf": 321, "rt_sigaction": 13, "seccomp": 317, "clone3": 435},
+    "aarch64": {"pivot_root": 41, "openat2": 437, "bpf": 280, "rt_sigaction": 134, "seccomp": 277, "clone3": 435},
 }
 
 
@@ -580,6 +580,72 @@ IOCTL_REQUESTS = {
 def fork() -> int:
     """Create a child process (fork(2)); returns 0 in the child, its pid in the parent."""
     return record("fork", "fork(2)", os.fork)
+
+
+# -- clone3(2) into a cgroup ----------------------------------------------------
+# Values from <linux/sched.h>. CLONE_INTO_CGROUP came in Linux 5.7.
+
+CLONE_INTO_CGROUP = 0x200000000
+
+
+class _CloneArgs(ctypes.Structure):
+    """`struct clone_args` up to its `cgroup` field (CLONE_ARGS_SIZE_VER2)."""
+
+    _fields_ = [
+        ("flags", ctypes.c_uint64),
+        ("pidfd", ctypes.c_uint64),
+        ("child_tid", ctypes.c_uint64),
+        ("parent_tid", ctypes.c_uint64),
+        ("exit_signal", ctypes.c_uint64),
+        ("stack", ctypes.c_uint64),
+        ("stack_size", ctypes.c_uint64),
+        ("tls", ctypes.c_uint64),
+        ("set_tid", ctypes.c_uint64),
+        ("set_tid_size", ctypes.c_uint64),
+        ("cgroup", ctypes.c_uint64),
+    ]
+
+
+def fork_into_cgroup(cgroup_fd: int, *, path: str = "") -> int:
+    """Fork a child that starts inside a cgroup v2 cgroup (clone3(2), CLONE_INTO_CGROUP).
+
+    `cgroup_fd` is the cgroup's directory, opened. Returns 0 in the child
+    and the child's pid in the parent, as fork(2) does. A child born in its
+    cgroup needs no move later. Such a move, a pid written to cgroup.procs,
+    makes the kernel wait for an RCU grace period when no other move came
+    just before it, several milliseconds.
+
+    With no stack given, clone3(2) copies the caller's stack as fork(2)
+    does. Python's own bookkeeping runs around it, as os.fork() runs it:
+    the at-fork hooks, and in the child the reset of the interpreter's
+    locks. A kernel older than 5.7, or a seccomp filter that hides clone3
+    (Docker's default one), fails with ENOSYS, EINVAL or E2BIG: the caller
+    then forks and moves the child instead.
+
+    NOTE: glibc's fork(2) wrapper is bypassed, so glibc's record of the
+    thread ID still holds the parent's in the child. Nothing pyrun's setup
+    process does reads it; os.fork() in that child sets it right again.
+    """
+    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=signal.SIGCHLD, cgroup=cgroup_fd)
+
+    def action() -> int:
+        number = syscall_number("clone3")
+        # A PyDLL function keeps the interpreter lock through the call, as
+        # os.fork() does, so the child starts out holding it.
+        raw_syscall = ctypes.PyDLL(None, use_errno=True).syscall
+        raw_syscall.restype = ctypes.c_long
+        ctypes.pythonapi.PyOS_BeforeFork()
+        pid = raw_syscall(ctypes.c_long(number), ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args)))
+        if pid == 0:
+            ctypes.pythonapi.PyOS_AfterFork_Child()
+            return 0
+        code = ctypes.get_errno()
+        ctypes.pythonapi.PyOS_AfterFork_Parent()
+        if pid < 0:
+            raise OSError(code, os.strerror(code))
+        return pid
+
+    return record("clone3", "clone3(2)", action, flags="CLONE_INTO_CGROUP", cgroup=path or f"fd {cgroup_fd}")
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0) -> int:

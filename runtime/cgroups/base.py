@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import abc
+import errno
+import os
 
+from runtime import syscalls
 from runtime.cgroups import files
 from runtime.cgroups.detect import CgroupError, Layout
 from runtime.cgroups.stats import CgroupStats
@@ -39,6 +42,41 @@ class Cgroup(abc.ABC):
 
     @abc.abstractmethod
     def add_process(self, pid: int) -> None: ...
+
+    @abc.abstractmethod
+    def cgroup2_directory(self) -> str | None:
+        """Return this cgroup's directory in the cgroup2 hierarchy, or None on a pure v1 host."""
+
+    @abc.abstractmethod
+    def join_self(self, *, cgroup2: bool = True) -> None:
+        """Move the calling process, which must have a single thread, into the cgroup.
+
+        `cgroup2=False` skips the cgroup2 hierarchy, for a process that
+        `fork_into` started there already.
+        """
+
+    def fork_into(self) -> tuple[int, bool]:
+        """Fork, with the child born in this cgroup's cgroup2 directory where the kernel allows.
+
+        Returns (pid, born_inside) in both processes, pid 0 in the child. When
+        born_inside is False (a pure v1 host, or a kernel or seccomp filter
+        without clone3), the child is where its parent is, and moves itself
+        with `join_self()`; otherwise with `join_self(cgroup2=False)`, which
+        only has v1 hierarchies left to join.
+        """
+        directory = self.cgroup2_directory()
+        if directory is None:
+            return syscalls.fork(), False
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            return syscalls.fork_into_cgroup(fd, path=directory), True
+        except OSError as err:
+            if err.errno not in (errno.ENOSYS, errno.EINVAL, errno.E2BIG):
+                raise CgroupError(f"failed to start a process in the cgroup {directory}") from err
+            log.debug("clone3 into a cgroup is not available (%s); forking instead", err.strerror)
+        finally:
+            os.close(fd)
+        return syscalls.fork(), False
 
     @abc.abstractmethod
     def pids(self) -> list[int]: ...

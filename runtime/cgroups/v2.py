@@ -114,6 +114,14 @@ class V2Cgroup(Cgroup):
         """Move process `pid` (all its threads) into the cgroup."""
         files.write_file(self.directory, "cgroup.procs", pid)
 
+    def cgroup2_directory(self) -> str | None:
+        return self.directory
+
+    def join_self(self, *, cgroup2: bool = True) -> None:
+        """Move the calling process into the cgroup ("0" names the writer itself)."""
+        if cgroup2:
+            files.write_file(self.directory, "cgroup.procs", 0)
+
     # -- Limits ----------------------------------------------------------------
 
     def apply(self, resources: dict[str, Any]) -> None:

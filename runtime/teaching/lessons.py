@@ -175,7 +175,9 @@ def cgroups_lesson() -> str:
         "A control group (cgroup) puts processes under limits and accounting: memory,",
         "CPU time, number of processes, I/O. A cgroup is a directory in the cgroup",
         "filesystem; you set a limit by writing a file and move a process into the",
-        "cgroup by writing its pid to cgroup.procs.",
+        "cgroup by writing its pid to cgroup.procs. pyrun starts the container's first",
+        "process inside its cgroup instead (clone3 with CLONE_INTO_CGROUP on cgroup2), and",
+        "on v1 that process moves itself by writing 0 to each hierarchy's tasks file.",
         "",
         f"This host's layout: {layout}",
     ]

@@ -246,8 +246,13 @@ STEPS = [
     step("write_cgroup_file", "Restrict the container to the memory nodes {value}.", path="*/cpuset.mems"),
     step("write_cgroup_file", "Enable the controllers \"{value}\" for the cgroups below this one (cgroup v2).",
          path="*/cgroup.subtree_control"),
+    step("write_cgroup_file", "Move this process into the cgroup (\"0\" names the writer), so its limits apply "
+         "to it and its children.", path="*/cgroup.procs", value="0"),
     step("write_cgroup_file", "Move process {value} into the cgroup, so its limits apply to it and its children.",
          path="*/cgroup.procs"),
+    step("write_cgroup_file", "Move this thread into the cgroup (cgroup v1; \"0\" names the writer). A thread "
+         "that moves itself skips the kernel's global lock, and the wait that comes with it.",
+         path="*/tasks", value="0"),
     step("write_cgroup_file", "Move task {value} into the cgroup (cgroup v1).", path="*/tasks"),
     step("write_cgroup_file", "Freeze (1) or thaw (0) every process in the cgroup (cgroup v2).",
          path="*/cgroup.freeze"),
@@ -345,6 +350,8 @@ STEPS = [
     step("setrlimit", "Set the resource limit {resource} to {soft} (soft) and {hard} (hard)."),
     # -- Processes ---------------------------------------------------------
     step("fork", "Start a child process, a copy of pyrun, that goes on with the steps marked [child]."),
+    step("clone3", "Start a child process, a copy of pyrun, inside the cgroup {cgroup} from its first moment "
+         "(CLONE_INTO_CGROUP), so nobody has to move it there. It goes on with the steps marked [child]."),
     step("sigaction", "Restore the default action of every signal, because ignored signals would "
          "otherwise pass to the container's command through execve."),
     step("setsid", "Start a new session, so the container's process leads its own process group."),

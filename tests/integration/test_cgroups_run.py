@@ -198,6 +198,30 @@ def test_container_sees_own_cgroup_as_root(pyrun_env, cgroup_parent):
         assert path == "/", line
 
 
+def test_container_starts_in_cgroup_without_a_move_by_pid(pyrun_env, cgroup_parent):
+    # The setup process is cloned into the cgroup2 directory and moves itself
+    # into each v1 hierarchy by writing "0" to `tasks`. A pid written to
+    # cgroup.procs would make the kernel wait for an RCU grace period.
+    layout = detect.detect_layout()
+    result = run_pyrun("--log-level", "trace", "run", "--rm", "--network", "none", "--cgroup-parent",
+                       cgroup_parent, "busybox", "cat", "/proc/self/cgroup", env=pyrun_env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    trace = [line for line in result.stderr.splitlines() if line.startswith("trace: ")]
+    clones = [line for line in trace if line.startswith("trace: clone3(")]
+    assert clones, "no clone3 into the cgroup"
+    assert all("CLONE_INTO_CGROUP" in line and f"{cgroup_parent}/" in line for line in clones)
+    procs = [line for line in trace if "/cgroup.procs'" in line]
+    assert procs == []
+    tasks = [line for line in trace if "/tasks'" in line]
+    assert all("value='0'" in line for line in tasks)
+    assert len(tasks) == len(set(layout.v1_mounts.values()))
+    # ...and pid 1 sits in its own cgroup in every hierarchy: the root of its cgroup namespace.
+    for line in result.stdout.splitlines():
+        hierarchy, _, path = line.rpartition(":")
+        if "name=" not in hierarchy:
+            assert path == "/", line
+
+
 def test_failed_start_leaves_no_cgroup(pyrun_env, cgroup_parent):
     # The fixture fails the test if the container's cgroup is left behind.
     result = run_in_container(pyrun_env, cgroup_parent, "--memory", "16m", "--pids-limit", "5",

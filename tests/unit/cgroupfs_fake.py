@@ -99,6 +99,7 @@ class FakeCgroupfs:
 
     def fill_v1(self, directory: Path, controller: str, root: bool = False) -> None:
         (directory / "cgroup.procs").write_text("")
+        (directory / "tasks").write_text("")
         for name, value in V1_FILES[controller].items():
             if root and name == "freezer.state":
                 continue

@@ -158,6 +158,66 @@ def test_add_process_joins_every_hierarchy(fakefs, written):
     assert len(written) == (7 if fakefs.kind == "hybrid" else 6)
 
 
+def test_join_self_moves_the_caller_thread_by_thread(fakefs, written):
+    # "0" names the writer; a thread that moves itself through `tasks`
+    # skips the lock that makes a cgroup.procs write wait.
+    manager = fakefs.open("/pyrun/c1")
+    manager.create()
+    written.clear()
+    manager.join_self()
+    v1 = [(path, value) for path, value in written if path.endswith("/tasks")]
+    assert len(v1) == 6 and all(value == "0" for _, value in v1)
+    unified = [path for path, _ in written if path.endswith("/unified/pyrun/c1/cgroup.procs")]
+    assert len(unified) == (1 if fakefs.kind == "hybrid" else 0)
+    assert len(written) == len(v1) + len(unified)
+
+
+def test_join_self_after_clone_skips_cgroup2(fakefs, written):
+    manager = fakefs.open("/pyrun/c1")
+    manager.create()
+    written.clear()
+    manager.join_self(cgroup2=False)
+    assert [path for path, _ in written if not path.endswith("/tasks")] == []
+
+
+def test_fork_into_clones_into_unified_directory(fakefs):
+    manager = fakefs.open("/pyrun/c1")
+    manager.create()
+    with syscalls.recording() as recorder:
+        _, born_inside = manager.fork_into()
+    if fakefs.kind == "hybrid":
+        assert recorder.names() == ["clone3"]
+        assert recorder.calls[0].args["cgroup"] == str(fakefs.unified_mount() / "pyrun" / "c1")
+        assert born_inside
+    else:
+        assert recorder.names() == ["fork"]  # pure v1 has no cgroup2 directory to start in
+        assert not born_inside
+
+
+@pytest.mark.parametrize("code", [errno.ENOSYS, errno.EINVAL, errno.E2BIG])
+def test_fork_into_falls_back_to_fork(fakefs, code):
+    # Kernels before 5.7 and seccomp filters that hide clone3 (Docker's).
+    manager = fakefs.open("/pyrun/c1")
+    manager.create()
+    with syscalls.recording() as recorder:
+        recorder.fail["clone3"] = code
+        _, born_inside = manager.fork_into()
+    assert recorder.names()[-1] == "fork"
+    assert not born_inside
+
+
+def test_fork_into_reports_other_errors(tmp_path):
+    fake = FakeCgroupfs(tmp_path, "hybrid")  # only a hybrid host has a cgroup2 directory to clone into
+    try:
+        manager = fake.open("/pyrun/c1")
+        manager.create()
+        with syscalls.recording() as recorder, pytest.raises(cgroups.CgroupError, match="unified/pyrun/c1"):
+            recorder.fail["clone3"] = errno.EBUSY
+            manager.fork_into()
+    finally:
+        fake.close()
+
+
 def test_pids_and_stats(fakefs):
     manager = fakefs.open("/pyrun/c1")
     manager.create()

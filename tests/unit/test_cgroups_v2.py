@@ -133,6 +133,27 @@ def test_rejected_value_names_flag_value_and_file(fakefs):
     assert "cpuset.cpus" in message
 
 
+def test_join_self_writes_zero_to_leaf_procs(fakefs, written):
+    manager = fakefs.open("/pyrun/c1")
+    manager.create()
+    written.clear()
+    manager.join_self()
+    assert written == [(str(leaf(fakefs, "cgroup.procs")), "0")]
+    written.clear()
+    manager.join_self(cgroup2=False)  # born there by clone3: nothing left to join
+    assert written == []
+
+
+def test_fork_into_clones_into_leaf(fakefs):
+    manager = fakefs.open("/pyrun/c1")
+    manager.create()
+    with syscalls.recording() as recorder:
+        _, born_inside = manager.fork_into()
+    assert recorder.names() == ["clone3"]
+    assert recorder.calls[0].args == {"flags": "CLONE_INTO_CGROUP", "cgroup": str(leaf(fakefs))}
+    assert born_inside
+
+
 def test_add_process_writes_leaf_procs(fakefs, written):
     manager = fakefs.open("/pyrun/c1")
     manager.create()

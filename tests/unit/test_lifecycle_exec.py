@@ -24,7 +24,7 @@ def run_joiner(monkeypatch, namespaces: list[str]) -> list[syscalls.Call]:
     fds = [(kind, os.open(os.devnull, os.O_RDONLY)) for kind in namespaces]
     try:
         with syscalls.recording() as recorder, pytest.raises(Exited):
-            container_exec._joiner_process(launch.Channel(theirs), fds, None, {"terminal": False}, False, True)
+            container_exec._joiner_process(launch.Channel(theirs), fds, None, False, {"terminal": False}, False, True)
     finally:
         ours.close()
     return recorder.calls
