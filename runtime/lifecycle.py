@@ -275,12 +275,11 @@ def start(root: str, container_id: str) -> None:
 @contextlib.contextmanager
 def _sigint_handler(handler: Any) -> Iterator[None]:
     """Use `handler` for SIGINT inside the block, in the main thread only, because only it may set handlers."""
-    import threading  # here, because ps and the monitor's clean-up never get here
-
-    if threading.current_thread() is not threading.main_thread():
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # raised in any thread but the main one
         yield
         return
-    previous = signal.signal(signal.SIGINT, handler)
     try:
         yield
     finally:

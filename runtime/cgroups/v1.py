@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import time
 
-from runtime.cgroups import bpf, devices, files
+from runtime.cgroups import devices, files
 from runtime.cgroups.base import Cgroup
 from runtime.cgroups.detect import CgroupError, Layout
 from runtime.cgroups.flags import FLAG_NAMES
@@ -164,6 +164,8 @@ class V1Cgroup(Cgroup):
         if directory is None and self.unified_mount:
             # A hybrid host without a v1 devices hierarchy: a device program
             # in the cgroup2 hierarchy restricts the same processes.
+            from runtime.cgroups import bpf  # here: a v1 devices hierarchy needs no eBPF
+
             bpf.attach_device_program(os.path.join(self.unified_mount, self.path), rules)
             return
         devices.apply_v1(self.require("devices", "applying the device rules"), rules)

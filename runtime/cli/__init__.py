@@ -79,6 +79,22 @@ COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 
 
+def _untranslated(message: str) -> str:
+    return message
+
+
+def _untranslated_plural(singular: str, plural: str, count: int) -> str:
+    return singular if count == 1 else plural
+
+
+# argparse passes each of its own messages through gettext, which imports
+# locale and looks for a translation catalogue on disk for every message
+# (about 2 ms per pyrun command here). pyrun's own messages are English
+# only, so argparse's stay untranslated too.
+argparse._ = _untranslated
+argparse.ngettext = _untranslated_plural
+
+
 class CommandLineError(UsageError):
     """A usage error found by the argument parser; `prog` is the command it concerns."""
 
