@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import signal
 import sys
 
@@ -95,6 +96,9 @@ argparse._ = _untranslated
 argparse.ngettext = _untranslated_plural
 
 
+DASH_AND_DIGIT = re.compile(r"^-\d")
+
+
 class CommandLineError(UsageError):
     """A usage error found by the argument parser; `prog` is the command it concerns."""
 
@@ -146,6 +150,12 @@ class CommandParser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
         self.set_defaults(command_prog=self.prog)
+        # argparse takes "-5m" for an unknown flag, so `--memory -5m` failed
+        # with "expected one argument". Docker's flag parser takes whatever
+        # follows a flag that needs a value as that value. pyrun does so for
+        # an argument that starts with a dash and a digit, so that the flag's
+        # own check names the invalid value.
+        self._negative_number_matcher = DASH_AND_DIGIT
 
     def error(self, message: str):
         raise CommandLineError(message, self.prog)

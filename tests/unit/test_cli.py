@@ -135,6 +135,12 @@ def test_invalid_value_names_flag(capsys):
     assert "'lots'" in lines[0]
 
 
+def test_negative_value_reaches_flag_check(capsys):
+    # Docker passes "-5m" to --memory's own check; argparse took it for a flag.
+    lines = usage_error(capsys, ["run", "--memory", "-5m", "busybox", "true"])
+    assert lines[0].startswith("pyrun: invalid value for --memory: '-5m'")
+
+
 def test_missing_image_exits_125(capsys):
     lines = usage_error(capsys, ["run"])
     assert "IMAGE" in lines[0]
