@@ -114,6 +114,33 @@ class Bench:
             times.append(time.perf_counter() - start)
         return statistics.median(times)
 
+    def time_alternately(self, figure: str, commands: list[tuple[str, list[str], dict | None]]) -> None:
+        """Time several tools' commands in turns and add each one's median as a row of `figure`.
+
+        Each round runs every command once, and the order turns round after
+        round, so a machine that slows down during the run weighs on all
+        tools alike. A tool that fails is reported, not hidden, and drops out.
+        """
+        times: dict[str, list[float]] = {name: [] for name, _, _ in commands}
+        failures: dict[str, str] = {}
+        for round_number in range(self.repeats):
+            shift = round_number % len(commands)
+            for name, command, env in commands[shift:] + commands[:shift]:
+                if name in failures:
+                    continue
+                start = time.perf_counter()
+                result = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        text=True)
+                if result.returncode != 0:
+                    failures[name] = ((result.stderr or "").strip().splitlines() or [f"exit {result.returncode}"])[-1]
+                    continue
+                times[name].append(time.perf_counter() - start)
+        for name, _, _ in commands:
+            if name in failures:
+                self.add(figure, name, None, f"failed: {failures[name][:120]}")
+            else:
+                self.add(figure, name, statistics.median(times[name]))
+
     def add(self, figure: str, tool: str, seconds: float | None, note: str = "") -> None:
         self.rows.append((figure, tool, seconds, note))
         shown = "n/a" if seconds is None else f"{seconds * 1000:.1f} ms"
@@ -292,21 +319,18 @@ def bench_run(bench: Bench) -> None:
                    check=True, stdout=subprocess.DEVNULL)
     bundle = make_runc_bundle(bench, root)
 
-    bench.attempt("run --rm busybox true", "pyrun", lambda: bench.time_command(
-        [PYRUN, "run", "--rm", "--network", "none", "busybox", "true"], env=env))
-    bench.attempt("run --rm busybox true", "podman run", lambda: bench.time_command(
-        bench.podman(podman_root) + ["run", "--rm", "--network", "none",
-                                     *bench.podman_ulimits(), image, "true"]))
-    for tool in ("runc", "crun"):
-        bench.attempt("run --rm busybox true", f"{tool} run", lambda tool=tool: bench.time_command(
-            [tool, "run", "-b", str(bundle), f"bench-{os.getpid()}"]))
     # Floors for pyrun: the interpreter alone, started as pyrun's launcher
     # starts it, and with the standard modules that every `run` needs.
     python = [sys.executable, "-I", "-S", "-c"]
-    bench.attempt("run --rm busybox true", "floor: python -I -S", lambda: bench.time_command(
-        python + ["pass"]))
-    bench.attempt("run --rm busybox true", "floor: python + stdlib imports", lambda: bench.time_command(
-        python + ["import argparse, ctypes, json, signal, socket"]))
+    bench.time_alternately("run --rm busybox true", [
+        ("pyrun", [PYRUN, "run", "--rm", "--network", "none", "busybox", "true"], env),
+        ("podman run", bench.podman(podman_root) + ["run", "--rm", "--network", "none",
+                                                    *bench.podman_ulimits(), image, "true"], None),
+        ("runc run", ["runc", "run", "-b", str(bundle), f"bench-{os.getpid()}"], None),
+        ("crun run", ["crun", "run", "-b", str(bundle), f"bench-{os.getpid()}"], None),
+        ("floor: python -I -S", python + ["pass"], None),
+        ("floor: python + stdlib imports", python + ["import argparse, ctypes, json, signal, socket"], None),
+    ])
     podman_reset(bench, podman_root)
 
 
@@ -342,57 +366,106 @@ def bench_scale(bench: Bench) -> None:
     subprocess.run(podman + ["pull", "-q", "--tls-verify=false", image], check=True,
                    stdout=subprocess.DEVNULL)
 
-    tools = {
-        "pyrun": ([PYRUN], ["--network", "none"], "busybox", env),
-        "podman": (podman, ["--network", "none", *bench.podman_ulimits()], image, None),
-    }
-    for tool, (command, run_flags, reference, tool_env) in tools.items():
-        try:
-            scale_one(bench, tool, command, run_flags, reference, tool_env, root)
-        except subprocess.CalledProcessError as err:
-            reason = (err.stderr or "").strip().splitlines()
-            bench.add("scale", tool, None, f"failed: {(reason or [str(err)])[-1][:120]}")
+    tools = [
+        ScaleTool("pyrun", [PYRUN], ["--network", "none"], "busybox", env),
+        ScaleTool("podman", podman, ["--network", "none", *bench.podman_ulimits()], image, None),
+    ]
+    # Each step alternates between the tools, and so does which tool goes
+    # first, so a machine that slows down or speeds up during the run
+    # weighs on both alike.
+    for number in range(SCALE_COUNT):
+        for tool in alternate(tools, number):
+            tool.step(f"start {number}", lambda tool=tool: tool.start_one(number))
+    for tool in tools:
+        if tool.failure is None:
+            bench.add("scale: one detached start", tool.name, sum(tool.start_times) / SCALE_COUNT)
+    note_monitor_memory(bench, tools, root)
+
+    ps_times: dict[str, list[float]] = {tool.name: [] for tool in tools}
+    for number in range(bench.repeats):
+        for tool in alternate(tools, number):
+            tool.step("ps", lambda tool=tool: ps_times[tool.name].append(tool.timed("ps")))
+    for tool in tools:
+        if tool.failure is None:
+            # ps changes nothing, so it is timed like the other figures: the median of several runs.
+            bench.add(f"scale: ps of {SCALE_COUNT}", tool.name, statistics.median(ps_times[tool.name]))
+            if tool.run("ps").count("\n") < SCALE_COUNT:
+                bench.notes.append(f"{tool.name} ps listed fewer than {SCALE_COUNT} containers")
+
+    for figure, verb in ((f"scale: stop -t 0 of {SCALE_COUNT}", ["stop", "-t", "0"]),
+                         (f"scale: rm of {SCALE_COUNT}", ["rm"])):
+        for tool in tools:
+            seconds: list[float] = []
+            tool.step(verb[0], lambda tool=tool: seconds.append(tool.timed(*verb, *tool.ids)))
+            if seconds:
+                bench.add(figure, tool.name, seconds[0])
+    for tool in tools:
+        if tool.failure is not None:
+            bench.add("scale", tool.name, None, f"failed: {tool.failure}")
     podman_reset(bench, podman_root)
 
 
-def scale_one(bench, tool, command, run_flags, reference, env, root) -> None:
-    def run(*args: str) -> str:
-        return subprocess.run(command + list(args), check=True, env=env,
+def alternate(tools: list, number: int) -> list:
+    """Return `tools` in order for even `number`s and reversed for odd ones."""
+    return tools if number % 2 == 0 else tools[::-1]
+
+
+class ScaleTool:
+    """One tool's side of the scale figure: its command, its containers, its first failure."""
+
+    def __init__(self, name: str, command: list[str], run_flags: list[str], reference: str, env) -> None:
+        self.name = name
+        self.command = command
+        self.run_flags = run_flags
+        self.reference = reference
+        self.env = env
+        self.ids: list[str] = []
+        self.start_times: list[float] = []
+        self.failure: str | None = None
+
+    def run(self, *args: str) -> str:
+        return subprocess.run(self.command + list(args), check=True, env=self.env,
                               capture_output=True, text=True).stdout
 
-    start = time.perf_counter()
-    ids = []
-    for number in range(SCALE_COUNT):
-        ids.append(run("run", "-d", *run_flags, "--name", f"bench{number}",
-                       reference, "sleep", "1000").strip())
-    per_start = (time.perf_counter() - start) / SCALE_COUNT
-    bench.add("scale: one detached start", tool, per_start)
+    def timed(self, *args: str) -> float:
+        started = time.perf_counter()
+        self.run(*args)
+        return time.perf_counter() - started
 
-    if tool == "pyrun":
-        rss = monitor_rss_kib(root)
-        if rss:
-            bench.notes.append(
-                f"pyrun monitor RSS over {len(rss)} containers: median "
-                f"{statistics.median(rss) / 1024:.1f} MiB, max {max(rss) / 1024:.1f} MiB "
-                "(target: under 12 MiB each)")
-    else:
-        conmon = conmon_rss_kib()
-        if conmon:
-            bench.notes.append(f"conmon RSS: median {statistics.median(conmon) / 1024:.1f} MiB")
+    def start_one(self, number: int) -> None:
+        started = time.perf_counter()
+        container_id = self.run("run", "-d", *self.run_flags, "--name", f"bench{number}",
+                                self.reference, "sleep", "1000").strip()
+        self.start_times.append(time.perf_counter() - started)
+        self.ids.append(container_id)
 
-    # ps changes nothing, so it is timed like the other figures: the median of several runs.
-    bench.add(f"scale: ps of {SCALE_COUNT}", tool, bench.time_command(command + ["ps"], env=env))
-    listing = run("ps")
-    if listing.count("\n") < SCALE_COUNT:
-        bench.notes.append(f"{tool} ps listed fewer than {SCALE_COUNT} containers")
+    def step(self, what: str, action) -> None:
+        """Run one step unless an earlier one failed; record the first failure."""
+        if self.failure is not None:
+            return
+        try:
+            action()
+        except subprocess.CalledProcessError as err:
+            reason = (err.stderr or "").strip().splitlines()
+            self.failure = f"{what}: {(reason or [str(err)])[-1][:120]}"
 
-    start = time.perf_counter()
-    run("stop", "-t", "0", *ids)
-    bench.add(f"scale: stop -t 0 of {SCALE_COUNT}", tool, time.perf_counter() - start)
 
-    start = time.perf_counter()
-    run("rm", *ids)
-    bench.add(f"scale: rm of {SCALE_COUNT}", tool, time.perf_counter() - start)
+def note_monitor_memory(bench: Bench, tools: list[ScaleTool], root: Path) -> None:
+    """Note the RSS of pyrun's monitors and of Podman's conmon processes, with all containers running."""
+    for tool in tools:
+        if tool.failure is not None:
+            continue
+        if tool.name == "pyrun":
+            rss = monitor_rss_kib(root)
+            if rss:
+                bench.notes.append(
+                    f"pyrun monitor RSS over {len(rss)} containers: median "
+                    f"{statistics.median(rss) / 1024:.1f} MiB, max {max(rss) / 1024:.1f} MiB "
+                    "(target: under 12 MiB each)")
+        else:
+            conmon = conmon_rss_kib()
+            if conmon:
+                bench.notes.append(f"conmon RSS: median {statistics.median(conmon) / 1024:.1f} MiB")
 
 
 def monitor_rss_kib(root: Path) -> list[int]:
