@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from runtime.logs import JsonFileWriter
-    from runtime.output import OutputPipes
+    from runtime.output import StdioPipes
 
 log = get_logger(__name__)
 
@@ -158,10 +158,10 @@ def run(container: Container, *, interactive: bool = False, use_init: bool = Fal
     its own stdout and stderr (runtime.output). `log_file`, when given,
     receives the output too, with a terminal or without.
     """
-    from runtime.output import OutputPipes
+    from runtime.output import StdioPipes
 
     container.cgroup = _create_cgroup(container)
-    pipes = None if container.spec["process"].get("terminal") else OutputPipes()
+    pipes = None if container.spec["process"].get("terminal") else StdioPipes(stdin=interactive)
     try:
         return _run_started(container, interactive, use_init, log_file, pipes)
     finally:
@@ -172,7 +172,7 @@ def run(container: Container, *, interactive: bool = False, use_init: bool = Fal
 
 
 def _run_started(container: Container, interactive: bool, use_init: bool, log_file: JsonFileWriter | None,
-                 pipes: OutputPipes | None) -> int:
+                 pipes: StdioPipes | None) -> int:
     """Start pid 1, pass its output on until it ends, and return its exit code."""
 
     # A signal that arrives while the container starts stays pending until
@@ -187,7 +187,7 @@ def _run_started(container: Container, interactive: bool, use_init: bool, log_fi
             use_init=use_init,
             cgroup=container.cgroup,
             before_exec=lambda pid: _attach_network(container, pid),
-            output=pipes.container_ends() if pipes else None,
+            stdio=pipes.container_ends() if pipes else None,
         )
         container.pid = started.pid
         previous_handlers = forward_signals(started.pid)

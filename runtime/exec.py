@@ -34,7 +34,7 @@ from runtime import launch, process, rootfs, state, syscalls
 from runtime.container import FORWARDED_SIGNALS, forward_signals
 from runtime.errors import PyrunError
 from runtime.namespaces import NAMESPACE_FLAGS, PROC_NAMES
-from runtime.output import OutputPipes
+from runtime.output import StdioPipes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def exec_in(root: str, record: dict[str, Any], command: list[str], *, user: str 
     namespace_fds = _open_namespaces(spec, pid)
 
     # Without a terminal, the command writes to pipes that pyrun copies, as `docker exec` does.
-    pipes = None if exec_spec["terminal"] or detach else OutputPipes()
+    pipes = None if exec_spec["terminal"] or detach else StdioPipes(stdin=interactive)
     parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     channel = launch.Channel(parent_end)
     # A signal that arrives before the forwarding handlers are in place stays
@@ -118,7 +118,7 @@ def exec_in(root: str, record: dict[str, Any], command: list[str], *, user: str 
 
 
 def _wait_for_exec(joiner: int, channel: launch.Channel, exec_spec: dict[str, Any], interactive: bool,
-                   pipes: OutputPipes | None) -> int:
+                   pipes: StdioPipes | None) -> int:
     """Relay the terminal or copy the output pipes, if any, and wait for the joiner; return the command's exit code."""
     try:
         console = None
@@ -187,7 +187,8 @@ def _report_and_exit(channel: launch.Channel, step: str, err: BaseException) -> 
 
 def _joiner_process(channel: launch.Channel, namespace_fds: list[tuple[str, int]], cgroup: Any, in_cgroup2: bool,
                     exec_spec: dict[str, Any], interactive: bool, detach: bool,
-                    seccomp_policy: dict[str, Any] | None = None, output: tuple[int, int] | None = None) -> None:
+                    seccomp_policy: dict[str, Any] | None = None,
+                    stdio: tuple[int, int, int] | None = None) -> None:
     """J: become non-dumpable, join the cgroup and namespaces, fork E, wait for it."""
     step = "make the process non-dumpable"
     try:
@@ -209,12 +210,13 @@ def _joiner_process(channel: launch.Channel, namespace_fds: list[tuple[str, int]
         step = "fork the exec process"
         child = syscalls.fork()
         if child == 0:
-            _exec_process(channel, exec_spec, console, interactive, detach, seccomp_policy, output)
+            _exec_process(channel, exec_spec, console, interactive, detach, seccomp_policy, stdio)
     except BaseException as err:  # noqa: BLE001 - reported to pyrun, then exit
         _report_and_exit(channel, step, err)
     channel.close()
-    for fd in output or ():
-        os.close(fd)  # only E writes to the pipes, so they end when E and its children do
+    for fd in stdio or ():
+        if fd >= 0:
+            os.close(fd)  # only E uses the pipes, so they end when E and its children do
     if console is not None:
         os.close(console)
     if detach:
@@ -230,7 +232,7 @@ def _joiner_process(channel: launch.Channel, namespace_fds: list[tuple[str, int]
 
 def _exec_process(channel: launch.Channel, exec_spec: dict[str, Any], console: int | None, interactive: bool,
                   detach: bool, seccomp_policy: dict[str, Any] | None = None,
-                  output: tuple[int, int] | None = None) -> None:
+                  stdio: tuple[int, int, int] | None = None) -> None:
     """E: stdio, identity, capabilities, the container's seccomp filter, close pyrun's descriptors, execve(2)."""
     step = "set up stdio"
     try:
@@ -239,7 +241,7 @@ def _exec_process(channel: launch.Channel, exec_spec: dict[str, Any], console: i
         if console is not None:
             process.setup_terminal(console)
         else:
-            process.setup_plain_stdio(interactive and not detach, output)
+            process.setup_plain_stdio(interactive and not detach, stdio)
         if detach:
             # pyrun returns at once, so its stdout must not stay open in the command.
             null = os.open("/dev/null", os.O_WRONLY)

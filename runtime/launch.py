@@ -100,7 +100,7 @@ def start(
     cgroup: Cgroup | None = None,
     before_exec: Callable[[int], None] | None = None,
     detached: bool = False,
-    output: tuple[int, int] | None = None,
+    stdio: tuple[int, int, int] | None = None,
 ) -> Started:
     """Start the container's pid 1 and return once the command runs.
 
@@ -108,9 +108,9 @@ def start(
     (network attach) runs once pid 1 is in its network namespace and before
     the command runs. `detached` containers outlive this process: their pid 1
     passes to the nearest subreaper (the monitor) instead of being killed
-    when this process exits. `output`, without a terminal, is the pair of
-    descriptors that become the command's stdout and stderr (runtime.output);
-    without it, the command keeps this process's. Raises SetupError, with
+    when this process exits. `stdio`, without a terminal, is the descriptors
+    that become the command's stdin, stdout and stderr (runtime.output), with
+    -1 for no stdin pipe; without it, the command keeps this process's. Raises SetupError, with
     exit code 126 or 127 when the command cannot be run.
     """
     parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -123,7 +123,7 @@ def start(
         setup_pid, in_cgroup2 = syscalls.fork(), False
     if setup_pid == 0:
         parent_end.close()
-        _setup_process(Channel(child_end), bundle, spec, interactive, use_init, detached, output,
+        _setup_process(Channel(child_end), bundle, spec, interactive, use_init, detached, stdio,
                        cgroup, in_cgroup2)
     child_end.close()
 
@@ -199,7 +199,7 @@ def _report_and_exit(channel: Channel, step: str, err: BaseException) -> None:
 
 def _setup_process(
     channel: Channel, bundle: str, spec: dict[str, Any], interactive: bool, use_init: bool, detached: bool,
-    output: tuple[int, int] | None, cgroup: Cgroup | None, in_cgroup2: bool,
+    stdio: tuple[int, int, int] | None, cgroup: Cgroup | None, in_cgroup2: bool,
 ) -> None:
     """S: join the cgroup, unshare the namespaces, fork pid 1, exit."""
     step = "reset signals"
@@ -218,7 +218,7 @@ def _setup_process(
         step = "fork pid 1"
         pid = syscalls.fork()
         if pid == 0:
-            _container_process(channel, bundle, spec, interactive, use_init, detached, output)
+            _container_process(channel, bundle, spec, interactive, use_init, detached, stdio)
         channel.send("pid", str(pid))
     except BaseException as err:  # noqa: BLE001 - reported to pyrun, then exit
         _report_and_exit(channel, step, err)
@@ -227,7 +227,7 @@ def _setup_process(
 
 def _container_process(
     channel: Channel, bundle: str, spec: dict[str, Any], interactive: bool, use_init: bool, detached: bool,
-    output: tuple[int, int] | None,
+    stdio: tuple[int, int, int] | None,
 ) -> None:
     """C: build the container's view of the system, then run the command."""
     step = "make the process non-dumpable"
@@ -260,7 +260,7 @@ def _container_process(
         if console is not None:
             process.setup_terminal(console)
         else:
-            process.setup_plain_stdio(interactive, output)
+            process.setup_plain_stdio(interactive, stdio)
 
         step = "wait for pyrun"
         channel.expect("go")

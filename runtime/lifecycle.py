@@ -490,7 +490,7 @@ def run_start_helper(root: str, container_id: str, channel_fd: int, output: tupl
             before_exec=lambda pid: containers._attach_network(created, pid),
             detached=True,
             interactive=bool(record.get("interactive")),
-            output=output,
+            stdio=(-1, *output),  # stdin is already on fd 0: the monitor's pipe with -i
         )
     except BaseException as err:
         message = describe_error(err)

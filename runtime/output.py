@@ -1,15 +1,17 @@
-"""The output of a container that runs in the foreground without a terminal.
+"""The stdio of a container that runs in the foreground without a terminal.
 
-Docker gives such a container pipes for stdout and stderr, never the
-terminal `docker run` was typed in: `ls` prints one name per line, and
-isatty(3) finds no terminal on stdout or stderr. It copies what comes
-through the pipes to its own stdout and stderr, and into the container's
-json-file log, so `docker logs` shows it after the run.
+Docker gives such a container pipes for stdout and stderr, and with -i for
+stdin, never the terminal `docker run` was typed in: `ls` prints one name
+per line, and isatty(3) finds no terminal on any of them. It copies what
+comes through the pipes to its own stdout and stderr, and into the
+container's json-file log, so `docker logs` shows it after the run; and
+it copies its own stdin into the stdin pipe.
 
 pyrun does the same here:
 
     container's pid 1 --stdout pipe--> pyrun --> pyrun's stdout, the log
                       --stderr pipe--> pyrun --> pyrun's stderr, the log
+                      <--stdin pipe--- pyrun <-- pyrun's stdin (-i only)
 
 The container's process puts the write ends on fd 1 and 2 as its last
 stdio step (runtime.process.setup_plain_stdio). pyrun closes its own copies
@@ -38,34 +40,36 @@ READ_SIZE = 65536
 log = get_logger(__name__)
 
 
-class OutputPipes:
-    """A stdout pipe and a stderr pipe between the container and pyrun."""
+class StdioPipes:
+    """A stdout pipe and a stderr pipe between the container and pyrun, and with `stdin` a stdin pipe."""
 
-    def __init__(self) -> None:
-        # Close-on-exec: only the container's process, which moves the write
-        # ends onto fd 1 and 2 with dup2(2), keeps them across its execve(2).
+    def __init__(self, *, stdin: bool = False) -> None:
+        # Close-on-exec: only the container's process, which moves its ends
+        # onto fd 0, 1 and 2 with dup2(2), keeps them across its execve(2).
         self.stdout_read, self.stdout_write = os.pipe2(os.O_CLOEXEC)
         self.stderr_read, self.stderr_write = os.pipe2(os.O_CLOEXEC)
+        self.stdin_read, self.stdin_write = os.pipe2(os.O_CLOEXEC) if stdin else (-1, -1)
 
-    def container_ends(self) -> tuple[int, int]:
-        """Return the write ends, which become the container's stdout and stderr."""
-        return self.stdout_write, self.stderr_write
+    def container_ends(self) -> tuple[int, int, int]:
+        """Return the ends that become the container's stdin (-1 without a pipe), stdout and stderr."""
+        return self.stdin_read, self.stdout_write, self.stderr_write
 
     def close_container_ends(self) -> None:
-        """Close pyrun's copies of the write ends, once the container has its own."""
-        for fd in (self.stdout_write, self.stderr_write):
+        """Close pyrun's copies of the container's ends, once the container has its own."""
+        for fd in (self.stdin_read, self.stdout_write, self.stderr_write):
             if fd >= 0:
                 os.close(fd)
-        self.stdout_write = self.stderr_write = -1
+        self.stdin_read = self.stdout_write = self.stderr_write = -1
 
     def close_pyrun_ends(self) -> None:
-        """Close the read ends: in a forked child that stays alive beside the
-        container, because a read end left open there would keep the container's
-        writes from failing once pyrun stops reading."""
-        for fd in (self.stdout_read, self.stderr_read):
+        """Close pyrun's ends: in a forked child that stays alive beside the
+        container, because an end left open there would keep the container's
+        writes from failing once pyrun stops reading, and its stdin from
+        reaching end-of-file."""
+        for fd in (self.stdout_read, self.stderr_read, self.stdin_write):
             if fd >= 0:
                 os.close(fd)
-        self.stdout_read = self.stderr_read = -1
+        self.stdout_read = self.stderr_read = self.stdin_write = -1
 
     def close(self) -> None:
         self.close_container_ends()
@@ -83,8 +87,13 @@ class OutputPipes:
         poller = select.poll()
         for fd in streams:
             poller.register(fd, select.POLLIN)
+        stdin = _StdinCopy(poller, self.stdin_write) if self.stdin_write >= 0 else None
         while streams:
             for fd, _event in poller.poll():
+                if stdin is not None and stdin.handles(fd):
+                    if stdin.step(fd):
+                        self.stdin_write = -1  # closed: the container reads end-of-file
+                    continue
                 target, name = streams[fd]
                 data = os.read(fd, READ_SIZE)
                 if data:
@@ -102,6 +111,57 @@ class OutputPipes:
                     self.stdout_read = -1
                 else:
                     self.stderr_read = -1
+
+
+class _StdinCopy:
+    """Copy pyrun's stdin into the container's stdin pipe, inside StdioPipes.copy's poll loop.
+
+    The pipe's end is non-blocking, and pyrun reads no more of its stdin
+    until the container has taken what was read before. So a container that
+    does not read its stdin never stops pyrun from copying its output.
+    """
+
+    def __init__(self, poller: select.poll, pipe: int) -> None:
+        self.poller = poller
+        self.pipe = pipe
+        self.pending = b""
+        os.set_blocking(pipe, False)
+        poller.register(0, select.POLLIN)
+
+    def handles(self, fd: int) -> bool:
+        return fd == 0 or fd == self.pipe
+
+    def step(self, fd: int) -> bool:
+        """Read stdin or write to the pipe, as poll reported `fd` ready; return True once the pipe is closed."""
+        if fd == 0:
+            try:
+                data = os.read(0, READ_SIZE)
+            except OSError:
+                data = b""  # a terminal that went away (EIO) ends the input as end-of-file does
+            self.poller.unregister(0)
+            if not data:
+                return self.close()  # end of pyrun's stdin: the container reads end-of-file
+            self.pending = data
+            self.poller.register(self.pipe, select.POLLOUT)
+            return False
+        try:
+            written = os.write(self.pipe, self.pending)
+        except BlockingIOError:
+            return False
+        except OSError:
+            # EPIPE: the container closed its stdin, so the rest has no reader.
+            self.poller.unregister(self.pipe)
+            return self.close()
+        self.pending = self.pending[written:]
+        if not self.pending:
+            self.poller.unregister(self.pipe)
+            self.poller.register(0, select.POLLIN)
+        return False
+
+    def close(self) -> bool:
+        os.close(self.pipe)
+        self.pipe = -1
+        return True
 
 
 def _write_all(fd: int, data: bytes) -> bool:

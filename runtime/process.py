@@ -66,19 +66,23 @@ def setup_terminal(console_fd: int) -> None:
         os.close(console_fd)
 
 
-def setup_plain_stdio(interactive: bool, output: tuple[int, int] | None = None) -> None:
-    """Put `output` (stdout, stderr) on fd 1 and 2, or keep them; stdin stays attached only with `-i`, as in Docker."""
+def setup_plain_stdio(interactive: bool, stdio: tuple[int, int, int] | None = None) -> None:
+    """Put `stdio` (stdin, stdout, stderr) on fd 0, 1 and 2, or keep them.
+
+    stdin is the given pipe (-1: none), or stays as it is with `-i`, or
+    becomes /dev/null, as in Docker.
+    """
     syscalls.setsid()
-    # NOTE: with -i, stdin stays pyrun's own, a terminal when the user typed
-    # the command; Docker passes stdin through a pipe, so isatty(0) differs.
-    if not interactive:
+    # dup2(2) clears close-on-exec on each copy, so the command keeps fd 0, 1 and 2.
+    if stdio is not None and stdio[0] >= 0:
+        os.dup2(stdio[0], 0)
+    elif not interactive:
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
-    if output is not None:
-        # dup2(2) clears close-on-exec on the copy, so the command keeps fd 1 and 2.
-        os.dup2(output[0], 1)
-        os.dup2(output[1], 2)
+    if stdio is not None:
+        os.dup2(stdio[1], 1)
+        os.dup2(stdio[2], 2)
 
 
 def set_identity(user: dict[str, Any]) -> None:

@@ -131,6 +131,23 @@ def test_exec_without_tty_gets_pipes_not_the_terminal(run_env, container):  # no
     assert result.stdout.split() == ["checked"]
 
 
+def test_exec_interactive_stdin_is_a_pipe(run_env, container):  # noqa: F811
+    if shutil.which("script") is None:
+        pytest.skip("needs script(1) to give pyrun a terminal")
+    check = "[ -t 0 ] && echo fd0-is-a-terminal; echo checked"
+    command = f"{PYRUN} --root {run_env.root} exec -i {container} sh -c '{check}'"
+    result = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True,
+                            env={**os.environ, **run_env.env}, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.split() == ["checked"]
+
+
+def test_exec_interactive_passes_input(run_env, container):  # noqa: F811
+    result = pyrun(run_env, "exec", "-i", container, "sh", "-c", "read line; echo got $line", input="hello\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "got hello\n"
+
+
 def test_exec_closed_reader_keeps_container(run_env, container):  # noqa: F811
     # `pyrun exec C yes | head -1`: yes dies of SIGPIPE, as it would writing to head itself.
     process = subprocess.Popen([PYRUN, "--root", str(run_env.root), "exec", container, "yes"],

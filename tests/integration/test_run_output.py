@@ -38,6 +38,35 @@ def test_tty_still_gives_a_terminal(run_env):
     assert output.split() == ["fd0-is-a-terminal", "fd1-is-a-terminal", "fd2-is-a-terminal", "checked"]
 
 
+def test_interactive_stdin_is_a_pipe(run_env):
+    # -i passes pyrun's stdin on through a pipe, as Docker does, never the terminal itself.
+    code, output = run_in_pty(run_env, "-i", "busybox", "sh", "-c", CHECK_TERMINALS)
+    assert code == 0
+    assert output.split() == ["checked"]
+
+
+def test_interactive_stdin_passes_all_input(run_env):
+    data = os.urandom(3 * 1024 * 1024)
+    result = pyrun_run(run_env, "-i", "busybox", "sh", "-c", "wc -c; md5sum </dev/null >/dev/null", input=data.hex())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(len(data) * 2)]
+
+
+def test_unread_stdin_never_blocks_output(run_env):
+    # The container reads none of its stdin and writes 2 MB: pyrun keeps
+    # copying the output while its own stdin waits, as `yes` keeps it full.
+    command = pyrun_command(run_env, "-i", "busybox", "sh", "-c", "head -c 2000000 /dev/zero | wc -c")
+    yes = subprocess.Popen(["yes"], stdout=subprocess.PIPE)
+    try:
+        result = subprocess.run(command, stdin=yes.stdout, capture_output=True, text=True, env=popen_env(run_env),
+                                timeout=60)
+    finally:
+        yes.kill()
+        yes.wait()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["2000000"]
+
+
 def test_streams_stay_apart(run_env):
     result = pyrun_run(run_env, "busybox", "sh", "-c", "echo to-out; echo to-err >&2; exit 3")
     assert result.returncode == 3
