@@ -110,34 +110,30 @@ def test_exec_exe_is_container_binary(run_env, container):  # noqa: F811
     assert exe == "/bin/busybox"
 
 
-def test_exec_tty_gets_pty(run_env, container):  # noqa: F811
+def exec_in_terminal(run_env, container, flags: str, command: str) -> subprocess.CompletedProcess:  # noqa: F811
+    """Run `pyrun exec FLAGS CONTAINER COMMAND` under script(1), which gives pyrun a terminal."""
     if shutil.which("script") is None:
         pytest.skip("needs script(1) to give pyrun a terminal")
-    command = f"pyrun --root {run_env.root} exec -t {container} tty"
-    result = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True,
-                            env={**os.environ, **run_env.env}, timeout=60)
+    line = f"{PYRUN} --root {run_env.root} exec {flags} {container} {command}"
+    return subprocess.run(["script", "-qec", line, "/dev/null"], capture_output=True, text=True,
+                          env={**os.environ, **run_env.env}, timeout=60, stdin=subprocess.DEVNULL)
+
+
+def test_exec_tty_gets_pty(run_env, container):  # noqa: F811
+    result = exec_in_terminal(run_env, container, "-t", "tty")
     assert result.returncode == 0, result.stdout
     assert "/dev/pts/0" in result.stdout
 
 
 def test_exec_without_tty_gets_pipes_not_the_terminal(run_env, container):  # noqa: F811
-    if shutil.which("script") is None:
-        pytest.skip("needs script(1) to give pyrun a terminal")
     check = "for fd in 1 2; do [ -t $fd ] && echo fd$fd-is-a-terminal; done; echo checked"
-    command = f"{PYRUN} --root {run_env.root} exec {container} sh -c '{check}'"
-    result = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True,
-                            env={**os.environ, **run_env.env}, timeout=60)
+    result = exec_in_terminal(run_env, container, "", f"sh -c '{check}'")
     assert result.returncode == 0, result.stdout
     assert result.stdout.split() == ["checked"]
 
 
 def test_exec_interactive_stdin_is_a_pipe(run_env, container):  # noqa: F811
-    if shutil.which("script") is None:
-        pytest.skip("needs script(1) to give pyrun a terminal")
-    check = "[ -t 0 ] && echo fd0-is-a-terminal; echo checked"
-    command = f"{PYRUN} --root {run_env.root} exec -i {container} sh -c '{check}'"
-    result = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True,
-                            env={**os.environ, **run_env.env}, timeout=60, stdin=subprocess.DEVNULL)
+    result = exec_in_terminal(run_env, container, "-i", "sh -c '[ -t 0 ] && echo fd0-is-a-terminal; echo checked'")
     assert result.returncode == 0, result.stdout
     assert result.stdout.split() == ["checked"]
 
