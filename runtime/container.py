@@ -123,8 +123,11 @@ def create(
         with open(os.path.join(directory, "config.json"), "w", encoding="utf-8") as file:
             json.dump(spec, file, indent=2)
     except BaseException:
-        if mounted:
-            overlay.unmount_overlay(mounted)
+        # Checked on disk, not by `mounted`: a Ctrl-C can land after the
+        # mount and before mount_overlay returns.
+        rootfs_path = os.path.join(directory, "rootfs")
+        if os.path.ismount(rootfs_path):
+            overlay.unmount_overlay(rootfs_path)
         state.remove_container(root, container_id)
         state.release_name(root, name, container_id)
         raise

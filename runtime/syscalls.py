@@ -618,9 +618,9 @@ def fork_into_cgroup(cgroup_fd: int, *, path: str = "") -> int:
     With no stack given, clone3(2) copies the caller's stack as fork(2)
     does. Python's own bookkeeping runs around it, as os.fork() runs it:
     the at-fork hooks, and in the child the reset of the interpreter's
-    locks. A kernel older than 5.7, or a seccomp filter that hides clone3
-    (Docker's default one), fails with ENOSYS, EINVAL or E2BIG: the caller
-    then forks and moves the child instead.
+    locks. A kernel older than 5.7, or a seccomp filter without clone3
+    (Docker's default one returns ENOSYS, others EPERM), fails with ENOSYS,
+    EINVAL, E2BIG or EPERM: the caller then forks and moves the child instead.
 
     NOTE: glibc's fork(2) wrapper is bypassed, so glibc's record of the
     thread ID still holds the parent's in the child. Nothing pyrun's setup

@@ -60,7 +60,8 @@ class Cgroup(abc.ABC):
 
         Returns (pid, born_inside) in both processes, pid 0 in the child. When
         born_inside is False (a pure v1 host, or a kernel or seccomp filter
-        without clone3), the child is where its parent is, and moves itself
+        without clone3: ENOSYS, EINVAL or E2BIG, and EPERM from filters that
+        deny it), the child is where its parent is, and moves itself
         with `join_self()`; otherwise with `join_self(cgroup2=False)`, which
         only has v1 hierarchies left to join.
         """
@@ -71,7 +72,7 @@ class Cgroup(abc.ABC):
         try:
             return syscalls.fork_into_cgroup(fd, path=directory), True
         except OSError as err:
-            if err.errno not in (errno.ENOSYS, errno.EINVAL, errno.E2BIG):
+            if err.errno not in (errno.ENOSYS, errno.EINVAL, errno.E2BIG, errno.EPERM):
                 raise CgroupError(f"failed to start a process in the cgroup {directory}") from err
             log.debug("clone3 into a cgroup is not available (%s); forking instead", err.strerror)
         finally:

@@ -97,14 +97,17 @@ class V1Cgroup(Cgroup):
         for depth, part in enumerate(parts):
             current = os.path.join(current, part)
             is_leaf = depth == len(parts) - 1
+            if is_leaf:
+                # Listed before the mkdir, so that a Ctrl-C between the two
+                # still has it removed (removing a missing one does nothing).
+                self.created.append(current)
             made = files.make_dir(current)
             if is_leaf and not made:
+                self.created.pop()
                 raise CgroupError(
                     f"cgroup {current} already exists",
                     hint="a container with this id is running or was not cleaned up; remove it first",
                 )
-            if is_leaf:
-                self.created.append(current)
             # A new cpuset cgroup starts with no CPUs and no memory nodes,
             # and the kernel rejects adding a process to it until both are
             # set, so each level copies its parent's.

@@ -71,14 +71,17 @@ class V2Cgroup(Cgroup):
                 self.enable_controllers(current)
                 current = os.path.join(current, part)
                 is_leaf = depth == len(parts) - 1
+                if is_leaf:
+                    # Listed before the mkdir, so that a Ctrl-C between the
+                    # two still has it removed (see the v1 driver).
+                    self.created.append(current)
                 made = files.make_dir(current)
                 if is_leaf and not made:
+                    self.created.pop()
                     raise CgroupError(
                         f"cgroup {current} already exists",
                         hint="a container with this id is running or was not cleaned up; remove it first",
                     )
-                if is_leaf:
-                    self.created.append(current)
         except BaseException:
             self.remove_created()
             raise

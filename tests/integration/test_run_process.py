@@ -1,9 +1,11 @@
 """`pyrun run`: terminals, stdin, signals, zombies, leaked descriptors, /proc/<pid>/exe."""
 
+import glob
 import os
 import select
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -102,6 +104,40 @@ def test_early_ctrl_c_leaves_nothing(run_env, delay):
     assert process.returncode == 130
     assert set(os.listdir(run_env.root / "containers")) == before
     assert not (run_env.root / "names" / name).exists()
+
+
+# Runs pyrun with a Ctrl-C raised right after one kernel call succeeds,
+# before the code that made the call has noted what it created.
+INTERRUPT_AFTER_CALL = """
+import sys
+from runtime import syscalls
+from runtime.console import run
+
+def interrupt(call):
+    if call.name == {name!r} and call.error is None and {match!r} in str(call.args):
+        raise KeyboardInterrupt
+
+syscalls.add_listener(interrupt)
+run()
+"""
+
+
+@pytest.mark.parametrize(("call", "match"), [("mount", "'overlay'"), ("mkdir", "/memory/pyrun/")])
+def test_ctrl_c_after_kernel_call_leaves_nothing(run_env, call, match):
+    # The overlay mount and a cgroup leaf (here the memory hierarchy's, made
+    # after others) are removed even when the interrupt comes before the
+    # call's wrapper returns. The fixture host_resources_released checks too.
+    before = set(os.listdir(run_env.root / "containers"))
+    cgroups_before = set(glob.glob("/sys/fs/cgroup/*/pyrun/*"))
+    script = INTERRUPT_AFTER_CALL.format(name=call, match=match)
+    command = [sys.executable, "-c", script, *pyrun_command(run_env, "busybox", "true")[1:]]
+    result = subprocess.run(command, capture_output=True, text=True, env=popen_env(run_env), timeout=60)
+    assert result.stderr == "pyrun: interrupted\n"
+    assert result.returncode == 130
+    assert set(os.listdir(run_env.root / "containers")) == before
+    with open("/proc/self/mountinfo") as mountinfo:
+        assert str(run_env.root) not in mountinfo.read()
+    assert set(glob.glob("/sys/fs/cgroup/*/pyrun/*")) <= cgroups_before
 
 
 def test_sigkill_of_container_gives_137(run_env):

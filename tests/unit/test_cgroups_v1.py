@@ -194,7 +194,7 @@ def test_fork_into_clones_into_unified_directory(fakefs):
         assert not born_inside
 
 
-@pytest.mark.parametrize("code", [errno.ENOSYS, errno.EINVAL, errno.E2BIG])
+@pytest.mark.parametrize("code", [errno.ENOSYS, errno.EINVAL, errno.E2BIG, errno.EPERM])
 def test_fork_into_falls_back_to_fork(fakefs, code):
     # Kernels before 5.7 and seccomp filters that hide clone3 (Docker's).
     manager = fakefs.open("/pyrun/c1")
