@@ -103,7 +103,9 @@ def create(
             rootfs.read_file_in_root(mounted, "/etc/passwd"),
             rootfs.read_file_in_root(mounted, "/etc/group"),
         )
-        hostname = options.hostname or container_id[:12]
+        # Docker names a container after its ID, or after the host when it shares the host's network.
+        default_hostname = os.uname().nodename if network_plan.get("mode") == "host" else container_id[:12]
+        hostname = options.hostname or default_hostname
         etc_files.write_etc_files(directory, hostname, network_plan)
         spec = build_spec(
             image_config,

@@ -128,9 +128,12 @@ def resources_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def _memory_from_args(args: argparse.Namespace) -> dict[str, Any]:
     memory: dict[str, Any] = {}
     if getattr(args, "memory", None) is not None:
-        memory["limit"] = parse_size(args.memory, "--memory")
-        if memory["limit"] < MIN_MEMORY_BYTES:
+        limit = parse_size(args.memory, "--memory")
+        # 0 means no limit, as in Docker.
+        if 0 < limit < MIN_MEMORY_BYTES:
             raise UsageError(f"invalid value for --memory: {args.memory!r} is below the minimum of 6m")
+        if limit:
+            memory["limit"] = limit
 
     if getattr(args, "memory_swap", None) is not None:
         if "limit" not in memory:

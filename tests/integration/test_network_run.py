@@ -147,6 +147,12 @@ def test_run_network_host(test_network, env):
     assert "pyrun0" not in test_network.links()
 
 
+def test_network_host_takes_host_name(test_network, env):
+    result = pyrun(test_network, env, "run", "--rm", "--network", "host", "busybox", "hostname")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == os.uname().nodename
+
+
 def test_run_dns_and_add_host(test_network, env):
     result = pyrun(test_network, env, "run", "--rm", "--dns", test_network.outside_address,
                    "--dns-search", "example.test", "--add-host", "db:192.0.2.10", "--add-host", "gw:host-gateway",

@@ -46,6 +46,11 @@ def test_memory_below_minimum_rejected():
         parse("--memory", "4m")
 
 
+def test_memory_zero_means_no_limit():
+    # Docker takes -m 0 as no limit, not as a limit below the minimum.
+    assert "memory" not in parse("--memory", "0")
+
+
 def test_memory_swap_defaults_to_twice_memory():
     memory = parse("-m", "64m")["memory"]
     assert memory["swap"] == 128 * 1024 * 1024
