@@ -17,7 +17,7 @@ TEST_PACKAGES := docker-registry busybox-static debootstrap umoci skopeo runc \
 	util-linux procps iptables
 BENCH_PACKAGES := podman skopeo crun hyperfine
 
-.PHONY: all install apt-packages venv test unit integration demo bench vm-test vm-test-qemu clean
+.PHONY: all install apt-packages venv test unit integration demo demo-stop bench vm-test vm-test-qemu clean
 
 all: install
 
@@ -66,6 +66,10 @@ test: install
 
 demo: install
 	$(VPY) tests/fixtures/demo.py
+
+# Stops the local registry that `make demo` leaves running for later runs.
+demo-stop:
+	$(VPY) tests/fixtures/demo.py --stop
 
 bench: install
 	tests/fixtures/apt-install.sh $(BENCH_PACKAGES)
