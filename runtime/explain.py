@@ -263,7 +263,7 @@ def format_call(call: syscalls.Call) -> str:
         # The commands are listed above, one per line, so the call line
         # only counts them.
         summarized_args = dict(call.args, commands=f"<{len(commands)} commands, listed above>")
-        rendered = syscalls.Call(call.name, call.manpage, summarized_args, call.error).render()
+        rendered = syscalls.Call(call.name, call.manpage, summarized_args, call.error, call.result).render()
     elif _is_kernel_call(call):
         rendered = call.render()
     else:

@@ -147,16 +147,20 @@ class Call:
     manpage: str
     args: dict[str, Any] = factory(dict)
     error: OSError | None = None
+    result: Any = None  # what the call returned: a pid, a descriptor, ...
 
     def render(self) -> str:
-        """Render the call strace-like: ``mount("overlay", "/x", ...) = 0``."""
+        """Render the call strace-like: ``mount("overlay", "/x", ...) = 0``, or ``fork() = 4242``."""
         parts = []
         for key, value in self.args.items():
             if isinstance(value, str):
                 parts.append(f"{key}={value!r}")
             else:
                 parts.append(f"{key}={value}")
-        outcome = "0"
+        # An integer result (a pid, a descriptor) is shown as strace shows
+        # it; calls whose wrappers return nothing succeeded with 0.
+        is_number = isinstance(self.result, int) and not isinstance(self.result, bool)
+        outcome = str(self.result) if is_number else "0"
         if self.error is not None:
             code = _errno.errorcode.get(self.error.errno or 0, "?")
             outcome = f"-1 {code} ({os.strerror(self.error.errno or 0)})"
@@ -295,6 +299,7 @@ def record(
         _notify(call)
         raise _describe(call, err) from None
     if returns:
+        call.result = result
         _notify(call)
     return result
 

@@ -42,6 +42,25 @@ def test_listener_sees_each_call():
     assert seen[0].render() == "sethostname(name='box') = 0"
 
 
+def test_trace_shows_returned_number():
+    # As strace does: a fork returns the child's pid, an open its descriptor.
+    assert syscalls.Call("fork", "fork(2)", {}, None, 4242).render() == "fork() = 4242"
+    assert syscalls.Call("fork", "fork(2)", {}, None, 0).render() == "fork() = 0"
+    assert syscalls.Call("setsid", "setsid(2)", {}, None, None).render() == "setsid() = 0"
+
+
+def test_real_call_records_its_result():
+    seen = []
+    syscalls.add_listener(seen.append)
+    try:
+        fd = syscalls.openat2(-100, "/", os.O_RDONLY | os.O_DIRECTORY, 0)
+    finally:
+        syscalls.remove_listener(seen.append)
+    os.close(fd)
+    assert seen[0].result == fd
+    assert seen[0].render().endswith(f") = {fd}")
+
+
 def test_failure_names_call_flags_and_path():
     with syscalls.recording() as recorder:
         recorder.fail["mount"] = errno.EINVAL
