@@ -36,7 +36,9 @@ def write_file(directory: str, name: str, value: str | int, *, flag: str = "") -
                 hint="the kernel lacks this controller or feature, or it is not enabled for this cgroup",
             ) from err
         if flag:
-            raise CgroupError(f"invalid value for {flag}: the kernel rejected {text} in {path}") from err
+            # The OSError repeats the path, so only its reason is added.
+            raise CgroupError(f"invalid value for {flag}: the kernel rejected {text} in {path}: "
+                              f"{os.strerror(err.errno or 0)}") from None
         raise CgroupError(f"write {text} to {path}") from err
 
 

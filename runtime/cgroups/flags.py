@@ -73,6 +73,41 @@ def parse_cpu_list(text: str, flag: str) -> str:
     return text
 
 
+def expand_cpu_list(text: str) -> set[int]:
+    """Return the numbers in a list such as 0-3,8 (the kernel's format for CPU and node lists)."""
+    numbers: set[int] = set()
+    for part in text.strip().split(","):
+        if part:
+            first, _, last = part.partition("-")
+            numbers.update(range(int(first), int(last or first) + 1))
+    return numbers
+
+
+# The CPUs and memory nodes the host has online, as the kernel lists them.
+ONLINE_LISTS = {"--cpuset-cpus": ("/sys/devices/system/cpu/online", "CPUs"),
+                "--cpuset-mems": ("/sys/devices/system/node/online", "memory nodes")}
+
+
+def check_available(text: str, flag: str) -> None:
+    """Raise UsageError when the list `text` names a CPU or memory node the host does not have online.
+
+    Docker checks this when it creates the container; the kernel would
+    only reject the value when the container starts.
+    """
+    path, kind = ONLINE_LISTS[flag]
+    try:
+        with open(path) as file:
+            online = file.read().strip()
+    except OSError:
+        online = "0" if flag == "--cpuset-mems" else ""  # a kernel without NUMA has node 0 alone
+    if not online:
+        return
+    missing = expand_cpu_list(text) - expand_cpu_list(online)
+    if missing:
+        raise UsageError(f"invalid value for {flag}: {kind} {text} are not available",
+                         hint=f"this host has {kind} {online}")
+
+
 def add_resource_flags(parser: argparse.ArgumentParser) -> None:
     """Add Docker's cgroup flags (--memory, --cpus, ...) to a run/create parser."""
     group = parser.add_argument_group("resource limits (cgroups)")
@@ -211,10 +246,11 @@ def _cpu_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if shares > 0:
             cpu["shares"] = shares
 
-    if getattr(args, "cpuset_cpus", None):
-        cpu["cpus"] = parse_cpu_list(args.cpuset_cpus, "--cpuset-cpus")
-    if getattr(args, "cpuset_mems", None):
-        cpu["mems"] = parse_cpu_list(args.cpuset_mems, "--cpuset-mems")
+    for key, flag in (("cpus", "--cpuset-cpus"), ("mems", "--cpuset-mems")):
+        value = getattr(args, flag[2:].replace("-", "_"), None)
+        if value:
+            cpu[key] = parse_cpu_list(value, flag)
+            check_available(cpu[key], flag)
     return cpu
 
 

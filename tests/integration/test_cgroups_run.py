@@ -179,13 +179,16 @@ def test_invalid_memory_names_flag(pyrun_env, cgroup_parent):
     assert "12x" in result.stderr
 
 
-def test_kernel_rejected_cpuset_names_flag_and_file(pyrun_env, cgroup_parent):
+def test_missing_cpu_rejected_before_start(pyrun_env, cgroup_parent, store_root):
+    # As Docker does, at create: no container is left to remove.
     missing_cpu = str(os.cpu_count() + 7)
-    result = run_in_container(pyrun_env, cgroup_parent, "--cpuset-cpus", missing_cpu, "busybox", "true")
+    containers = store_root / "containers"
+    before = set(containers.iterdir()) if containers.exists() else set()
+    result = run_pyrun("create", "--network", "none", "--cgroup-parent", cgroup_parent, "--cpuset-cpus",
+                       missing_cpu, "busybox", "true", env=pyrun_env, timeout=120)
     assert result.returncode == 125
-    assert "--cpuset-cpus" in result.stderr
-    assert missing_cpu in result.stderr
-    assert "cpuset.cpus" in result.stderr
+    assert f"invalid value for --cpuset-cpus: CPUs {missing_cpu} are not available" in result.stderr
+    assert (set(containers.iterdir()) if containers.exists() else set()) == before
 
 
 def test_container_sees_own_cgroup_as_root(pyrun_env, cgroup_parent):

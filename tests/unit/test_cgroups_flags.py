@@ -110,6 +110,21 @@ def test_cpu_shares_zero_means_unset():
     assert parse("--cpu-shares", "0") == {}
 
 
+def test_cpuset_of_missing_cpu_rejected_at_create():
+    missing = str(max(cgroups.flags.expand_cpu_list(open("/sys/devices/system/cpu/online").read())) + 7)
+    with pytest.raises(UsageError, match=f"--cpuset-cpus: CPUs {missing} are not available"):
+        parse("--cpuset-cpus", missing)
+
+
+def test_cpuset_of_missing_node_rejected_at_create():
+    with pytest.raises(UsageError, match="--cpuset-mems: memory nodes 0,4095 are not available"):
+        parse("--cpuset-mems", "0,4095")
+
+
+def test_cpu_list_expands_ranges():
+    assert cgroups.flags.expand_cpu_list("0-2,5\n") == {0, 1, 2, 5}
+
+
 @pytest.mark.parametrize("text", ["a", "0-", "1,,2", "3-1"])
 def test_cpuset_invalid_names_flag(text):
     with pytest.raises(UsageError, match="--cpuset-cpus"):

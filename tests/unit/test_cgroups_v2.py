@@ -1,6 +1,7 @@
 """The v2 driver against a temporary directory laid out like a cgroup2 mount."""
 
 import errno
+import os
 
 import pytest
 
@@ -231,3 +232,14 @@ def test_missing_control_file_names_flag(fakefs):
     assert "cannot apply --pids-limit" in str(info.value)
     assert "pids.max is missing" in str(info.value)
     assert "not enabled" in info.value.hint
+
+
+def test_rejected_value_names_path_once():
+    with syscalls.recording() as recorder, pytest.raises(cgroups.CgroupError) as caught:
+        recorder.fail["write_cgroup_file"] = errno.ERANGE
+        files.write_file("/cg/c1", "cpuset.cpus", "99", flag="--cpuset-cpus")
+    message = str(caught.value)
+    assert message.startswith("invalid value for --cpuset-cpus: the kernel rejected 99 in /cg/c1/cpuset.cpus")
+    assert message.endswith(os.strerror(errno.ERANGE))
+    assert message.count("/cg/c1/cpuset.cpus") == 1
+    assert caught.value.__cause__ is None
