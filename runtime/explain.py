@@ -184,7 +184,7 @@ def narrate(call: syscalls.Call) -> None:
     if _output_fd is None:
         return
 
-    # fork(2) and clone3(2) return twice, so listeners hear of it in both processes. The
+    # fork(2) and clone3(2) return twice, so listeners hear of them in both processes. The
     # parent narrates it; the child, which first notices that its pid has
     # changed, stays silent about it.
     pid = os.getpid()

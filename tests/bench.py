@@ -132,7 +132,8 @@ class Bench:
                 result = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                         text=True)
                 if result.returncode != 0:
-                    failures[name] = ((result.stderr or "").strip().splitlines() or [f"exit {result.returncode}"])[-1]
+                    lines = (result.stderr or "").strip().splitlines()
+                    failures[name] = lines[-1] if lines else f"exit {result.returncode}"
                     continue
                 times[name].append(time.perf_counter() - start)
         for name, _, _ in commands:
@@ -439,15 +440,16 @@ class ScaleTool:
         self.start_times.append(time.perf_counter() - started)
         self.ids.append(container_id)
 
-    def step(self, what: str, action) -> None:
+    def step(self, step_name: str, action) -> None:
         """Run one step unless an earlier one failed; record the first failure."""
         if self.failure is not None:
             return
         try:
             action()
         except subprocess.CalledProcessError as err:
-            reason = (err.stderr or "").strip().splitlines()
-            self.failure = f"{what}: {(reason or [str(err)])[-1][:120]}"
+            lines = (err.stderr or "").strip().splitlines()
+            reason = lines[-1] if lines else str(err)
+            self.failure = f"{step_name}: {reason[:120]}"
 
 
 def note_monitor_memory(bench: Bench, tools: list[ScaleTool], root: Path) -> None:
