@@ -525,6 +525,8 @@ def write_report(bench: Bench, output: Path) -> None:
         "there, so compare the ratios. Each time is the median of "
         f"{bench.repeats} runs, except three scale figures: a start is the mean of "
         f"{SCALE_COUNT} starts, and stop and rm are one run over all {SCALE_COUNT} containers.",
+        "In the run and scale figures the tools take turns (one run each per round, in",
+        "an order that turns round), so a machine that slows down weighs on all alike.",
         "",
         f"Run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{os.cpu_count()} CPUs, kernel {os.uname().release}.",
