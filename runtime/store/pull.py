@@ -105,6 +105,7 @@ class Puller:
         set and the manifest may be None (Docker Hub's HEAD response was enough).
         """
         endpoints = self.client.endpoints(reference)
+        not_found_at: list[str] = []  # the endpoints that answered "no such image"
         for position, endpoint in enumerate(endpoints):
             repository = self.client.repository(endpoint, reference.repository)
             log.debug("resolving %s at %s", reference, endpoint.describe())
@@ -128,8 +129,18 @@ class Puller:
                                        self.requested, self.platform_requested)
                 return repository, manifest, image_id
             except RegistryError as err:
+                if is_last and not_found_at and err.status is None:
+                    # The last endpoint could not be reached at all, so the
+                    # useful answer is the earlier "not found".
+                    raise RegistryError(
+                        f"image {reference.familiar()} was not found at {', '.join(not_found_at)}, "
+                        f"and {endpoint.describe()} could not be reached: {err}",
+                        hint="check the image's name and tag",
+                    ) from err
                 if is_last:
                     raise
+                if err.status == 404:
+                    not_found_at.append(endpoint.describe())
                 log.warning("pulling %s from %s failed: %s; trying %s", reference.familiar(),
                             endpoint.describe(), err, endpoints[position + 1].describe())
         raise AssertionError("endpoints() returns at least one endpoint")

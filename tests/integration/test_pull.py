@@ -127,6 +127,18 @@ def test_failing_mirror_falls_back_to_next(make_pyrun_env, registry):
     assert f"trying mirror {registry.url}" in result.stderr
 
 
+def test_image_missing_on_mirror_named_when_hub_unreachable(make_pyrun_env, registry):
+    # The offline set-up of `make demo`: the mirror answers, Docker Hub cannot be reached.
+    dead = dead_endpoint()
+    env = make_pyrun_env(docker_hub_endpoint=dead, mirrors=[registry.url])
+    result = pull(env, "nosuchimage")
+    assert result.returncode == 125
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert f"nosuchimage:latest was not found at mirror {registry.url}" in last_line
+    assert f"and {dead} could not be reached" in last_line
+    assert "check the image's name and tag" in last_line
+
+
 def test_failing_mirror_falls_back_to_docker_hub(make_pyrun_env, registry):
     dead = dead_endpoint()
     env = make_pyrun_env(mirrors=[dead])
