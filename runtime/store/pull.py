@@ -105,7 +105,7 @@ class Puller:
         set and the manifest may be None (Docker Hub's HEAD response was enough).
         """
         endpoints = self.client.endpoints(reference)
-        not_found_at: list[str] = []  # the endpoints that answered "no such image"
+        not_found_at: list[str] = []  # the endpoints that returned 404 for the manifest
         for position, endpoint in enumerate(endpoints):
             repository = self.client.repository(endpoint, reference.repository)
             log.debug("resolving %s at %s", reference, endpoint.describe())
@@ -131,7 +131,7 @@ class Puller:
             except RegistryError as err:
                 if is_last and not_found_at and err.status is None:
                     # The last endpoint could not be reached at all, so the
-                    # useful answer is the earlier "not found".
+                    # earlier 404 is the error worth reporting.
                     raise RegistryError(
                         f"image {reference.familiar()} was not found at {', '.join(not_found_at)}, "
                         f"and {endpoint.describe()} could not be reached: {err}",
