@@ -26,7 +26,7 @@ from urllib.parse import urljoin, urlsplit
 from registry_client import credentials as credential_store
 from registry_client.auth import Authenticator, Credentials, scope_for
 from registry_client.config import RegistryConfig
-from registry_client.errors import AuthError, PullStopped, RateLimitError, RegistryError
+from registry_client.errors import AuthError, PullStopped, RateLimitError, RegistryError, UnreachableError
 from registry_client.reference import DOCKER_HUB, Reference
 from runtime import explain
 
@@ -227,8 +227,8 @@ class Repository:
                 response = self._send(method, url, request_headers, stream)
             except OSError as err:
                 if attempt >= self.max_attempts:
-                    raise RegistryError(f"cannot reach {self.endpoint.describe()}: {err}",
-                                        method=method, url=url) from err
+                    raise UnreachableError(f"cannot reach {self.endpoint.describe()}: {err}",
+                                           method=method, url=url) from err
                 self._backoff(attempt, f"{method} {url} failed ({type(err).__name__})")
                 continue
 

@@ -51,6 +51,10 @@ class RegistryError(PyrunError):
         self.code = code
 
 
+class UnreachableError(RegistryError):
+    """The registry could not be reached at all, after the last retry."""
+
+
 class AuthError(RegistryError):
     """The registry refused our credentials or the token service failed."""
 

@@ -93,10 +93,22 @@ def exec_in(root: str, record: dict[str, Any], command: list[str], *, user: str 
     # A signal that arrives before the forwarding handlers are in place stays
     # pending instead of ending pyrun or the joiner; E unblocks it before execve(2).
     previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
-    if cgroup is not None:
-        joiner, in_cgroup2 = cgroup.fork_into()
-    else:
-        joiner, in_cgroup2 = syscalls.fork(), False
+    try:
+        if cgroup is not None:
+            joiner, in_cgroup2 = cgroup.fork_into()
+        else:
+            joiner, in_cgroup2 = syscalls.fork(), False
+    except BaseException:
+        # No joiner exists (the cgroup was removed as the container exited,
+        # say), so nothing passed to it may stay open or blocked.
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+        for end in (parent_end, child_end):
+            end.close()
+        for _, fd in namespace_fds:
+            os.close(fd)
+        if pipes is not None:
+            pipes.close()
+        raise
     if joiner == 0:
         parent_end.close()
         if pipes is not None:

@@ -117,10 +117,15 @@ def start(
     channel = Channel(parent_end)
     syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
 
-    if cgroup is not None:
-        setup_pid, in_cgroup2 = cgroup.fork_into()
-    else:
-        setup_pid, in_cgroup2 = syscalls.fork(), False
+    try:
+        if cgroup is not None:
+            setup_pid, in_cgroup2 = cgroup.fork_into()
+        else:
+            setup_pid, in_cgroup2 = syscalls.fork(), False
+    except BaseException:
+        channel.close()
+        child_end.close()
+        raise
     if setup_pid == 0:
         parent_end.close()
         _setup_process(Channel(child_end), bundle, spec, interactive, use_init, detached, stdio,

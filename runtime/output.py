@@ -136,6 +136,8 @@ class _StdinCopy:
         if fd == 0:
             try:
                 data = os.read(0, READ_SIZE)
+            except BlockingIOError:
+                return False  # a non-blocking stdin that poll woke early: wait for more
             except OSError:
                 data = b""  # a terminal that went away (EIO) ends the input as end-of-file does
             self.poller.unregister(0)

@@ -627,9 +627,13 @@ def fork_into_cgroup(cgroup_fd: int, *, path: str = "") -> int:
     (Docker's default one returns ENOSYS, others EPERM), fails with ENOSYS,
     EINVAL, E2BIG or EPERM: the caller then forks and moves the child instead.
 
-    NOTE: glibc's fork(2) wrapper is bypassed, so glibc's record of the
-    thread ID still holds the parent's in the child. Nothing pyrun's setup
-    process does reads it; os.fork() in that child sets it right again.
+    The caller must have a single thread: glibc's fork(2) wrapper, which is
+    bypassed here, is what makes locks that other threads held (malloc's,
+    stdio's) usable in the child.
+
+    NOTE: glibc's record of the thread ID also still holds the parent's in
+    the child. Nothing pyrun's setup process does reads it; os.fork() in
+    that child sets it right again.
     """
     args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=signal.SIGCHLD, cgroup=cgroup_fd)
 

@@ -129,16 +129,20 @@ class Bench:
                 if name in failures:
                     continue
                 start = time.perf_counter()
-                result = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                        text=True)
+                try:
+                    result = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                            text=True)
+                except OSError as err:  # the tool is not installed
+                    failures[name] = str(err)
+                    continue
                 if result.returncode != 0:
                     lines = (result.stderr or "").strip().splitlines()
                     failures[name] = lines[-1] if lines else f"exit {result.returncode}"
                     continue
                 times[name].append(time.perf_counter() - start)
         for name, _, _ in commands:
-            if name in failures:
-                self.add(figure, name, None, f"failed: {failures[name][:120]}")
+            if name in failures or not times[name]:
+                self.add(figure, name, None, f"failed: {failures.get(name, 'not run')[:120]}")
             else:
                 self.add(figure, name, statistics.median(times[name]))
 
@@ -393,9 +397,9 @@ def bench_scale(bench: Bench) -> None:
             if tool.run("ps").count("\n") < SCALE_COUNT:
                 bench.notes.append(f"{tool.name} ps listed fewer than {SCALE_COUNT} containers")
 
-    for figure, verb in ((f"scale: stop -t 0 of {SCALE_COUNT}", ["stop", "-t", "0"]),
-                         (f"scale: rm of {SCALE_COUNT}", ["rm"])):
-        for tool in tools:
+    for number, (figure, verb) in enumerate(((f"scale: stop -t 0 of {SCALE_COUNT}", ["stop", "-t", "0"]),
+                                             (f"scale: rm of {SCALE_COUNT}", ["rm"]))):
+        for tool in alternate(tools, number):
             seconds: list[float] = []
             tool.step(verb[0], lambda tool=tool: seconds.append(tool.timed(*verb, *tool.ids)))
             if seconds:
@@ -403,6 +407,7 @@ def bench_scale(bench: Bench) -> None:
     for tool in tools:
         if tool.failure is not None:
             bench.add("scale", tool.name, None, f"failed: {tool.failure}")
+            tool.remove_left()
     podman_reset(bench, podman_root)
 
 
@@ -450,6 +455,16 @@ class ScaleTool:
             lines = (err.stderr or "").strip().splitlines()
             reason = lines[-1] if lines else str(err)
             self.failure = f"{step_name}: {reason[:120]}"
+        except OSError as err:  # the tool is not installed
+            self.failure = f"{step_name}: {err}"
+
+    def remove_left(self) -> None:
+        """Remove the containers a failed run left, so the next figures start clean."""
+        if self.ids:
+            try:
+                subprocess.run(self.command + ["rm", "-f", *self.ids], env=self.env, capture_output=True)
+            except OSError:
+                pass  # the tool is not installed, so it left nothing
 
 
 def note_monitor_memory(bench: Bench, tools: list[ScaleTool], root: Path) -> None:

@@ -19,6 +19,16 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 
+def _has_other_threads() -> bool:
+    """Return True when this process runs more than one thread.
+
+    clone3 bypasses glibc's fork(2) wrapper, which makes the child's locks
+    safe (malloc's among them) when another thread held one at the fork.
+    So a process with threads forks the usual way.
+    """
+    return len(os.listdir("/proc/self/task")) > 1
+
+
 class Cgroup(abc.ABC):
     """One container's cgroup; `path` is relative to each hierarchy's root."""
 
@@ -66,9 +76,12 @@ class Cgroup(abc.ABC):
         only has v1 hierarchies left to join.
         """
         directory = self.cgroup2_directory()
-        if directory is None:
+        if directory is None or _has_other_threads():
             return syscalls.fork(), False
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as err:
+            raise CgroupError(f"failed to open the cgroup {directory}") from err
         try:
             return syscalls.fork_into_cgroup(fd, path=directory), True
         except OSError as err:

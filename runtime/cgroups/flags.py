@@ -73,14 +73,28 @@ def parse_cpu_list(text: str, flag: str) -> str:
     return text
 
 
-def expand_cpu_list(text: str) -> set[int]:
-    """Return the numbers in a list such as 0-3,8 (the kernel's format for CPU and node lists)."""
-    numbers: set[int] = set()
+def cpu_list_ranges(text: str) -> list[tuple[int, int]]:
+    """Return the (first, last) ranges of a list such as 0-3,8 (the kernel's format for CPU and node lists)."""
+    ranges = []
     for part in text.strip().split(","):
         if part:
             first, _, last = part.partition("-")
-            numbers.update(range(int(first), int(last or first) + 1))
-    return numbers
+            ranges.append((int(first), int(last or first)))
+    return ranges
+
+
+def covers(available: list[tuple[int, int]], first: int, last: int) -> bool:
+    """Return True when the ranges in `available` hold every number from `first` to `last`.
+
+    Walks the range without listing its numbers, so 0-4000000000 costs no memory.
+    """
+    number = first
+    while number <= last:
+        holder = next((end for start, end in available if start <= number <= end), None)
+        if holder is None:
+            return False
+        number = holder + 1
+    return True
 
 
 # The CPUs and memory nodes the host has online, as the kernel lists them.
@@ -102,8 +116,8 @@ def check_available(text: str, flag: str) -> None:
         online = "0" if flag == "--cpuset-mems" else ""  # a kernel without NUMA has node 0 alone
     if not online:
         return
-    missing = expand_cpu_list(text) - expand_cpu_list(online)
-    if missing:
+    available = cpu_list_ranges(online)
+    if not all(covers(available, first, last) for first, last in cpu_list_ranges(text)):
         raise UsageError(f"invalid value for {flag}: {kind} {text} are not available",
                          hint=f"this host has {kind} {online}")
 
@@ -170,10 +184,13 @@ def _memory_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if limit:
             memory["limit"] = limit
 
-    if getattr(args, "memory_swap", None) is not None:
+    swap_unlimited = getattr(args, "memory_swap", None) is not None and args.memory_swap.strip() == "-1"
+    if "limit" not in memory and swap_unlimited:
+        pass  # unlimited swap without a memory limit sets nothing, as in Docker
+    elif getattr(args, "memory_swap", None) is not None:
         if "limit" not in memory:
             raise UsageError("--memory-swap needs --memory: it limits memory plus swap together")
-        if args.memory_swap.strip() == "-1":
+        if swap_unlimited:
             memory["swap"] = -1
         else:
             memory["swap"] = parse_size(args.memory_swap, "--memory-swap")

@@ -96,7 +96,7 @@ argparse._ = _untranslated
 argparse.ngettext = _untranslated_plural
 
 
-DASH_AND_DIGIT = re.compile(r"^-\d")
+DASH_AND_DIGIT = re.compile(r"^-\.?\d")
 
 
 class CommandLineError(UsageError):
@@ -154,7 +154,7 @@ class CommandParser(argparse.ArgumentParser):
         # with "expected one argument". Docker's flag parser takes whatever
         # follows a flag that needs a value as that value. pyrun does so for
         # an argument that starts with a dash and a digit, so that the flag's
-        # own check names the invalid value.
+        # own check names the invalid value. "-.5" stays a value too.
         self._negative_number_matcher = DASH_AND_DIGIT
 
     def error(self, message: str):

@@ -34,7 +34,7 @@ from pathlib import Path
 from registry_client.blobs import download_blob
 from registry_client.client import Repository, RegistryClient, remaining_pulls
 from registry_client.config import RegistryConfig
-from registry_client.errors import ManifestError, PullStopped, RegistryError
+from registry_client.errors import ManifestError, PullStopped, RegistryError, UnreachableError
 from registry_client.manifests import (Manifest, fetch_manifest, head_manifest,
                                        resolve_platform, sha256_digest)
 from registry_client.platform import Platform
@@ -129,7 +129,7 @@ class Puller:
                                        self.requested, self.platform_requested)
                 return repository, manifest, image_id
             except RegistryError as err:
-                if is_last and not_found_at and err.status is None:
+                if is_last and not_found_at and isinstance(err, UnreachableError):
                     # The last endpoint could not be reached at all, so the
                     # earlier 404 is the error worth reporting.
                     raise RegistryError(

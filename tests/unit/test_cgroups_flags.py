@@ -49,6 +49,7 @@ def test_memory_below_minimum_rejected():
 def test_memory_zero_means_no_limit():
     # Docker takes -m 0 as no limit, not as a limit below the minimum.
     assert "memory" not in parse("--memory", "0")
+    assert "memory" not in parse("--memory", "0", "--memory-swap", "-1")
 
 
 def test_memory_swap_defaults_to_twice_memory():
@@ -111,7 +112,7 @@ def test_cpu_shares_zero_means_unset():
 
 
 def test_cpuset_of_missing_cpu_rejected_at_create():
-    missing = str(max(cgroups.flags.expand_cpu_list(open("/sys/devices/system/cpu/online").read())) + 7)
+    missing = str(cgroups.flags.cpu_list_ranges(open("/sys/devices/system/cpu/online").read())[-1][1] + 7)
     with pytest.raises(UsageError, match=f"--cpuset-cpus: CPUs {missing} are not available"):
         parse("--cpuset-cpus", missing)
 
@@ -121,8 +122,12 @@ def test_cpuset_of_missing_node_rejected_at_create():
         parse("--cpuset-mems", "0,4095")
 
 
-def test_cpu_list_expands_ranges():
-    assert cgroups.flags.expand_cpu_list("0-2,5\n") == {0, 1, 2, 5}
+def test_cpu_list_ranges_and_cover():
+    assert cgroups.flags.cpu_list_ranges("0-2,5\n") == [(0, 2), (5, 5)]
+    available = cgroups.flags.cpu_list_ranges("0-2,3-5,8")
+    assert cgroups.flags.covers(available, 1, 5)
+    assert not cgroups.flags.covers(available, 5, 8)
+    assert not cgroups.flags.covers(available, 0, 4_000_000_000)  # fast: no list of numbers is built
 
 
 @pytest.mark.parametrize("text", ["a", "0-", "1,,2", "3-1"])

@@ -139,6 +139,8 @@ def test_negative_value_reaches_flag_check(capsys):
     # Docker passes "-5m" to --memory's own check; argparse took it for a flag.
     lines = usage_error(capsys, ["run", "--memory", "-5m", "busybox", "true"])
     assert lines[0].startswith("pyrun: invalid value for --memory: '-5m'")
+    lines = usage_error(capsys, ["run", "--cpus", "-.5", "busybox", "true"])
+    assert lines[0].startswith("pyrun: invalid value for --cpus: '-.5'")
 
 
 def test_missing_image_exits_125(capsys):
