@@ -94,10 +94,7 @@ def exec_in(root: str, record: dict[str, Any], command: list[str], *, user: str 
     # pending instead of ending pyrun or the joiner; E unblocks it before execve(2).
     previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
     try:
-        if cgroup is not None:
-            joiner, in_cgroup2 = cgroup.fork_into()
-        else:
-            joiner, in_cgroup2 = syscalls.fork(), False
+        joiner, in_cgroup2 = launch.fork_in(cgroup)
     except BaseException:
         # No joiner exists (the cgroup was removed as the container exited,
         # say), so nothing passed to it may stay open or blocked.

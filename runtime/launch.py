@@ -108,7 +108,7 @@ def start(
     (network attach) runs once pid 1 is in its network namespace and before
     the command runs. `detached` containers outlive this process: their pid 1
     passes to the nearest subreaper (the monitor) instead of being killed
-    when this process exits. `stdio`, without a terminal, is the descriptors
+    when this process exits. `stdio`, without a terminal, holds the descriptors
     that become the command's stdin, stdout and stderr (runtime.output), with
     -1 for no stdin pipe; without it, the command keeps this process's. Raises SetupError, with
     exit code 126 or 127 when the command cannot be run.
@@ -118,10 +118,7 @@ def start(
     syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
 
     try:
-        if cgroup is not None:
-            setup_pid, in_cgroup2 = cgroup.fork_into()
-        else:
-            setup_pid, in_cgroup2 = syscalls.fork(), False
+        setup_pid, in_cgroup2 = fork_in(cgroup)
     except BaseException:
         channel.close()
         child_end.close()
@@ -162,6 +159,17 @@ def start(
         raise
     finally:
         channel.close()
+
+
+def fork_in(cgroup: Cgroup | None) -> tuple[int, bool]:
+    """Fork; with a cgroup, the child is born in its cgroup2 directory where the kernel allows.
+
+    Returns (pid, in_cgroup2), as Cgroup.fork_into does: the child then
+    joins the rest of the cgroup with `cgroup.join_self(cgroup2=not in_cgroup2)`.
+    """
+    if cgroup is None:
+        return syscalls.fork(), False
+    return cgroup.fork_into()
 
 
 def _wait_for(pid: int) -> None:

@@ -1,8 +1,8 @@
 """The stdio of a container that runs in the foreground without a terminal.
 
 Docker gives such a container pipes for stdout and stderr, and with -i for
-stdin, never the terminal `docker run` was typed in: `ls` prints one name
-per line, and isatty(3) finds no terminal on any of them. It copies what
+stdin. It never passes on the terminal `docker run` was typed in, so `ls`
+prints one name per line, and isatty(3) finds no terminal on any of them. It copies what
 comes through the pipes to its own stdout and stderr, and into the
 container's json-file log, so `docker logs` shows it after the run; and
 it copies its own stdin into the stdin pipe.
