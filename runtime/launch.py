@@ -108,7 +108,7 @@ def start(
     (network attach) runs once pid 1 is in its network namespace and before
     the command runs. `detached` containers outlive this process: their pid 1
     passes to the nearest subreaper (the monitor) instead of being killed
-    when this process exits. `stdio`, without a terminal, holds the descriptors
+    when this process exits. `stdio`, without a terminal, lists the descriptors
     that become the command's stdin, stdout and stderr (runtime.output), with
     -1 for no stdin pipe; without it, the command keeps this process's. Raises SetupError, with
     exit code 126 or 127 when the command cannot be run.

@@ -631,8 +631,8 @@ def fork_into_cgroup(cgroup_fd: int, *, path: str = "") -> int:
     bypassed here, is what makes locks that other threads held (malloc's,
     stdio's) usable in the child.
 
-    NOTE: glibc's record of the thread ID also still holds the parent's in
-    the child. Nothing pyrun's setup process does reads it; os.fork() in
+    NOTE: glibc's record of the thread ID in the child is also still the
+    parent's. Nothing pyrun's setup process does reads it; os.fork() in
     that child sets it right again.
     """
     args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=signal.SIGCHLD, cgroup=cgroup_fd)

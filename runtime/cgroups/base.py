@@ -68,12 +68,12 @@ class Cgroup(abc.ABC):
     def fork_into(self) -> tuple[int, bool]:
         """Fork, with the child born in this cgroup's cgroup2 directory where the kernel allows.
 
-        Returns (pid, born_inside) in both processes, pid 0 in the child. When
-        born_inside is False (a pure v1 host, or a kernel or seccomp filter
-        without clone3: ENOSYS, EINVAL or E2BIG, and EPERM from filters that
-        deny it), the child is where its parent is, and moves itself
-        with `join_self()`; otherwise with `join_self(cgroup2=False)`, which
-        only has v1 hierarchies left to join.
+        Returns (pid, born_inside) in both processes, pid 0 in the child.
+        born_inside is False on a pure v1 host, and where the kernel or a
+        seccomp filter lacks clone3 (ENOSYS, EINVAL or E2BIG, and EPERM from
+        filters that deny it). The child is then where its parent is, and
+        moves itself with `join_self()`. Otherwise it calls
+        `join_self(cgroup2=False)`, which only has v1 hierarchies left to join.
         """
         directory = self.cgroup2_directory()
         if directory is None or _has_other_threads():

@@ -201,7 +201,7 @@ def test_container_sees_own_cgroup_as_root(pyrun_env, cgroup_parent):
         assert path == "/", line
 
 
-def test_container_starts_in_cgroup_without_a_move_by_pid(pyrun_env, cgroup_parent):
+def test_cgroup_joined_without_pid_write(pyrun_env, cgroup_parent):
     # The setup process is cloned into the cgroup2 directory and moves itself
     # into each v1 hierarchy by writing "0" to `tasks`. A pid written to
     # cgroup.procs would make the kernel wait for an RCU grace period.

@@ -128,7 +128,7 @@ def test_failing_mirror_falls_back_to_next(make_pyrun_env, registry):
 
 
 def test_image_missing_on_mirror_named_when_hub_unreachable(make_pyrun_env, registry):
-    # The offline set-up of `make demo`: the mirror answers, Docker Hub cannot be reached.
+    # The offline set-up of `make demo`: the mirror responds, Docker Hub cannot be reached.
     dead = dead_endpoint()
     env = make_pyrun_env(docker_hub_endpoint=dead, mirrors=[registry.url])
     result = pull(env, "nosuchimage")
