@@ -12,11 +12,12 @@ Three processes take part:
 
 S is needed because unshare(CLONE_NEWPID) moves only the caller's future
 children into the new namespace. S is born in the cgroup's cgroup2 directory
-(clone3 with CLONE_INTO_CGROUP) and moves itself into each v1 hierarchy: no
-process is moved by pid, which makes the kernel wait (runtime.cgroups.base). P and its children talk over a
-SOCK_SEQPACKET socket pair whose ends are close-on-exec: each message is one
-packet, and when C executes the command its end closes, so P reads
-end-of-file. A failed step sends an "error" packet naming the step instead,
+(clone3 with CLONE_INTO_CGROUP) and moves itself into each v1 hierarchy, so
+no process is moved by pid, which makes the kernel wait (runtime.cgroups.base).
+
+P and its children talk over a SOCK_SEQPACKET socket pair whose ends are
+close-on-exec: each message is one packet, and when C executes the command
+its end closes, so P reads end-of-file. A failed step sends an "error" packet naming the step instead,
 and the child exits without running anything.
 """
 
@@ -108,10 +109,11 @@ def start(
     (network attach) runs once pid 1 is in its network namespace and before
     the command runs. `detached` containers outlive this process: their pid 1
     passes to the nearest subreaper (the monitor) instead of being killed
-    when this process exits. `stdio`, without a terminal, lists the descriptors
-    that become the command's stdin, stdout and stderr (runtime.output), with
-    -1 for no stdin pipe; without it, the command keeps this process's. Raises SetupError, with
-    exit code 126 or 127 when the command cannot be run.
+    when this process exits. `stdio`, without a terminal, lists the
+    descriptors that become the command's stdin, stdout and stderr
+    (runtime.output), with -1 for no stdin pipe. Without it, the command
+    keeps this process's. Raises SetupError, with exit code 126 or 127 when
+    the command cannot be run.
     """
     parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     channel = Channel(parent_end)
