@@ -5,6 +5,7 @@ import errno
 import pytest
 
 from runtime import cgroups, syscalls
+from runtime.cgroups import base
 from runtime.cgroups.v1 import V1Cgroup
 from tests.unit.cgroupfs_fake import FakeCgroupfs
 
@@ -180,7 +181,13 @@ def test_join_self_after_clone_skips_cgroup2(fakefs, written):
     assert [path for path, _ in written if not path.endswith("/tasks")] == []
 
 
-def test_fork_into_clones_into_unified_directory(fakefs):
+@pytest.fixture
+def one_thread(monkeypatch):
+    """Let fork_into see a single thread: under `make test`, the test process runs server threads."""
+    monkeypatch.setattr(base, "_has_other_threads", lambda: False)
+
+
+def test_fork_into_clones_into_unified_directory(fakefs, one_thread):
     manager = fakefs.open("/pyrun/c1")
     manager.create()
     with syscalls.recording() as recorder:
@@ -195,7 +202,7 @@ def test_fork_into_clones_into_unified_directory(fakefs):
 
 
 @pytest.mark.parametrize("code", [errno.ENOSYS, errno.EINVAL, errno.E2BIG, errno.EPERM])
-def test_fork_into_falls_back_to_fork(fakefs, code):
+def test_fork_into_falls_back_to_fork(fakefs, one_thread, code):
     # Kernels before 5.7 and seccomp filters that hide clone3 (Docker's).
     manager = fakefs.open("/pyrun/c1")
     manager.create()
@@ -206,7 +213,18 @@ def test_fork_into_falls_back_to_fork(fakefs, code):
     assert not born_inside
 
 
-def test_fork_into_reports_other_errors(tmp_path):
+def test_fork_into_with_threads_forks(fakefs, monkeypatch):
+    # glibc's fork wrapper keeps other threads' locks usable in the child; raw clone3 does not.
+    monkeypatch.setattr(base, "_has_other_threads", lambda: True)
+    manager = fakefs.open("/pyrun/c1")
+    manager.create()
+    with syscalls.recording() as recorder:
+        _, born_inside = manager.fork_into()
+    assert recorder.names() == ["fork"]
+    assert not born_inside
+
+
+def test_fork_into_reports_other_errors(tmp_path, one_thread):
     fake = FakeCgroupfs(tmp_path, "hybrid")  # only a hybrid host has a cgroup2 directory to clone into
     try:
         manager = fake.open("/pyrun/c1")
