@@ -131,3 +131,19 @@ class FakeCgroupfs:
         from runtime import cgroups
 
         return cgroups.open_cgroup(path, mountinfo=str(self.mountinfo), filesystems=str(self.filesystems))
+
+
+def record_fork_into(manager, monkeypatch, *, threads: bool = False, fail: dict[str, int] | None = None):
+    """Call `manager.fork_into()` with a recorder in place of the kernel; return (recorder, born_inside).
+
+    The process counts as single-threaded unless `threads` is set: under
+    `make test` the test process runs server threads, which make fork_into
+    fork. `fail` maps call names to the errno the recorder fails them with.
+    """
+    from runtime.cgroups import base
+
+    monkeypatch.setattr(base, "_has_other_threads", lambda: threads)
+    with syscalls.recording() as recorder:
+        recorder.fail.update(fail or {})
+        _, born_inside = manager.fork_into()
+    return recorder, born_inside

@@ -5,9 +5,8 @@ import errno
 import pytest
 
 from runtime import cgroups, syscalls
-from runtime.cgroups import base
 from runtime.cgroups.v1 import V1Cgroup
-from tests.unit.cgroupfs_fake import FakeCgroupfs
+from tests.unit.cgroupfs_fake import FakeCgroupfs, record_fork_into
 
 MiB = 1024 * 1024
 
@@ -181,17 +180,10 @@ def test_join_self_after_clone_skips_cgroup2(fakefs, written):
     assert [path for path, _ in written if not path.endswith("/tasks")] == []
 
 
-@pytest.fixture
-def one_thread(monkeypatch):
-    """Let fork_into see a single thread: under `make test`, the test process runs server threads."""
-    monkeypatch.setattr(base, "_has_other_threads", lambda: False)
-
-
-def test_fork_into_clones_into_unified_directory(fakefs, one_thread):
+def test_fork_into_clones_into_unified_directory(fakefs, monkeypatch):
     manager = fakefs.open("/pyrun/c1")
     manager.create()
-    with syscalls.recording() as recorder:
-        _, born_inside = manager.fork_into()
+    recorder, born_inside = record_fork_into(manager, monkeypatch)
     if fakefs.kind == "hybrid":
         assert recorder.names() == ["clone3"]
         assert recorder.calls[0].args["cgroup"] == str(fakefs.unified_mount() / "pyrun" / "c1")
@@ -202,36 +194,31 @@ def test_fork_into_clones_into_unified_directory(fakefs, one_thread):
 
 
 @pytest.mark.parametrize("code", [errno.ENOSYS, errno.EINVAL, errno.E2BIG, errno.EPERM])
-def test_fork_into_falls_back_to_fork(fakefs, one_thread, code):
+def test_fork_into_falls_back_to_fork(fakefs, monkeypatch, code):
     # Kernels before 5.7 and seccomp filters that hide clone3 (Docker's).
     manager = fakefs.open("/pyrun/c1")
     manager.create()
-    with syscalls.recording() as recorder:
-        recorder.fail["clone3"] = code
-        _, born_inside = manager.fork_into()
+    recorder, born_inside = record_fork_into(manager, monkeypatch, fail={"clone3": code})
     assert recorder.names()[-1] == "fork"
     assert not born_inside
 
 
 def test_fork_into_with_threads_forks(fakefs, monkeypatch):
     # glibc's fork wrapper keeps other threads' locks usable in the child; raw clone3 does not.
-    monkeypatch.setattr(base, "_has_other_threads", lambda: True)
     manager = fakefs.open("/pyrun/c1")
     manager.create()
-    with syscalls.recording() as recorder:
-        _, born_inside = manager.fork_into()
+    recorder, born_inside = record_fork_into(manager, monkeypatch, threads=True)
     assert recorder.names() == ["fork"]
     assert not born_inside
 
 
-def test_fork_into_reports_other_errors(tmp_path, one_thread):
+def test_fork_into_reports_other_errors(tmp_path, monkeypatch):
     fake = FakeCgroupfs(tmp_path, "hybrid")  # only a hybrid host has a cgroup2 directory to clone into
     try:
         manager = fake.open("/pyrun/c1")
         manager.create()
-        with syscalls.recording() as recorder, pytest.raises(cgroups.CgroupError, match="unified/pyrun/c1"):
-            recorder.fail["clone3"] = errno.EBUSY
-            manager.fork_into()
+        with pytest.raises(cgroups.CgroupError, match="unified/pyrun/c1"):
+            record_fork_into(manager, monkeypatch, fail={"clone3": errno.EBUSY})
     finally:
         fake.close()
 

@@ -6,9 +6,9 @@ import os
 import pytest
 
 from runtime import cgroups, syscalls
-from runtime.cgroups import base, files
+from runtime.cgroups import files
 from runtime.cgroups.v2 import V2Cgroup, cpu_weight_from_shares
-from tests.unit.cgroupfs_fake import FakeCgroupfs
+from tests.unit.cgroupfs_fake import FakeCgroupfs, record_fork_into
 
 MiB = 1024 * 1024
 
@@ -146,12 +146,9 @@ def test_join_self_writes_zero_to_leaf_procs(fakefs, written):
 
 
 def test_fork_into_clones_into_leaf(fakefs, monkeypatch):
-    # Under `make test` the test process runs server threads, which would make fork_into fork.
-    monkeypatch.setattr(base, "_has_other_threads", lambda: False)
     manager = fakefs.open("/pyrun/c1")
     manager.create()
-    with syscalls.recording() as recorder:
-        _, born_inside = manager.fork_into()
+    recorder, born_inside = record_fork_into(manager, monkeypatch)
     assert recorder.names() == ["clone3"]
     assert recorder.calls[0].args == {"flags": "CLONE_INTO_CGROUP", "cgroup": str(leaf(fakefs))}
     assert born_inside
