@@ -84,7 +84,7 @@ def cpu_list_ranges(text: str) -> list[tuple[int, int]]:
 
 
 def covers(available: list[tuple[int, int]], first: int, last: int) -> bool:
-    """Return True when the ranges in `available` hold every number from `first` to `last`.
+    """Return True when the ranges in `available` contain every number from `first` to `last`.
 
     Walks the range without listing its numbers, so 0-4000000000 costs no memory.
     """
@@ -184,13 +184,13 @@ def _memory_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if limit:
             memory["limit"] = limit
 
-    swap_unlimited = getattr(args, "memory_swap", None) is not None and args.memory_swap.strip() == "-1"
-    if "limit" not in memory and swap_unlimited:
-        pass  # unlimited swap without a memory limit sets nothing, as in Docker
-    elif getattr(args, "memory_swap", None) is not None:
+    swap = getattr(args, "memory_swap", None)
+    if swap is not None and swap.strip() == "-1" and "limit" not in memory:
+        swap = None  # unlimited swap without a memory limit sets nothing, as in Docker
+    if swap is not None:
         if "limit" not in memory:
             raise UsageError("--memory-swap needs --memory: it limits memory plus swap together")
-        if swap_unlimited:
+        if swap.strip() == "-1":
             memory["swap"] = -1
         else:
             memory["swap"] = parse_size(args.memory_swap, "--memory-swap")
@@ -263,8 +263,9 @@ def _cpu_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if shares > 0:
             cpu["shares"] = shares
 
-    for key, flag in (("cpus", "--cpuset-cpus"), ("mems", "--cpuset-mems")):
-        value = getattr(args, flag[2:].replace("-", "_"), None)
+    cpusets = (("cpus", "cpuset_cpus", "--cpuset-cpus"), ("mems", "cpuset_mems", "--cpuset-mems"))
+    for key, attribute, flag in cpusets:
+        value = getattr(args, attribute, None)
         if value:
             cpu[key] = parse_cpu_list(value, flag)
             check_available(cpu[key], flag)
