@@ -15,7 +15,7 @@ from runtime.errors import UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import argparse  # the monitor's clean-up imports this package without argparse
+    from runtime.cli.parser import CommandParser, Namespace
     from typing import Any
 
 # The CFS period that `--cpus` uses, in microseconds (Docker's default).
@@ -122,7 +122,7 @@ def check_available(text: str, flag: str) -> None:
                          hint=f"this host has {kind} {online}")
 
 
-def add_resource_flags(parser: argparse.ArgumentParser) -> None:
+def add_resource_flags(parser: CommandParser) -> None:
     """Add Docker's cgroup flags (--memory, --cpus, ...) to a run/create parser."""
     group = parser.add_argument_group("resource limits (cgroups)")
     group.add_argument("-m", "--memory", metavar="BYTES",
@@ -153,7 +153,7 @@ def add_resource_flags(parser: argparse.ArgumentParser) -> None:
                        help="parent cgroup of the container's cgroup (default: pyrun)")
 
 
-def resources_from_args(args: argparse.Namespace) -> dict[str, Any]:
+def resources_from_args(args: Namespace) -> dict[str, Any]:
     """Build the OCI "linux.resources" dict from the parsed resource flags.
 
     Raises UsageError naming the flag for a value that is invalid on any
@@ -174,7 +174,7 @@ def resources_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return resources
 
 
-def _memory_from_args(args: argparse.Namespace) -> dict[str, Any]:
+def _memory_from_args(args: Namespace) -> dict[str, Any]:
     memory: dict[str, Any] = {}
     if getattr(args, "memory", None) is not None:
         limit = parse_size(args.memory, "--memory")
@@ -224,7 +224,7 @@ def _memory_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return memory
 
 
-def _cpu_from_args(args: argparse.Namespace) -> dict[str, Any]:
+def _cpu_from_args(args: Namespace) -> dict[str, Any]:
     cpu: dict[str, Any] = {}
     if getattr(args, "cpus", None) is not None:
         try:

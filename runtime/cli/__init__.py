@@ -1,13 +1,13 @@
 """The `pyrun` command: global options, then one sub-command.
 
 COMMANDS lists every sub-command with the modules that define it and its
-one-line help. `main` finds the sub-command on the command line first and
-imports only its modules, so `pyrun run` does not build the parsers of all
-the other commands. `pyrun --help` lists the table without importing any.
-Each module in COMMAND_MODULES defines `register(subparsers)`, which adds its
-sub-commands and sets `handler` on each. Modules here import only the
-standard library at the top: the heavy imports (requests, pyroute2) happen
-inside the handlers.
+one-line help. The top-level parser lists them all, but imports a command's
+modules only when the command line names it, so `pyrun run` does not
+build the parsers of all the other commands, and `pyrun --help` imports
+none. Each module in COMMAND_MODULES defines `register(subparsers)`, which
+adds its sub-commands and sets `handler` on each. Modules here import only
+the standard library at the top: the heavy imports (requests, pyroute2)
+happen inside the handlers.
 
 A usage error (an unknown flag, a missing argument, an invalid value) exits
 with status 125, as Docker does, with the message and the command's help
@@ -16,14 +16,12 @@ flag: "pyrun: unknown flag: --bogus", then "See 'pyrun run --help'.".
 
 from __future__ import annotations
 
-import argparse
-import importlib
+import _signal
 import os
-import re
-import signal
 import sys
 
-from runtime.errors import PyrunError, UsageError, describe_error
+from runtime.cli.parser import CommandLineError, CommandParser, Namespace, Subcommands
+from runtime.errors import PyrunError, describe_error
 
 DEFAULT_ROOT = "/var/lib/pyrun"
 
@@ -80,88 +78,7 @@ COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 
 
-def _untranslated(message: str) -> str:
-    return message
-
-
-def _untranslated_plural(singular: str, plural: str, count: int) -> str:
-    return singular if count == 1 else plural
-
-
-# argparse passes each of its own messages through gettext, which imports
-# locale and looks for a translation catalogue on disk for every message
-# (about 2 ms per pyrun command here). pyrun's own messages are English
-# only, so argparse's stay untranslated too.
-argparse._ = _untranslated
-argparse.ngettext = _untranslated_plural
-
-
-DASH_AND_DIGIT = re.compile(r"^-\.?\d")
-
-
-class CommandLineError(UsageError):
-    """A usage error found by the argument parser; `prog` is the command it concerns."""
-
-    def __init__(self, message: str, prog: str) -> None:
-        super().__init__(message)
-        self.prog = prog
-
-
-def terminal_columns() -> int:
-    """Return $COLUMNS, else the width of the terminal on stdout, else 80, as shutil.get_terminal_size does."""
-    try:
-        columns = int(os.environ.get("COLUMNS", "0"))
-    except ValueError:
-        columns = 0
-    if columns > 0:
-        return columns
-    try:
-        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
-    except (AttributeError, ValueError, OSError):
-        return 80
-
-
-class HelpFormatter(argparse.HelpFormatter):
-    """argparse's help formatter, given its width so that it does not import shutil for it.
-
-    argparse makes a formatter for every add_argument call, and each one
-    gets the terminal's width from shutil. Importing shutil (and the
-    compression modules it loads) costs `pyrun ps` about 2 ms.
-    """
-
-    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
-                 width: int | None = None) -> None:
-        if width is None:
-            width = terminal_columns() - 2  # the margin argparse keeps
-        super().__init__(prog, indent_increment, max_help_position, width)
-
-
-class CommandParser(argparse.ArgumentParser):
-    """An ArgumentParser that raises CommandLineError where argparse would exit 2.
-
-    Sub-command parsers are made with the class of their parent, so every
-    parser under `pyrun` raises the same way. Each parser also sets
-    `command_prog` (e.g. "pyrun container ps") as a default, and the most
-    deeply nested one wins, so `main` can name the command whose help to
-    read.
-    """
-
-    def __init__(self, *args, **kwargs) -> None:
-        kwargs.setdefault("formatter_class", HelpFormatter)
-        super().__init__(*args, **kwargs)
-        self.set_defaults(command_prog=self.prog)
-        # argparse takes "-5m" for an unknown flag, so `--memory -5m` failed
-        # with "expected one argument". Docker's flag parser takes whatever
-        # follows a flag that needs a value as that value. pyrun does so for
-        # an argument that starts with a dash and a digit, so that the flag's
-        # own check names the invalid value. "-.5" stays a value too.
-        self._negative_number_matcher = DASH_AND_DIGIT
-
-    def error(self, message: str):
-        raise CommandLineError(message, self.prog)
-
-
-def add_global_options(parser: argparse.ArgumentParser) -> None:
+def add_global_options(parser: CommandParser) -> None:
     parser.add_argument(
         "--root",
         default=os.environ.get("PYRUN_ROOT", DEFAULT_ROOT),
@@ -180,77 +97,34 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def find_command(argv: list[str]) -> str | None:
-    """Return the sub-command named in `argv`, or None when there is none.
-
-    Only the global options are parsed, by argparse itself, so `--root DIR`,
-    `--root=DIR` and abbreviations such as `--log debug` are skipped exactly
-    as the full parse skips them. Returns None as well when an unknown
-    option or `--help` comes before the sub-command, or when a global option
-    is invalid: the full parser then lists every command or reports the error.
-    """
-    if argv and not argv[0].startswith("-"):
-        return argv[0]  # no global option first: argparse would find the same, only slower
-    parser = CommandParser(prog="pyrun", add_help=False)
+def build_parser() -> CommandParser:
+    """Build the `pyrun` parser: the global options, and every command listed but not yet loaded."""
+    parser = CommandParser("pyrun", description="Run Linux containers from OCI images, without a daemon.")
     add_global_options(parser)
-    parser.add_argument("command", nargs="?")
-    parser.add_argument("arguments", nargs=argparse.REMAINDER)
-    try:
-        args, unknown = parser.parse_known_args(argv)
-    except CommandLineError:
-        return None
-    if unknown:
-        return None
-    return args.command
-
-
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """Build the `pyrun` parser for `command`, or with every command listed.
-
-    For a command in COMMANDS, only the modules that define it are imported
-    and registered. Otherwise each command gets an empty placeholder parser,
-    which is enough for `pyrun --help` and for the error on an unknown
-    command, but not for running one.
-    """
-    parser = CommandParser(
-        prog="pyrun",
-        description="Run Linux containers from OCI images, without a daemon.",
-    )
-    add_global_options(parser)
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    if command in COMMANDS:
-        modules, _ = COMMANDS[command]
-        for name in modules:
-            module = importlib.import_module(name)
-            # A module with register_command builds only the parsers this command needs.
-            if hasattr(module, "register_command"):
-                module.register_command(subparsers, command)
-            else:
-                module.register(subparsers)
-    else:
-        for name, (_, help_text) in COMMANDS.items():
-            subparsers.add_parser(name, help=help_text, add_help=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        commands.add_loader(name, help_text, load_command)
     return parser
 
 
-def parse_command_line(argv: list[str]) -> argparse.Namespace:
+def load_command(commands: Subcommands, command: str) -> None:
+    """Import the modules that define `command` and register their parsers."""
+    for name in COMMANDS[command][0]:
+        __import__(name)  # importlib.import_module would load importlib and warnings as well
+        module = sys.modules[name]
+        # A module with register_command builds only the parsers this command needs.
+        if hasattr(module, "register_command"):
+            module.register_command(commands, command)
+        else:
+            module.register(commands)
+
+
+def parse_command_line(argv: list[str]) -> Namespace:
     """Parse `argv` into the options of one sub-command.
 
     Raises CommandLineError for any usage error, unknown flags included.
     """
-    command = find_command(argv)
-    if command is not None and command not in COMMANDS:
-        raise CommandLineError(f"unknown command: {command!r}", "pyrun")
-    parser = build_parser(command)
-    args, unknown = parser.parse_known_args(argv)
-    if unknown:
-        first = unknown[0]
-        if first.startswith("-") and first != "-":
-            message = f"unknown flag: {first.split('=', 1)[0]}"
-        else:
-            message = f"unexpected argument: {first!r}"
-        raise CommandLineError(message, args.command_prog)
-    return args
+    return build_parser().parse_args(argv)
 
 
 def configure_logging(level: str) -> None:
@@ -310,7 +184,7 @@ def run_command_line(argv: list[str]) -> int:
 
         explain.enable()
     # The command's modules are loaded: let a held Ctrl-C through (see runtime/console.py).
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    _signal.pthread_sigmask(_signal.SIG_UNBLOCK, {_signal.SIGINT})
     try:
         return args.handler(args) or 0
     except PyrunError as err:

@@ -9,8 +9,10 @@ so pyrun prints the container's ID and returns.
 
 from __future__ import annotations
 
-import argparse
 import sys
+
+from runtime.cli.parser import CommandParser, Namespace, REMAINDER, SUPPRESS
+
 
 
 def register(subparsers) -> None:
@@ -28,11 +30,11 @@ def register(subparsers) -> None:
         "-d", "--detach", action="store_true", help="run the container in the background and print its ID"
     )
     parser.add_argument("image", metavar="IMAGE")
-    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND", help="command and arguments")
+    parser.add_argument("command", nargs=REMAINDER, metavar="COMMAND", help="command and arguments")
     parser.set_defaults(handler=run)
 
 
-def add_container_flags(parser: argparse.ArgumentParser) -> None:
+def add_container_flags(parser: CommandParser) -> None:
     """Add the flags `run` and `create` share: process, filesystem, security, network, cgroups."""
     process = parser.add_argument_group("process")
     process.add_argument("-i", "--interactive", action="store_true", help="keep stdin open and pass it on")
@@ -81,12 +83,12 @@ def add_container_flags(parser: argparse.ArgumentParser) -> None:
                          help="json-file option: max-size (e.g. 10m) or max-file (files kept)")
 
     from runtime.cgroups import add_resource_flags
-    from runtime.network import add_network_flags
+    from runtime.network.plan import add_network_flags
 
     add_network_flags(parser)
     add_resource_flags(parser)
     for flag in UNSUPPORTED_FLAGS:
-        parser.add_argument(flag, action=RejectFlag, nargs="?", help=argparse.SUPPRESS)
+        parser.add_argument(flag, action="unsupported", help=SUPPRESS)
 
 
 # Docker flags that pyrun does not implement: named in an error, never ignored.
@@ -94,14 +96,7 @@ UNSUPPORTED_FLAGS = ["--restart", "--health-cmd", "--log-driver-opt", "--detach-
                      "--device", "--device-cgroup-rule"]
 
 
-class RejectFlag(argparse.Action):
-    """Reject a Docker flag that pyrun does not support, naming it."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        parser.error(f"{option_string} is not supported by pyrun")
-
-
-def run_options(args: argparse.Namespace):
+def run_options(args: Namespace):
     """Collect the parsed flags into a runtime.spec.RunOptions."""
     from runtime.spec import RunOptions
 
@@ -124,7 +119,7 @@ def run_options(args: argparse.Namespace):
     )
 
 
-def user_mounts(args: argparse.Namespace) -> list[dict]:
+def user_mounts(args: Namespace) -> list[dict]:
     from runtime import mounts
 
     entries = [mounts.parse_volume(value) for value in args.volume]
@@ -133,7 +128,7 @@ def user_mounts(args: argparse.Namespace) -> list[dict]:
     return entries
 
 
-def find_or_pull_image(args: argparse.Namespace):
+def find_or_pull_image(args: Namespace):
     """Return the image from the store, pulling it first under the --pull policy (by default, when missing)."""
     from runtime.store import ImageStore
 
@@ -156,7 +151,7 @@ def find_or_pull_image(args: argparse.Namespace):
     return image
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Namespace) -> int:
     from runtime import container, state
     from runtime.cgroups import resources_from_args
     from runtime.errors import PyrunError
@@ -202,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
     return exit_code
 
 
-def check_input_is_terminal(args: argparse.Namespace) -> None:
+def check_input_is_terminal(args: Namespace) -> None:
     """Refuse -i -t when stdin is no terminal, as Docker does: raw mode and resizes need one."""
     import os
 
@@ -221,7 +216,7 @@ def open_log(root: str, container_id: str, log_config: dict):
                                log_config.get("max_size", 0), log_config.get("max_file", 1))
 
 
-def log_options(args: argparse.Namespace) -> dict:
+def log_options(args: Namespace) -> dict:
     from runtime.errors import UsageError
     from runtime.logs import LogOptionError, parse_log_options
 
@@ -231,7 +226,7 @@ def log_options(args: argparse.Namespace) -> dict:
         raise UsageError(str(err)) from None
 
 
-def describe_created(args: argparse.Namespace, created, image, log_config: dict) -> None:
+def describe_created(args: Namespace, created, image, log_config: dict) -> None:
     """Add what the monitor and the lifecycle commands need to the new container's record."""
     from runtime import state
 
@@ -251,7 +246,7 @@ def describe_created(args: argparse.Namespace, created, image, log_config: dict)
     )
 
 
-def run_detached(args: argparse.Namespace, create, image, log_config: dict) -> int:
+def run_detached(args: Namespace, create, image, log_config: dict) -> int:
     """Create the container, hand it to a monitor, print its ID and return.
 
     A Ctrl-C during the creation is held back until the new ID is listed

@@ -6,7 +6,6 @@ spellings (`pyrun image ls`, `image rm`, ...) run the same handlers.
 
 from __future__ import annotations
 
-import argparse
 import getpass
 import json
 import re
@@ -14,6 +13,7 @@ import sys
 import time
 from datetime import datetime
 
+from runtime.cli.parser import CommandParser, SUPPRESS
 from runtime.errors import UsageError
 
 RFC3339_RE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)$")
@@ -38,7 +38,7 @@ def register(subparsers) -> None:
     add_prune(verbs)
 
 
-def print_usage(parser: argparse.ArgumentParser) -> int:
+def print_usage(parser: CommandParser) -> int:
     """Print the help of a command that was given no sub-command; exit status 2."""
     parser.print_help(sys.stderr)
     return 2
@@ -57,7 +57,7 @@ def add_pull(subparsers, name: str) -> None:
     parser.add_argument("--registry-mirror", action="append", default=[], metavar="URL",
                         help="a Docker Hub mirror to try before the configured ones "
                              "(repeatable)")
-    parser.add_argument("-a", "--all-tags", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("-a", "--all-tags", action="store_true", help=SUPPRESS)
     parser.set_defaults(handler=pull)
 
 
@@ -226,7 +226,7 @@ def add_rmi(subparsers, name: str, aliases=()) -> None:
     parser.add_argument("-f", "--force", action="store_true",
                         help="remove the names of an image used by a container, or "
                              "an image with several names")
-    parser.add_argument("--no-prune", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-prune", action="store_true", help=SUPPRESS)
     parser.set_defaults(handler=remove_images)
 
 
@@ -271,7 +271,7 @@ def tag_image(args) -> int:
 def add_inspect(subparsers) -> None:
     parser = subparsers.add_parser("inspect", help="show images as JSON")
     parser.add_argument("images", nargs="+", metavar="IMAGE")
-    parser.add_argument("-f", "--format", help=argparse.SUPPRESS)
+    parser.add_argument("-f", "--format", help=SUPPRESS)
     parser.set_defaults(handler=inspect_images)
 
 
@@ -319,7 +319,7 @@ def inspect_document(store, image) -> dict:
 def add_prune(subparsers) -> None:
     parser = subparsers.add_parser("prune", help="remove images without a name")
     parser.add_argument("-f", "--force", action="store_true", help="do not ask to confirm")
-    parser.add_argument("-a", "--all", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("-a", "--all", action="store_true", help=SUPPRESS)
     parser.set_defaults(handler=prune_images)
 
 

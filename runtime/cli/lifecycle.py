@@ -8,14 +8,11 @@ and prints.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import re
 import sys
 import time
 
-from runtime.cli import templates
+from runtime.cli.parser import ArgumentTypeError, CommandParser, Namespace, REMAINDER, Subcommands
 
 # Docker's `ps` columns and the --format field behind each.
 PS_COLUMNS = [
@@ -36,7 +33,7 @@ SHORT_ID = 12
 COMMAND_WIDTH = 20
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subcommands) -> None:
     """Add every lifecycle command, and the `container` group with the same verbs."""
     container = subparsers.add_parser("container", help="manage containers (pyrun container VERB)")
     verbs = container.add_subparsers(dest="container_command", metavar="VERB")
@@ -55,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     containers.register(verbs)
 
 
-def register_command(subparsers: argparse._SubParsersAction, command: str) -> None:
+def register_command(subparsers: Subcommands, command: str) -> None:
     """Add only the parser `command` needs, or everything for `container`.
 
     All of them (`create` and `container run` with some 60 flags each,
@@ -68,7 +65,7 @@ def register_command(subparsers: argparse._SubParsersAction, command: str) -> No
         register(subparsers)
 
 
-def add_containers_argument(parser: argparse.ArgumentParser) -> None:
+def add_containers_argument(parser: CommandParser) -> None:
     parser.add_argument("containers", nargs="+", metavar="CONTAINER", help="container name, ID or unique ID prefix")
 
 
@@ -80,7 +77,7 @@ def add_create(subparsers) -> None:
     add_container_flags(parser)
     parser.add_argument("--rm", action="store_true", help="remove the container when it exits")
     parser.add_argument("image", metavar="IMAGE")
-    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND", help="command and arguments")
+    parser.add_argument("command", nargs=REMAINDER, metavar="COMMAND", help="command and arguments")
     parser.set_defaults(handler=create_command, detach=True)
 
 
@@ -156,7 +153,7 @@ def add_attach(subparsers) -> None:
     parser.set_defaults(handler=attach_command)
 
 
-def add_sig_proxy_flag(parser: argparse.ArgumentParser) -> None:
+def add_sig_proxy_flag(parser: CommandParser) -> None:
     parser.add_argument(
         "--sig-proxy", type=parse_bool, nargs="?", const=True, default=True, metavar="true|false",
         help="pass the signals pyrun receives (Ctrl-C's SIGINT, SIGTERM, ...) on to a container without -t "
@@ -168,7 +165,7 @@ def parse_bool(text: str) -> bool:
     """Parse a Docker boolean flag value, as in --sig-proxy=false."""
     values = {"true": True, "1": True, "false": False, "0": False}
     if text.lower() not in values:
-        raise argparse.ArgumentTypeError(f"invalid boolean {text!r}: expected true or false")
+        raise ArgumentTypeError(f"invalid boolean {text!r}: expected true or false")
     return values[text.lower()]
 
 
@@ -207,7 +204,7 @@ def add_exec(subparsers) -> None:
     parser.add_argument("-w", "--workdir", default="", metavar="DIR", help="working directory inside the container")
     parser.add_argument("--privileged", action="store_true", help="not supported: rejected")
     parser.add_argument("container", metavar="CONTAINER")
-    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+    parser.add_argument("command", nargs=REMAINDER, metavar="COMMAND")
     parser.set_defaults(handler=exec_command)
 
 
@@ -243,7 +240,7 @@ PARALLEL_CONTAINERS = 16
 REMOVE_THREADS = 4
 
 
-def for_each(args: argparse.Namespace, action, *, parallel: bool = True, threads: int = PARALLEL_CONTAINERS) -> int:
+def for_each(args: Namespace, action, *, parallel: bool = True, threads: int = PARALLEL_CONTAINERS) -> int:
     """Run `action(reference)` for each container; print errors and go on, as Docker does.
 
     `action` prints nothing: it returns the line to print, and the lines
@@ -310,7 +307,7 @@ def map_in_threads(function, items: list, max_threads: int) -> list:
     return results
 
 
-def create_command(args: argparse.Namespace) -> int:
+def create_command(args: Namespace) -> int:
     from runtime import container
     from runtime.cgroups import resources_from_args
     from runtime.cli import containers
@@ -336,7 +333,7 @@ def create_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def start_command(args: argparse.Namespace) -> int:
+def start_command(args: Namespace) -> int:
     from runtime import lifecycle
 
     if args.attach or args.interactive:
@@ -355,7 +352,7 @@ def start_command(args: argparse.Namespace) -> int:
     return for_each(args, start_one, parallel=False)
 
 
-def stop_command(args: argparse.Namespace) -> int:
+def stop_command(args: Namespace) -> int:
     from runtime import lifecycle
 
     sig = lifecycle.parse_signal(args.signal) if args.signal else None
@@ -367,7 +364,7 @@ def stop_command(args: argparse.Namespace) -> int:
     return for_each(args, stop_one)
 
 
-def kill_command(args: argparse.Namespace) -> int:
+def kill_command(args: Namespace) -> int:
     from runtime import lifecycle
 
     sig = lifecycle.parse_signal(args.signal)
@@ -379,7 +376,7 @@ def kill_command(args: argparse.Namespace) -> int:
     return for_each(args, kill_one)
 
 
-def restart_command(args: argparse.Namespace) -> int:
+def restart_command(args: Namespace) -> int:
     from runtime import lifecycle
 
     def restart_one(reference: str) -> str:
@@ -390,7 +387,7 @@ def restart_command(args: argparse.Namespace) -> int:
     return for_each(args, restart_one, parallel=False)
 
 
-def rm_command(args: argparse.Namespace) -> int:
+def rm_command(args: Namespace) -> int:
     from runtime import lifecycle
 
     def remove_one(reference: str) -> str:
@@ -400,7 +397,7 @@ def rm_command(args: argparse.Namespace) -> int:
     return for_each(args, remove_one, threads=REMOVE_THREADS)
 
 
-def wait_command(args: argparse.Namespace) -> int:
+def wait_command(args: Namespace) -> int:
     from runtime import lifecycle
 
     def wait_one(reference: str) -> str:
@@ -410,14 +407,14 @@ def wait_command(args: argparse.Namespace) -> int:
     return for_each(args, wait_one)
 
 
-def rename_command(args: argparse.Namespace) -> int:
+def rename_command(args: Namespace) -> int:
     from runtime import lifecycle
 
     lifecycle.rename(args.root, args.container, args.new_name)
     return 0
 
 
-def prune_command(args: argparse.Namespace) -> int:
+def prune_command(args: Namespace) -> int:
     from runtime import lifecycle
     from runtime.cli.images import ask
 
@@ -439,7 +436,7 @@ def prune_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def attach_command(args: argparse.Namespace) -> int:
+def attach_command(args: Namespace) -> int:
     """Connect to the container's new output and, unless --no-stdin, its stdin; return its exit code."""
     from runtime import attach, lifecycle, logs, state
     from runtime.errors import PyrunError
@@ -484,7 +481,7 @@ def print_entries(entries: list[dict], timestamps: bool) -> None:
         stream.flush()
 
 
-def logs_command(args: argparse.Namespace) -> int:
+def logs_command(args: Namespace) -> int:
     from runtime import lifecycle, logs, state
     from runtime.errors import UsageError
 
@@ -511,7 +508,7 @@ def logs_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def exec_command(args: argparse.Namespace) -> int:
+def exec_command(args: Namespace) -> int:
     from runtime import exec as container_exec
     from runtime import lifecycle
     from runtime.errors import UsageError
@@ -534,11 +531,12 @@ def exec_command(args: argparse.Namespace) -> int:
 # -- ps ------------------------------------------------------------------------
 
 
-def ps_command(args: argparse.Namespace) -> int:
+def ps_command(args: Namespace) -> int:
     from runtime import lifecycle
 
-    template = templates.from_flag(args.format)
-    templates.check(template, PS_FIELDS)
+    template = format_template(args.format, PS_FIELDS)
+    if template is not None:
+        from runtime.cli import templates
     records = lifecycle.list_containers(args.root)
     records.sort(key=lambda record: record.get("created", ""), reverse=True)
     filters = parse_filters(args.filter)
@@ -550,14 +548,14 @@ def ps_command(args: argparse.Namespace) -> int:
         selected = selected[:last]
     now = time.time()
     rows = [ps_row(record, now, no_trunc=args.no_trunc) for record in selected]
-    if args.size or "Size" in templates.table_fields(template):
+    if args.size or (template is not None and "Size" in templates.table_fields(template)):
         add_sizes(args.root, selected, rows)  # a template that shows .Size turns sizes on, as in Docker
 
     if args.quiet:
         for row in rows:
             print(row["ID"])
         return 0
-    if templates.is_default_table(template):
+    if template is None:
         columns = PS_COLUMNS + ([SIZE_COLUMN] if args.size else [])
         table = [[header for header, _ in columns]]
         table += [[str(row.get(field, "")) for _, field in columns] for row in rows]
@@ -569,6 +567,21 @@ def ps_command(args: argparse.Namespace) -> int:
         return 0
     print_table(table)
     return 0
+
+
+def format_template(flag: str, fields: list[str]) -> str | None:
+    """Return the --format template, checked against `fields`, or None for the command's own table.
+
+    runtime.cli.templates is imported only for a template of one's own: it
+    loads re and json, about a seventh of a plain `pyrun ps` here.
+    """
+    if flag.strip() in ("", "table"):
+        return None
+    from runtime.cli import templates
+
+    template = templates.from_flag(flag)
+    templates.check(template, fields)
+    return template
 
 
 def add_sizes(root: str, records: list[dict], rows: list[dict]) -> None:
@@ -628,6 +641,8 @@ def matches(record: dict, filters: list[tuple[str, str]]) -> bool:
         if key == "id":
             ok = any(record["id"].startswith(value) for value in values)
         elif key == "name":
+            import re
+
             ok = any(re.search(value, record.get("name", "")) for value in values)
         elif key == "status":
             ok = record.get("status") in values
@@ -657,7 +672,7 @@ def ps_row(record: dict, now: float, *, no_trunc: bool = False) -> dict:
     return {
         "ID": record["id"] if no_trunc else record["id"][:SHORT_ID],
         "Image": record.get("image_name") or record.get("image", ""),
-        "Command": json.dumps(command, ensure_ascii=False),  # quoted and escaped, as Docker's strconv.Quote
+        "Command": quote(command),
         "CreatedAt": record.get("created", ""),
         "RunningFor": f"{human_duration(created)} ago",
         "Status": status_text(record, now),
@@ -665,6 +680,17 @@ def ps_row(record: dict, now: float, *, no_trunc: bool = False) -> dict:
         "Names": record.get("name", ""),
         "State": record.get("status", ""),
     }
+
+
+def quote(text: str) -> str:
+    """Quote and escape `text` as json.dumps(text, ensure_ascii=False) does, for Docker's strconv.Quote.
+
+    The json package's C function, called directly: importing json loads
+    re as well, which `ps` has no other use for.
+    """
+    from _json import encode_basestring
+
+    return encode_basestring(text)
 
 
 def status_text(record: dict, now: float) -> str:
@@ -717,7 +743,9 @@ def human_duration(seconds: float) -> str:
 # -- inspect -------------------------------------------------------------------
 
 
-def inspect_command(args: argparse.Namespace) -> int:
+def inspect_command(args: Namespace) -> int:
+    import json
+
     from runtime import lifecycle
 
     documents = []
@@ -739,6 +767,8 @@ def inspect_command(args: argparse.Namespace) -> int:
 
 def render_inspect_format(template: str, document: dict) -> str:
     """Fill {{.A.B}} paths (and {{json .A}}) from the document."""
+    import json
+    import re
 
     def value(match: re.Match) -> str:
         as_json, path = match.group(1), match.group(2)

@@ -6,16 +6,16 @@ only ``0.0.0.0:49153`` when a private port is named.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 
+from runtime.cli.parser import Namespace, Subcommands
 from runtime.errors import NotFoundError
 
 SETTINGS_FILE = "network.json"  # written by runtime.network.attach
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subcommands) -> None:
     parser = subparsers.add_parser("port", help="list a container's published ports")
     parser.add_argument("container", help="container name, ID or unique ID prefix")
     parser.add_argument("private_port", nargs="?", metavar="PRIVATE_PORT[/PROTO]",
@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=port_command)
 
 
-def port_command(args: argparse.Namespace) -> int:
+def port_command(args: Namespace) -> int:
     container_dir = find_container_dir(args.root, args.container)
     ports = read_ports(container_dir)
     if args.private_port:

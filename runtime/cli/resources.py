@@ -11,13 +11,13 @@ linux.cgroupsPath in <root>/containers/<id>/config.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 import time
 
+from runtime.cli.parser import Namespace, REMAINDER, Subcommands
 from runtime.errors import PyrunError
 from runtime.records import record
 
@@ -36,21 +36,19 @@ BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 CLEAR_SCREEN = "\033[2J\033[H"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subcommands) -> None:
     add_stats(subparsers, "stats")
     add_top(subparsers, "top")
 
     # `pyrun container stats|top`, when a module registered before this one
     # has made the `container` group.
     group = subparsers.choices.get("container")
-    if group is not None:
-        verbs = [action for action in group._actions if isinstance(action, argparse._SubParsersAction)]
-        if verbs:
-            add_stats(verbs[0], "stats")
-            add_top(verbs[0], "top")
+    if group is not None and group.subcommands is not None:
+        add_stats(group.subcommands, "stats")
+        add_top(group.subcommands, "top")
 
 
-def add_stats(subparsers: argparse._SubParsersAction, name: str) -> None:
+def add_stats(subparsers: Subcommands, name: str) -> None:
     parser = subparsers.add_parser(name, help="show containers' CPU, memory and process use")
     parser.add_argument("containers", nargs="*", metavar="CONTAINER",
                         help="containers to show (default: all running containers)")
@@ -62,10 +60,10 @@ def add_stats(subparsers: argparse._SubParsersAction, name: str) -> None:
     parser.set_defaults(handler=stats_command)
 
 
-def add_top(subparsers: argparse._SubParsersAction, name: str) -> None:
+def add_top(subparsers: Subcommands, name: str) -> None:
     parser = subparsers.add_parser(name, help="list the processes running in a container")
     parser.add_argument("container", metavar="CONTAINER")
-    parser.add_argument("ps_options", nargs=argparse.REMAINDER, metavar="ps OPTIONS",
+    parser.add_argument("ps_options", nargs=REMAINDER, metavar="ps OPTIONS",
                         help="options for ps(1) (default: -ef)")
     parser.set_defaults(handler=top_command)
 
@@ -183,7 +181,7 @@ def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     return "\n".join(lines)
 
 
-def stats_command(args: argparse.Namespace) -> int:
+def stats_command(args: Namespace) -> int:
     targets = find_targets(args.root, args.containers, args.all)
     stream = not args.no_stream
     clear = stream and sys.stdout.isatty()
@@ -229,7 +227,7 @@ def filter_ps_output(output: str, pids: set[int]) -> list[str]:
     return kept
 
 
-def top_command(args: argparse.Namespace) -> int:
+def top_command(args: Namespace) -> int:
     from runtime import state
 
     target = load_target(args.root, state.find_container(args.root, args.container))

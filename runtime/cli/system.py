@@ -7,10 +7,12 @@ daemon's settings, since pyrun has no daemon.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
+
+from runtime.cli.parser import Namespace
+
 
 
 def register(subparsers) -> None:
@@ -34,7 +36,7 @@ def os_arch() -> str:
     return f"linux/{ {'x86_64': 'amd64', 'aarch64': 'arm64'}.get(machine, machine) }"
 
 
-def version_command(args: argparse.Namespace) -> int:
+def version_command(args: Namespace) -> int:
     print("Client: pyrun")
     print(f" Version:        {pyrun_version()}")
     print(f" Python version: {platform.python_version()} ({sys.executable})")
@@ -92,7 +94,7 @@ def total_memory() -> str:
     return "unknown"
 
 
-def info_command(args: argparse.Namespace) -> int:
+def info_command(args: Namespace) -> int:
     from registry_client.config import load_config
     from runtime.store import ImageStore
 

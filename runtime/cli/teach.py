@@ -6,15 +6,17 @@ runtime/cli/__init__.py; this module adds the lessons.
 
 from __future__ import annotations
 
-import argparse
 import sys
+
+from runtime.cli.parser import Namespace, Subcommands
+
 
 # Kept here, not imported from runtime.teaching.lessons, so that building the
 # parser imports only the standard library.
 TOPICS = ["namespaces", "overlay", "cgroups", "network", "capabilities", "image"]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subcommands) -> None:
     parser = subparsers.add_parser(
         "explain",
         help="print a short lesson on a container topic, using this host",
@@ -29,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=explain_topic)
 
 
-def explain_topic(args: argparse.Namespace) -> int:
+def explain_topic(args: Namespace) -> int:
     from runtime.errors import UsageError
     from runtime.teaching import lessons
 

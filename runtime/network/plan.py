@@ -18,11 +18,14 @@ creates (bridge, none) or joins (container) the namespace; `attach` fills it.
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 
 from runtime.errors import UsageError
 from runtime.network import ports
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from runtime.cli.parser import CommandParser, Namespace
 from runtime.log import get_logger
 
 log = get_logger(__name__)
@@ -30,7 +33,7 @@ log = get_logger(__name__)
 MODES = ("bridge", "none", "host", "container")
 
 
-def add_network_flags(parser: argparse.ArgumentParser) -> None:
+def add_network_flags(parser: CommandParser) -> None:
     """Add Docker's network flags to a `run` or `create` parser."""
     group = parser.add_argument_group("network")
     group.add_argument(
@@ -72,7 +75,7 @@ def add_network_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def plan_from_args(args: argparse.Namespace, image_config: dict | None) -> dict:
+def plan_from_args(args: Namespace, image_config: dict | None) -> dict:
     """Build the network plan from parsed flags and the image config.
 
     `image_config` is the image's config JSON (with a "config" object that

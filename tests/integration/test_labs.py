@@ -33,10 +33,7 @@ pytestmark = [pytest.mark.root, pytest.mark.registry, pytest.mark.network, pytes
 
 def pyrun_subcommands() -> set[str]:
     """Return the sub-commands this tree's pyrun has."""
-    parser = build_parser()
-    for action in parser._subparsers._group_actions:
-        return set(action.choices)
-    return set()
+    return set(build_parser().subcommands.help)
 
 
 @pytest.mark.parametrize("lab", [lab_param(path) for path in LABS])

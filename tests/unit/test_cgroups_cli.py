@@ -1,11 +1,10 @@
 """The stats and top commands' formatting: sizes, CPU %, tables, ps filtering."""
 
-import argparse
-
 import pytest
 
 from runtime.cgroups.stats import CgroupStats, cpu_percent, memory_percent
 from runtime.cli import resources
+from runtime.cli.parser import CommandParser
 from runtime.errors import PyrunError
 
 MiB = 1024 * 1024
@@ -78,7 +77,7 @@ def test_filter_ps_without_pid_column():
 
 
 def test_container_group_gets_stats_and_top():
-    parser = argparse.ArgumentParser(prog="pyrun")
+    parser = CommandParser("pyrun")
     subparsers = parser.add_subparsers(dest="command")
     group = subparsers.add_parser("container")
     group.add_subparsers(dest="container_command")
@@ -92,7 +91,7 @@ def test_container_group_gets_stats_and_top():
 
 
 def test_top_passes_ps_options():
-    parser = argparse.ArgumentParser(prog="pyrun")
+    parser = CommandParser("pyrun")
     resources.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["top", "web", "aux"])
     assert args.container == "web"

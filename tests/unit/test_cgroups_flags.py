@@ -1,16 +1,16 @@
 """Docker's resource flags turned into OCI linux.resources, and cgroup paths."""
 
-import argparse
 import os
 
 import pytest
 
 from runtime import cgroups
+from runtime.cli.parser import CommandParser
 from runtime.errors import UsageError
 
 
 def parse(*argv):
-    parser = argparse.ArgumentParser()
+    parser = CommandParser("pyrun run")
     cgroups.add_resource_flags(parser)
     return cgroups.resources_from_args(parser.parse_args(list(argv)))
 

@@ -43,7 +43,7 @@ exec(open(LAUNCHER).read())
 """
 
 
-@pytest.mark.parametrize("module", ["runtime.console", "os", "runtime.cli", "argparse"])
+@pytest.mark.parametrize("module", ["runtime.console", "os", "runtime.cli", "runtime.cli.parser"])
 def test_ctrl_c_during_import_exits_130(tmp_path, module):
     path = tmp_path / "pyrun"
     write_launcher(str(path))

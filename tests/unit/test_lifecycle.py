@@ -278,29 +278,26 @@ def test_map_in_threads_raises_failure():
     assert cli.map_in_threads(fail_on_three, [], 3) == []
 
 
-def subcommand_parsers(parser) -> dict:
-    """Return the sub-command parsers of a `pyrun` parser by name."""
-    import argparse
+def loaded_parsers(command: str) -> dict:
+    """Return the sub-command parsers that naming `command` on a new `pyrun` parser registers, by name."""
+    from runtime.cli import build_parser
 
-    action = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
-    return action.choices
+    commands = build_parser().subcommands
+    commands.find(command)
+    return commands.choices
 
 
 @pytest.mark.parametrize("command", sorted(cli.COMMAND_PARSERS))
 def test_register_command_builds_one_parser(command):
-    from runtime.cli import build_parser
-
-    alone = subcommand_parsers(build_parser(command))
+    alone = loaded_parsers(command)
     assert list(alone) == [command]
-    full = subcommand_parsers(build_parser("container"))
+    full = loaded_parsers("container")
     assert alone[command].format_help() == full[command].format_help()
 
 
 def test_register_command_container_builds_group():
-    from runtime.cli import build_parser
-
-    parsers = subcommand_parsers(build_parser("container"))
-    verbs = subcommand_parsers(parsers["container"])
+    parsers = loaded_parsers("container")
+    verbs = parsers["container"].subcommands.choices
     assert set(cli.COMMAND_PARSERS) <= set(verbs)
     assert {"ls", "prune", "run", "stats", "top"} <= set(verbs)
     assert set(cli.COMMAND_PARSERS) <= set(parsers)

@@ -1,9 +1,8 @@
 """The network flags and the plan built from them."""
 
-import argparse
-
 import pytest
 
+from runtime.cli.parser import CommandParser
 from runtime.errors import UsageError
 from runtime.network import plan_from_args
 from runtime.network.plan import add_network_flags
@@ -12,7 +11,7 @@ HTTPD_CONFIG = {"config": {"ExposedPorts": {"80/tcp": {}}}}
 
 
 def parse(*argv):
-    parser = argparse.ArgumentParser()
+    parser = CommandParser("pyrun run")
     add_network_flags(parser)
     return parser.parse_args(list(argv))
 
