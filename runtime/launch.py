@@ -24,10 +24,9 @@ and the child exits without running anything.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 
-from runtime import devices, init, namespaces, process, rootfs, syscalls
+from runtime import devices, init, namespaces, process, rootfs, signals, syscalls
 from runtime.errors import PyrunError
 from runtime.log import get_logger
 from runtime.records import record
@@ -185,7 +184,7 @@ def _kill_and_reap(pid: int) -> None:
     if pid <= 0:
         return
     try:
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, signals.SIGKILL)
     except ProcessLookupError:
         return
     _wait_for(pid)
@@ -222,7 +221,7 @@ def _setup_process(
         syscalls.reset_signal_actions()
         # pyrun blocks the signals it forwards while the container starts.
         # The mask survives execve(2), so the children clear it.
-        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        signals.pthread_sigmask(signals.SIG_SETMASK, set())
         if cgroup is not None:
             step = "join the cgroup"
             cgroup.join_self(cgroup2=not in_cgroup2)
@@ -283,7 +282,7 @@ def _container_process(
         # the kernel kills the container instead of leaving it unsupervised.
         # A detached container's pyrun exits on purpose once the command runs.
         if not detached:
-            syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+            syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signals.SIGKILL)
 
         step = "apply user and capabilities"
         process.finalize(spec["process"], channel.sock.fileno(), spec["linux"].get("seccomp"))

@@ -38,13 +38,12 @@ import fcntl
 import functools
 import json
 import os
-import signal
 import sys
 import time
 
 # runtime.syscalls (with ctypes) and runtime.overlay are imported inside the
 # functions that make kernel calls, so `ps` and `inspect` do without them.
-from runtime import state
+from runtime import signals, state
 from runtime.errors import ContainerNotFoundError, NotFoundError, PyrunError, UsageError, describe_error
 from runtime.log import configure as configure_logging, get_logger
 
@@ -276,14 +275,14 @@ def start(root: str, container_id: str) -> None:
 def _sigint_handler(handler: Any) -> Iterator[None]:
     """Use `handler` for SIGINT inside the block, in the main thread only, because only it may set handlers."""
     try:
-        previous = signal.signal(signal.SIGINT, handler)
+        previous = signals.signal(signals.SIGINT, handler)
     except ValueError:  # raised in any thread but the main one
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signals.signal(signals.SIGINT, previous)
 
 
 @contextlib.contextmanager
@@ -311,7 +310,7 @@ def removed_on_interrupt(root: str) -> Iterator[list[str]]:
         yield container_ids
     except KeyboardInterrupt:
         # Ignore a second Ctrl-C, which would leave a container half removed.
-        with _sigint_handler(signal.SIG_IGN):
+        with _sigint_handler(signals.SIG_IGN):
             for container_id in container_ids:
                 log.info("interrupted: removing container %s", container_id[:12])
                 try:
@@ -624,13 +623,14 @@ def parse_signal(text: str) -> int:
     """Return the number for "SIGKILL", "KILL", "kill" or "9"."""
     if text.isdigit():
         number = int(text)
-        if 0 < number < signal.NSIG:
+        if 0 < number < signals.NSIG:
             return number
     else:
         name = text.upper()
         name = name if name.startswith("SIG") else "SIG" + name
-        if hasattr(signal.Signals, name):
-            return int(signal.Signals[name])
+        number = signals.number_for_name(name)
+        if number is not None:
+            return number
     raise UsageError(f"invalid signal {text!r}", hint="use a name such as SIGTERM or KILL, or a number")
 
 
@@ -692,9 +692,9 @@ def stop(root: str, reference: str, timeout: float | None = None, sig: int | Non
         ending_signal = None  # exited meanwhile, so its exit code is not ours to tell
     if not wait_until_stopped(root, container_id, timeout):
         log.info("container %s ignored its stop signal for %s s: sending SIGKILL", container_id[:12], timeout)
-        ending_signal = signal.SIGKILL
+        ending_signal = signals.SIGKILL
         try:
-            send_signal(state.load_record(root, container_id), signal.SIGKILL)
+            send_signal(state.load_record(root, container_id), signals.SIGKILL)
         except PyrunError:
             ending_signal = None
         wait_until_stopped(root, container_id, None)
@@ -702,7 +702,7 @@ def stop(root: str, reference: str, timeout: float | None = None, sig: int | Non
     return container_id
 
 
-def kill(root: str, reference: str, sig: int = signal.SIGKILL) -> str:
+def kill(root: str, reference: str, sig: int = signals.SIGKILL) -> str:
     """Send `sig` to the container's pid 1; return the ID.
 
     Without a monitor, nobody would see the exit that `sig` causes, so
@@ -730,7 +730,7 @@ def remove(root: str, reference: str, *, force: bool = False) -> str:
                 hint="stop the container before removing it, or use rm -f",
             )
         with contextlib.suppress(PyrunError):
-            send_signal(record, signal.SIGKILL)
+            send_signal(record, signals.SIGKILL)
         wait_until_stopped(root, container_id, None)
         settle(root, container_id)
     directory = state.container_dir(root, container_id)

@@ -40,7 +40,6 @@ from __future__ import annotations
 import fcntl
 import os
 import select
-import signal
 import sys
 
 # When run by path with -S, the directory above `runtime/` is not on
@@ -48,7 +47,7 @@ import sys
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from runtime import attach, logs  # noqa: E402 - after the sys.path fix above
+from runtime import attach, logs, signals  # noqa: E402 - after the sys.path fix above
 
 MAX_PASSED_FDS = 254  # published-port sockets (at most 253) plus a terminal
 READ_SIZE = 65536
@@ -229,9 +228,9 @@ def release_after_exit(root: str, container_id: str, exit_code: int, oom: bool) 
 def detach_from_caller() -> None:
     """Ignore the terminal's and the caller's signals, and leave the caller's working directory."""
     os.chdir("/")
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT):
-        signal.signal(sig, signal.SIG_IGN)
+    signals.signal(signals.SIGPIPE, signals.SIG_IGN)
+    for sig in (signals.SIGINT, signals.SIGHUP, signals.SIGTERM, signals.SIGQUIT):
+        signals.signal(sig, signals.SIG_IGN)
 
 
 def main(argv: list[str]) -> int:
