@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import os
-import socket
 
 from runtime import launch, process, rootfs, signals, state, syscalls
 # Imported here: the joining process cannot import modules once it is in
@@ -87,7 +86,7 @@ def exec_in(root: str, record: dict[str, Any], command: list[str], *, user: str 
 
     # Without a terminal, the command writes to pipes that pyrun copies, as `docker exec` does.
     pipes = None if exec_spec["terminal"] or detach else StdioPipes(stdin=interactive)
-    parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    parent_end, child_end = launch.socketpair()
     channel = launch.Channel(parent_end)
     # A signal that arrives before the forwarding handlers are in place stays
     # pending instead of ending pyrun or the joiner; E unblocks it before execve(2).

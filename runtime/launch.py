@@ -23,8 +23,9 @@ and the child exits without running anything.
 
 from __future__ import annotations
 
+import _socket
+import array
 import os
-import socket
 
 from runtime import devices, init, namespaces, process, rootfs, signals, syscalls
 from runtime.errors import PyrunError
@@ -57,22 +58,52 @@ class Started:
     console: int | None = None  # the pty master with `-t`
 
 
+# -- The socket pair ---------------------------------------------------------------
+# These use the C module _socket, not socket: socket imports enum and
+# selectors, about 14 ms of every pyrun command (python -X importtime).
+
+
+def socketpair() -> tuple[_socket.socket, _socket.socket]:
+    """Return two connected, close-on-exec AF_UNIX SOCK_SEQPACKET sockets (socketpair(2))."""
+    return _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+
+
+def send_fds(sock: _socket.socket, data: bytes, fds: list[int]) -> None:
+    """Send `data` as one message with copies of the descriptors `fds` (SCM_RIGHTS, unix(7))."""
+    sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, array.array("i", fds))])
+
+
+def recv_fds(sock: _socket.socket, size: int, max_fds: int) -> tuple[bytes, list[int]]:
+    """Receive one message of up to `size` bytes and the descriptors (at most `max_fds`) sent with it.
+
+    The received descriptors are new in this process and inheritable, as
+    with socket.recv_fds; the caller owns and closes them.
+    """
+    fds = array.array("i")
+    data, ancillary, _flags, _address = sock.recvmsg(size, _socket.CMSG_LEN(max_fds * fds.itemsize))
+    for level, kind, payload in ancillary:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            # A truncated message may end in part of a descriptor, which is dropped.
+            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+    return data, list(fds)
+
+
 class Channel:
     """One end of the socket pair; each message is a kind and a payload."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
 
     def send(self, kind: str, payload: str = "", fds: list[int] = ()) -> None:
         data = f"{kind}\0{payload}".encode()
         if fds:
-            socket.send_fds(self.sock, [data], list(fds))
+            send_fds(self.sock, data, list(fds))
         else:
             self.sock.send(data)
 
     def receive(self) -> tuple[str, str, list[int]]:
         """Return (kind, payload, fds); kind "" means every child end is closed."""
-        data, fds, _flags, _address = socket.recv_fds(self.sock, 65536, 4)
+        data, fds = recv_fds(self.sock, 65536, 4)
         if not data:
             return "", "", []
         kind, _, payload = data.decode().partition("\0")
@@ -114,7 +145,7 @@ def start(
     keeps this process's. Raises SetupError, with exit code 126 or 127 when
     the command cannot be run.
     """
-    parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    parent_end, child_end = socketpair()
     channel = Channel(parent_end)
     syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
 

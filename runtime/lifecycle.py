@@ -356,9 +356,7 @@ def _become_monitor(root: str, container_id: str, ready_fd: int) -> None:
 
 def _start_for_monitor(root: str, container_id: str, ready_fd: int) -> list[str]:
     """Take the monitor's lock, start pid 1 through a forked start helper, and return the monitor's argv."""
-    import socket
-
-    from runtime import attach, logs, monitor, syscalls
+    from runtime import attach, launch, logs, monitor, syscalls
 
     # The start helper reports pyrun's own messages (--log-level, a crash)
     # on the caller's stderr; it exits before `run -d` returns.
@@ -377,7 +375,7 @@ def _start_for_monitor(root: str, container_id: str, ready_fd: int) -> list[str]
     # The run options (-i, -t, --log-opt) were recorded at create, and the start does not change them.
     record = state.load_record(root, container_id)
     stdin_read, stdin_write = _stdin_pipe(record)
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours, theirs = launch.socketpair()
     helper = syscalls.fork()
     if helper == 0:
         try:
@@ -399,7 +397,7 @@ def _start_for_monitor(root: str, container_id: str, ready_fd: int) -> list[str]
         os.close(stdin_read)
     theirs.close()
 
-    message, fds, _, _ = socket.recv_fds(ours, 65536, monitor.MAX_PASSED_FDS)
+    message, fds = launch.recv_fds(ours, 65536, monitor.MAX_PASSED_FDS)
     ours.close()
     os.waitpid(helper, 0)
     kind, _, payload = message.decode(errors="replace").partition("\0")
@@ -465,12 +463,12 @@ def run_start_helper(root: str, container_id: str, channel_fd: int, output: tupl
     them as stdout and stderr (runtime.output), without a terminal. The
     helper's own stderr stays the caller's, for pyrun's messages.
     """
-    import socket
+    import _socket
 
     from runtime import container as containers
     from runtime import launch
 
-    channel = socket.socket(fileno=channel_fd)
+    channel = _socket.socket(fileno=channel_fd)
     record = state.load_record(root, container_id)
     spec = spec_of(root, container_id)
     directory = state.container_dir(root, container_id)
@@ -518,7 +516,7 @@ def run_start_helper(root: str, container_id: str, channel_fd: int, output: tupl
     payload = f"started\0{started.pid}\0{'console' if started.console is not None else ''}"
     if started.console is not None:
         fds.append(started.console)
-    socket.send_fds(channel, [payload.encode()], fds)
+    launch.send_fds(channel, payload.encode(), fds)
     log.debug("container %s runs as host pid %d under monitor %d", container_id[:12], started.pid, os.getppid())
     return 0
 
