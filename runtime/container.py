@@ -10,10 +10,9 @@ bundle, with its cgroup and network, waits for it while forwarding signals
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 
-from runtime import devices, etc_files, launch, mounts, overlay, rootfs, signals, state, syscalls
+from runtime import devices, etc_files, jsonio, launch, mounts, overlay, rootfs, signals, state, syscalls
 from runtime.errors import PyrunError
 from runtime.spec import RunOptions, build_spec
 from runtime.users import resolve_user
@@ -122,7 +121,7 @@ def create(
         # rejected run leaves no new directory on the host.
         mounts.create_missing_sources(list(user_mounts))
         with open(os.path.join(directory, "config.json"), "w", encoding="utf-8") as file:
-            json.dump(spec, file, indent=2)
+            jsonio.dump(spec, file, indent=2)
     except BaseException:
         # Checked on disk, not by `mounted`: a Ctrl-C can land after the
         # mount and before mount_overlay returns.

@@ -36,14 +36,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
-import json
 import os
 import sys
 import time
 
 # runtime.syscalls (with ctypes) and runtime.overlay are imported inside the
 # functions that make kernel calls, so `ps` and `inspect` do without them.
-from runtime import signals, state
+from runtime import jsonio, signals, state
 from runtime.errors import ContainerNotFoundError, NotFoundError, PyrunError, UsageError, describe_error
 from runtime.log import configure as configure_logging, get_logger
 
@@ -228,7 +227,7 @@ def list_containers(root: str) -> list[dict[str, Any]]:
 
 def spec_of(root: str, container_id: str) -> dict[str, Any]:
     with open(os.path.join(state.container_dir(root, container_id), "config.json"), encoding="utf-8") as file:
-        return json.load(file)
+        return jsonio.load(file)
 
 
 # -- Starting ------------------------------------------------------------------

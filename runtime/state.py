@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import time
 from contextlib import contextmanager
 
+from runtime import jsonio
 from runtime.errors import ContainerNotFoundError, NotFoundError, PyrunError, UsageError
 
 TYPE_CHECKING = False
@@ -165,7 +165,7 @@ def load_record(root: str, container_id: str) -> dict[str, Any]:
     path = os.path.join(container_dir(root, container_id), "state.json")
     try:
         with open(path, encoding="utf-8") as file:
-            return json.load(file)
+            return jsonio.load(file)
     except FileNotFoundError:
         raise ContainerNotFoundError(f"no such container: {container_id}") from None
 
@@ -239,6 +239,6 @@ def _locked(directory: str) -> Iterator[None]:
 def _write(directory: str, record: dict[str, Any]) -> None:
     temporary = os.path.join(directory, "state.json.tmp")
     with open(temporary, "w", encoding="utf-8") as file:
-        json.dump(record, file, indent=2)
+        jsonio.dump(record, file, indent=2)
         file.write("\n")
     os.rename(temporary, os.path.join(directory, "state.json"))
