@@ -1,7 +1,7 @@
 """Container records: IDs, name reservation, state.json updates and lookup."""
 
-import os
 import json
+import os
 
 import pytest
 
