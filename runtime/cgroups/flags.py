@@ -42,8 +42,8 @@ FLAG_NAMES = {
 }
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-# What may follow a size's unit letter, or the number when there is no unit
-# letter: "512m", "512mi", "512mb", "512mib" and "512" are all 512 MiB or bytes.
+# The endings allowed after a size's unit letter, or after the number when
+# there is none: "512m", "512mi", "512mb" and "512mib" all mean 512 MiB.
 _UNIT_TAILS = ("", "i", "b", "ib")
 
 
@@ -51,8 +51,8 @@ def parse_size(text: str, flag: str) -> int:
     """Parse a size such as 512m, 1.5g, 64MiB or 1024 (bytes) into bytes.
 
     Units are binary (k = 1024), as in Docker's RAMInBytes. The grammar is
-    DIGITS [ "." DIGITS ] [ " " ] [ k|m|g|t|p ] [ "i" ] [ "b" ], letters in
-    either case, around which spaces are ignored.
+    DIGITS [ "." DIGITS ] [ " " ] [ k|m|g|t|p ] [ "i" ] [ "b" ], with letters
+    in either case. Spaces before and after the value are ignored.
     """
     number, suffix = _split_number(text.strip())
     suffix = suffix.removeprefix(" ")
