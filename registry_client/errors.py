@@ -8,8 +8,6 @@ as the distribution spec defines them (`MANIFEST_UNKNOWN`, `DENIED`, ...).
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
-
 from runtime.errors import PyrunError
 
 
@@ -19,6 +17,10 @@ def redact_url(url: str) -> str:
     Token endpoints and CDN redirects carry signatures in the query string,
     so errors and logs show only the scheme, host and path.
     """
+    # Imported here: urllib.parse imports re, and `pyrun run` imports this
+    # module for InvalidReferenceError without ever making a request.
+    from urllib.parse import urlsplit, urlunsplit
+
     parts = urlsplit(url)
     host = parts.hostname or ""
     if parts.port:

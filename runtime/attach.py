@@ -447,9 +447,8 @@ def _relay(client: Client, record: dict, *, forward: bool, tty: bool, sig_proxy:
     that hung up), False when the output ended.
     """
     import contextlib
-    import signal
 
-    from runtime import lifecycle, terminal
+    from runtime import lifecycle, signals, terminal
 
     poller = select.poll()
     for fd in client.outputs:
@@ -462,11 +461,11 @@ def _relay(client: Client, record: dict, *, forward: bool, tty: bool, sig_proxy:
             if forward:
                 stack.enter_context(terminal.raw_mode(0))
             client.send_window_size()
-            stack.enter_context(_signal_handler(signal.SIGWINCH, lambda _signum, _frame: client.send_window_size()))
+            stack.enter_context(_signal_handler(signals.SIGWINCH, lambda _signum, _frame: client.send_window_size()))
         elif sig_proxy:
             for name in PROXIED_SIGNALS:
                 handler = lambda signum, _frame: _proxy_signal(record, signum)  # noqa: E731
-                stack.enter_context(_signal_handler(getattr(signal, name), handler))
+                stack.enter_context(_signal_handler(getattr(signals, name), handler))
         while client.outputs:
             events = poller.poll(LIVENESS_MILLISECONDS)
             # A monitor that exits closes the FIFOs it connected, which poll(2)
@@ -574,14 +573,15 @@ def _proxy_signal(record: dict, signum: int) -> None:
 def _signal_handler(signum: int, handler):
     """Return a context manager that handles `signum` with `handler` inside the block."""
     import contextlib
-    import signal
+
+    from runtime import signals
 
     @contextlib.contextmanager
     def installed():
-        previous = signal.signal(signum, handler)
+        previous = signals.signal(signum, handler)
         try:
             yield
         finally:
-            signal.signal(signum, previous)
+            signals.signal(signum, previous)
 
     return installed()

@@ -10,11 +10,9 @@ bundle, with its cgroup and network, waits for it while forwarding signals
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import signal
 
-from runtime import devices, etc_files, launch, mounts, overlay, rootfs, state, syscalls
+from runtime import devices, etc_files, jsonio, launch, mounts, overlay, rootfs, signals, state, syscalls
 from runtime.errors import PyrunError
 from runtime.spec import RunOptions, build_spec
 from runtime.users import resolve_user
@@ -32,12 +30,12 @@ log = get_logger(__name__)
 
 # Signals pyrun passes on to the container, as `docker run` does (sig-proxy).
 FORWARDED_SIGNALS = [
-    signal.SIGINT,
-    signal.SIGTERM,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
+    signals.SIGINT,
+    signals.SIGTERM,
+    signals.SIGHUP,
+    signals.SIGQUIT,
+    signals.SIGUSR1,
+    signals.SIGUSR2,
 ]
 
 
@@ -123,7 +121,7 @@ def create(
         # rejected run leaves no new directory on the host.
         mounts.create_missing_sources(list(user_mounts))
         with open(os.path.join(directory, "config.json"), "w", encoding="utf-8") as file:
-            json.dump(spec, file, indent=2)
+            jsonio.dump(spec, file, indent=2)
     except BaseException:
         # Checked on disk, not by `mounted`: a Ctrl-C can land after the
         # mount and before mount_overlay returns.
@@ -183,7 +181,7 @@ def _run_started(container: Container, interactive: bool, use_init: bool, log_fi
     # A signal that arrives while the container starts stays pending until
     # the handlers that forward it are in place, so it neither kills pyrun
     # nor gets lost. The children unblock the signals before they run anything.
-    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
+    previous_mask = signals.pthread_sigmask(signals.SIG_BLOCK, FORWARDED_SIGNALS)
     try:
         started = launch.start(
             container.directory,
@@ -197,7 +195,7 @@ def _run_started(container: Container, interactive: bool, use_init: bool, log_fi
         container.pid = started.pid
         previous_handlers = forward_signals(started.pid)
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+        signals.pthread_sigmask(signals.SIG_SETMASK, previous_mask)
 
     try:
         state.update_record(
@@ -212,7 +210,7 @@ def _run_started(container: Container, interactive: bool, use_init: bool, log_fi
         _, status = os.waitpid(started.pid, 0)
     finally:
         for sig, handler in previous_handlers.items():
-            signal.signal(sig, handler)
+            signals.signal(sig, handler)
     container.pid = 0
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
@@ -257,7 +255,7 @@ def forward_signals(pid: int) -> dict[int, Any]:
         except ProcessLookupError:
             pass
 
-    return {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
+    return {sig: signals.signal(sig, forward) for sig in FORWARDED_SIGNALS}
 
 
 def _relay_terminal(console: int, interactive: bool, log_file: JsonFileWriter | None) -> None:
@@ -292,7 +290,7 @@ def cleanup(container: Container, exit_code: int | None, *, remove: bool) -> Non
 
     if container.pid:
         try:
-            os.kill(container.pid, signal.SIGKILL)
+            os.kill(container.pid, signals.SIGKILL)
             os.waitpid(container.pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass

@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import copy
 import os
-import signal
-import socket
 
-from runtime import launch, process, rootfs, state, syscalls
+from runtime import launch, process, rootfs, signals, state, syscalls
 # Imported here: the joining process cannot import modules once it is in
 # the container's mount namespace.
 from runtime.container import FORWARDED_SIGNALS, forward_signals
@@ -88,17 +86,17 @@ def exec_in(root: str, record: dict[str, Any], command: list[str], *, user: str 
 
     # Without a terminal, the command writes to pipes that pyrun copies, as `docker exec` does.
     pipes = None if exec_spec["terminal"] or detach else StdioPipes(stdin=interactive)
-    parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    parent_end, child_end = launch.socketpair()
     channel = launch.Channel(parent_end)
     # A signal that arrives before the forwarding handlers are in place stays
     # pending instead of ending pyrun or the joiner; E unblocks it before execve(2).
-    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
+    previous_mask = signals.pthread_sigmask(signals.SIG_BLOCK, FORWARDED_SIGNALS)
     try:
         joiner, in_cgroup2 = launch.fork_in(cgroup)
     except BaseException:
         # No joiner exists (the cgroup was removed as the container exited,
         # say), so nothing passed to it may stay open or blocked.
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+        signals.pthread_sigmask(signals.SIG_SETMASK, previous_mask)
         for end in (parent_end, child_end):
             end.close()
         for _, fd in namespace_fds:
@@ -113,7 +111,7 @@ def exec_in(root: str, record: dict[str, Any], command: list[str], *, user: str 
         _joiner_process(launch.Channel(child_end), namespace_fds, cgroup, in_cgroup2, exec_spec, interactive,
                         detach, spec["linux"].get("seccomp"), pipes.container_ends() if pipes else None)
     previous_handlers = forward_signals(joiner)
-    signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+    signals.pthread_sigmask(signals.SIG_SETMASK, previous_mask)
     child_end.close()
     for _, fd in namespace_fds:
         os.close(fd)
@@ -121,7 +119,7 @@ def exec_in(root: str, record: dict[str, Any], command: list[str], *, user: str 
         return _wait_for_exec(joiner, channel, exec_spec, interactive, pipes)
     finally:
         for sig, handler in previous_handlers.items():
-            signal.signal(sig, handler)
+            signals.signal(sig, handler)
         if pipes is not None:
             pipes.close()
 
@@ -179,7 +177,7 @@ def _open_namespaces(spec: dict[str, Any], pid: int) -> list[tuple[str, int]]:
 
 def _reap(pid: int) -> None:
     try:
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, signals.SIGKILL)
         os.waitpid(pid, 0)
     except (ProcessLookupError, ChildProcessError):
         pass
@@ -233,7 +231,7 @@ def _joiner_process(channel: launch.Channel, namespace_fds: list[tuple[str, int]
     # E runs in a session of its own, so the terminal's signals reach pyrun
     # and this process, which pass them on. They were blocked until now.
     forward_signals(child)
-    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    signals.pthread_sigmask(signals.SIG_SETMASK, set())
     _, status = os.waitpid(child, 0)
     code = os.waitstatus_to_exitcode(status)
     os._exit(128 - code if code < 0 else code)
@@ -246,7 +244,7 @@ def _exec_process(channel: launch.Channel, exec_spec: dict[str, Any], console: i
     step = "set up stdio"
     try:
         # The signal mask survives execve(2), so the command would start with these blocked.
-        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        signals.pthread_sigmask(signals.SIG_SETMASK, set())
         if console is not None:
             process.setup_terminal(console)
         else:

@@ -19,26 +19,25 @@ holds CAP_SYS_PTRACE (granted only by --cap-add SYS_PTRACE or --privileged).
 from __future__ import annotations
 
 import os
-import signal
 import sys
 
 import prctl
 
-from runtime import syscalls
+from runtime import signals, syscalls
 
 # The name `ps` in the container shows for pid 1, in place of the host's
 # interpreter path and pyrun's command line.
 PROCESS_TITLE = "pyrun-init"
 
 FORWARDED_SIGNALS = [
-    signal.SIGHUP,
-    signal.SIGINT,
-    signal.SIGQUIT,
-    signal.SIGTERM,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-    signal.SIGWINCH,
-    signal.SIGCONT,
+    signals.SIGHUP,
+    signals.SIGINT,
+    signals.SIGQUIT,
+    signals.SIGTERM,
+    signals.SIGUSR1,
+    signals.SIGUSR2,
+    signals.SIGWINCH,
+    signals.SIGCONT,
 ]
 
 
@@ -58,7 +57,7 @@ def run_init(channel) -> None:
                 pass
 
     for sig in FORWARDED_SIGNALS:
-        signal.signal(sig, forward)
+        signals.signal(sig, forward)
     # Before the fork: the command may read /proc/1/cmdline at once, and
     # must find "pyrun-init" there, not pyrun's command line on the host.
     syscalls.record(
@@ -71,7 +70,7 @@ def run_init(channel) -> None:
     command_pid = syscalls.fork()
     if command_pid == 0:
         for sig in FORWARDED_SIGNALS:
-            signal.signal(sig, signal.SIG_DFL)
+            signals.signal(sig, signals.SIG_DFL)
         # The command's process takes the terminal itself, before execve(2).
         # An interactive shell that starts in a background process group
         # stops itself with SIGTTIN, and nothing would continue it.
@@ -93,13 +92,13 @@ def _take_terminal() -> None:
     os.setpgid(0, 0)
     if not os.isatty(0):
         return
-    signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    signals.signal(signals.SIGTTOU, signals.SIG_IGN)
     try:
         os.tcsetpgrp(0, os.getpid())
     except OSError:
         pass  # ENOTTY: with -i but no -t, stdin is a terminal of the host's session
     finally:
-        signal.signal(signal.SIGTTOU, signal.SIG_DFL)
+        signals.signal(signals.SIGTTOU, signals.SIG_DFL)
 
 
 def reap_until_exit(command_pid: int) -> int:

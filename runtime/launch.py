@@ -23,11 +23,11 @@ and the child exits without running anything.
 
 from __future__ import annotations
 
+import _socket
+import array
 import os
-import signal
-import socket
 
-from runtime import devices, init, namespaces, process, rootfs, syscalls
+from runtime import devices, init, namespaces, process, rootfs, signals, syscalls
 from runtime.errors import PyrunError
 from runtime.log import get_logger
 from runtime.records import record
@@ -58,22 +58,52 @@ class Started:
     console: int | None = None  # the pty master with `-t`
 
 
+# -- The socket pair ---------------------------------------------------------------
+# These use the C module _socket, not socket: socket imports enum and
+# selectors, about 14 ms of every pyrun command (python -X importtime).
+
+
+def socketpair() -> tuple[_socket.socket, _socket.socket]:
+    """Return two connected, close-on-exec AF_UNIX SOCK_SEQPACKET sockets (socketpair(2))."""
+    return _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+
+
+def send_fds(sock: _socket.socket, data: bytes, fds: list[int]) -> None:
+    """Send `data` as one message with copies of the descriptors `fds` (SCM_RIGHTS, unix(7))."""
+    sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, array.array("i", fds))])
+
+
+def recv_fds(sock: _socket.socket, size: int, max_fds: int) -> tuple[bytes, list[int]]:
+    """Receive one message of up to `size` bytes and the descriptors (at most `max_fds`) sent with it.
+
+    The received descriptors are new in this process and inheritable, as
+    with socket.recv_fds; the caller owns and closes them.
+    """
+    fds = array.array("i")
+    data, ancillary, _flags, _address = sock.recvmsg(size, _socket.CMSG_LEN(max_fds * fds.itemsize))
+    for level, kind, payload in ancillary:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            # A truncated message may end in part of a descriptor, which is dropped.
+            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+    return data, list(fds)
+
+
 class Channel:
     """One end of the socket pair; each message is a kind and a payload."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
 
     def send(self, kind: str, payload: str = "", fds: list[int] = ()) -> None:
         data = f"{kind}\0{payload}".encode()
         if fds:
-            socket.send_fds(self.sock, [data], list(fds))
+            send_fds(self.sock, data, list(fds))
         else:
             self.sock.send(data)
 
     def receive(self) -> tuple[str, str, list[int]]:
         """Return (kind, payload, fds); kind "" means every child end is closed."""
-        data, fds, _flags, _address = socket.recv_fds(self.sock, 65536, 4)
+        data, fds = recv_fds(self.sock, 65536, 4)
         if not data:
             return "", "", []
         kind, _, payload = data.decode().partition("\0")
@@ -115,7 +145,7 @@ def start(
     keeps this process's. Raises SetupError, with exit code 126 or 127 when
     the command cannot be run.
     """
-    parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    parent_end, child_end = socketpair()
     channel = Channel(parent_end)
     syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
 
@@ -185,7 +215,7 @@ def _kill_and_reap(pid: int) -> None:
     if pid <= 0:
         return
     try:
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, signals.SIGKILL)
     except ProcessLookupError:
         return
     _wait_for(pid)
@@ -222,7 +252,7 @@ def _setup_process(
         syscalls.reset_signal_actions()
         # pyrun blocks the signals it forwards while the container starts.
         # The mask survives execve(2), so the children clear it.
-        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        signals.pthread_sigmask(signals.SIG_SETMASK, set())
         if cgroup is not None:
             step = "join the cgroup"
             cgroup.join_self(cgroup2=not in_cgroup2)
@@ -283,7 +313,7 @@ def _container_process(
         # the kernel kills the container instead of leaving it unsupervised.
         # A detached container's pyrun exits on purpose once the command runs.
         if not detached:
-            syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+            syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signals.SIGKILL)
 
         step = "apply user and capabilities"
         process.finalize(spec["process"], channel.sock.fileno(), spec["linux"].get("seccomp"))

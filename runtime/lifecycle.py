@@ -36,15 +36,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
-import json
 import os
-import signal
 import sys
 import time
 
 # runtime.syscalls (with ctypes) and runtime.overlay are imported inside the
 # functions that make kernel calls, so `ps` and `inspect` do without them.
-from runtime import state
+from runtime import jsonio, signals, state
 from runtime.errors import ContainerNotFoundError, NotFoundError, PyrunError, UsageError, describe_error
 from runtime.log import configure as configure_logging, get_logger
 
@@ -229,7 +227,7 @@ def list_containers(root: str) -> list[dict[str, Any]]:
 
 def spec_of(root: str, container_id: str) -> dict[str, Any]:
     with open(os.path.join(state.container_dir(root, container_id), "config.json"), encoding="utf-8") as file:
-        return json.load(file)
+        return jsonio.load(file)
 
 
 # -- Starting ------------------------------------------------------------------
@@ -276,14 +274,14 @@ def start(root: str, container_id: str) -> None:
 def _sigint_handler(handler: Any) -> Iterator[None]:
     """Use `handler` for SIGINT inside the block, in the main thread only, because only it may set handlers."""
     try:
-        previous = signal.signal(signal.SIGINT, handler)
+        previous = signals.signal(signals.SIGINT, handler)
     except ValueError:  # raised in any thread but the main one
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signals.signal(signals.SIGINT, previous)
 
 
 @contextlib.contextmanager
@@ -311,7 +309,7 @@ def removed_on_interrupt(root: str) -> Iterator[list[str]]:
         yield container_ids
     except KeyboardInterrupt:
         # Ignore a second Ctrl-C, which would leave a container half removed.
-        with _sigint_handler(signal.SIG_IGN):
+        with _sigint_handler(signals.SIG_IGN):
             for container_id in container_ids:
                 log.info("interrupted: removing container %s", container_id[:12])
                 try:
@@ -357,9 +355,7 @@ def _become_monitor(root: str, container_id: str, ready_fd: int) -> None:
 
 def _start_for_monitor(root: str, container_id: str, ready_fd: int) -> list[str]:
     """Take the monitor's lock, start pid 1 through a forked start helper, and return the monitor's argv."""
-    import socket
-
-    from runtime import attach, logs, monitor, syscalls
+    from runtime import attach, launch, logs, monitor, syscalls
 
     # The start helper reports pyrun's own messages (--log-level, a crash)
     # on the caller's stderr; it exits before `run -d` returns.
@@ -378,7 +374,7 @@ def _start_for_monitor(root: str, container_id: str, ready_fd: int) -> list[str]
     # The run options (-i, -t, --log-opt) were recorded at create, and the start does not change them.
     record = state.load_record(root, container_id)
     stdin_read, stdin_write = _stdin_pipe(record)
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours, theirs = launch.socketpair()
     helper = syscalls.fork()
     if helper == 0:
         try:
@@ -400,7 +396,7 @@ def _start_for_monitor(root: str, container_id: str, ready_fd: int) -> list[str]
         os.close(stdin_read)
     theirs.close()
 
-    message, fds, _, _ = socket.recv_fds(ours, 65536, monitor.MAX_PASSED_FDS)
+    message, fds = launch.recv_fds(ours, 65536, monitor.MAX_PASSED_FDS)
     ours.close()
     os.waitpid(helper, 0)
     kind, _, payload = message.decode(errors="replace").partition("\0")
@@ -466,12 +462,12 @@ def run_start_helper(root: str, container_id: str, channel_fd: int, output: tupl
     them as stdout and stderr (runtime.output), without a terminal. The
     helper's own stderr stays the caller's, for pyrun's messages.
     """
-    import socket
+    import _socket
 
     from runtime import container as containers
     from runtime import launch
 
-    channel = socket.socket(fileno=channel_fd)
+    channel = _socket.socket(fileno=channel_fd)
     record = state.load_record(root, container_id)
     spec = spec_of(root, container_id)
     directory = state.container_dir(root, container_id)
@@ -519,7 +515,7 @@ def run_start_helper(root: str, container_id: str, channel_fd: int, output: tupl
     payload = f"started\0{started.pid}\0{'console' if started.console is not None else ''}"
     if started.console is not None:
         fds.append(started.console)
-    socket.send_fds(channel, [payload.encode()], fds)
+    launch.send_fds(channel, payload.encode(), fds)
     log.debug("container %s runs as host pid %d under monitor %d", container_id[:12], started.pid, os.getppid())
     return 0
 
@@ -624,13 +620,14 @@ def parse_signal(text: str) -> int:
     """Return the number for "SIGKILL", "KILL", "kill" or "9"."""
     if text.isdigit():
         number = int(text)
-        if 0 < number < signal.NSIG:
+        if 0 < number < signals.NSIG:
             return number
     else:
         name = text.upper()
         name = name if name.startswith("SIG") else "SIG" + name
-        if hasattr(signal.Signals, name):
-            return int(signal.Signals[name])
+        number = signals.number_for_name(name)
+        if number is not None:
+            return number
     raise UsageError(f"invalid signal {text!r}", hint="use a name such as SIGTERM or KILL, or a number")
 
 
@@ -692,9 +689,9 @@ def stop(root: str, reference: str, timeout: float | None = None, sig: int | Non
         ending_signal = None  # exited meanwhile, so its exit code is not ours to tell
     if not wait_until_stopped(root, container_id, timeout):
         log.info("container %s ignored its stop signal for %s s: sending SIGKILL", container_id[:12], timeout)
-        ending_signal = signal.SIGKILL
+        ending_signal = signals.SIGKILL
         try:
-            send_signal(state.load_record(root, container_id), signal.SIGKILL)
+            send_signal(state.load_record(root, container_id), signals.SIGKILL)
         except PyrunError:
             ending_signal = None
         wait_until_stopped(root, container_id, None)
@@ -702,7 +699,7 @@ def stop(root: str, reference: str, timeout: float | None = None, sig: int | Non
     return container_id
 
 
-def kill(root: str, reference: str, sig: int = signal.SIGKILL) -> str:
+def kill(root: str, reference: str, sig: int = signals.SIGKILL) -> str:
     """Send `sig` to the container's pid 1; return the ID.
 
     Without a monitor, nobody would see the exit that `sig` causes, so
@@ -730,7 +727,7 @@ def remove(root: str, reference: str, *, force: bool = False) -> str:
                 hint="stop the container before removing it, or use rm -f",
             )
         with contextlib.suppress(PyrunError):
-            send_signal(record, signal.SIGKILL)
+            send_signal(record, signals.SIGKILL)
         wait_until_stopped(root, container_id, None)
         settle(root, container_id)
     directory = state.container_dir(root, container_id)

@@ -40,7 +40,6 @@ from __future__ import annotations
 import fcntl
 import os
 import select
-import signal
 import sys
 
 # When run by path with -S, the directory above `runtime/` is not on
@@ -48,17 +47,15 @@ import sys
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from runtime import attach, logs  # noqa: E402 - after the sys.path fix above
+from runtime import attach, jsonio, logs, signals  # noqa: E402 - after the sys.path fix above
 
 MAX_PASSED_FDS = 254  # published-port sockets (at most 253) plus a terminal
 READ_SIZE = 65536
 
 
 def read_record(container_dir: str) -> dict:
-    import json
-
     with open(os.path.join(container_dir, "state.json"), encoding="utf-8") as file:
-        return json.load(file)
+        return jsonio.load(file)
 
 
 def record_exit(container_dir: str, exit_code: int, oom: bool) -> None:
@@ -67,8 +64,6 @@ def record_exit(container_dir: str, exit_code: int, oom: bool) -> None:
     runtime.state is not imported, because it would import more than the
     monitor needs; the file names and the lock must stay the same as there.
     """
-    import json
-
     fields = {"status": "exited", "exit_code": exit_code, "pid": 0, "finished_at": logs.timestamp(),
               "oom_killed": oom, "error": ""}
     lock = os.open(os.path.join(container_dir, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -78,7 +73,7 @@ def record_exit(container_dir: str, exit_code: int, oom: bool) -> None:
         record.update(fields)
         temporary = os.path.join(container_dir, "state.json.tmp")
         with open(temporary, "w", encoding="utf-8") as file:
-            json.dump(record, file, indent=2)
+            jsonio.dump(record, file, indent=2)
             file.write("\n")
         os.rename(temporary, os.path.join(container_dir, "state.json"))
     finally:
@@ -229,9 +224,9 @@ def release_after_exit(root: str, container_id: str, exit_code: int, oom: bool) 
 def detach_from_caller() -> None:
     """Ignore the terminal's and the caller's signals, and leave the caller's working directory."""
     os.chdir("/")
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT):
-        signal.signal(sig, signal.SIG_IGN)
+    signals.signal(signals.SIGPIPE, signals.SIG_IGN)
+    for sig in (signals.SIGINT, signals.SIGHUP, signals.SIGTERM, signals.SIGQUIT):
+        signals.signal(sig, signals.SIG_IGN)
 
 
 def main(argv: list[str]) -> int:

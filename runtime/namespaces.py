@@ -13,8 +13,8 @@ takes CLONE_NEW* flags. Two of them take effect in a special way:
 
 from __future__ import annotations
 
+import _socket  # not socket, which imports enum and selectors: see runtime.launch
 import os
-import socket
 import struct
 
 from runtime import syscalls
@@ -82,8 +82,11 @@ def bring_up_loopback() -> None:
 
     The flags travel in a `struct ifreq` (netdevice(7)).
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
         request = struct.pack(IFREQ_FORMAT, b"lo", 0)
         reply = syscalls.ioctl(sock.fileno(), syscalls.SIOCGIFFLAGS, request)
         flags = struct.unpack(IFREQ_FORMAT, reply)[1] if isinstance(reply, bytes) else 0
         syscalls.ioctl(sock.fileno(), syscalls.SIOCSIFFLAGS, struct.pack(IFREQ_FORMAT, b"lo", flags | IFF_UP))
+    finally:
+        sock.close()

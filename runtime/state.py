@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
+from runtime import jsonio
 from runtime.errors import ContainerNotFoundError, NotFoundError, PyrunError, UsageError
 
 TYPE_CHECKING = False
@@ -165,7 +165,7 @@ def load_record(root: str, container_id: str) -> dict[str, Any]:
     path = os.path.join(container_dir(root, container_id), "state.json")
     try:
         with open(path, encoding="utf-8") as file:
-            return json.load(file)
+            return jsonio.load(file)
     except FileNotFoundError:
         raise ContainerNotFoundError(f"no such container: {container_id}") from None
 
@@ -221,9 +221,36 @@ def remove_container(root: str, container_id: str) -> None:
         name = ""
     if name:
         release_name(root, name, container_id)
-    import shutil
+    remove_tree(container_dir(root, container_id))
 
-    shutil.rmtree(container_dir(root, container_id), ignore_errors=True)
+
+def remove_tree(path: str) -> None:
+    """Delete the directory `path` and everything in it, skipping what cannot be removed.
+
+    This does what shutil.rmtree(path, ignore_errors=True) does, without
+    importing shutil (with bz2, lzma and fnmatch), which `run --rm` would
+    otherwise pay for. Like rmtree, it never follows a symbolic link: it
+    works through directory descriptors (os.fwalk), so a link swapped in
+    while it runs cannot redirect it outside `path`.
+    """
+    try:
+        tree = os.fwalk(path, topdown=False, follow_symlinks=False)
+        for _directory, subdirectories, files, directory_fd in tree:
+            for name in files:
+                with suppress(OSError):
+                    os.unlink(name, dir_fd=directory_fd)
+            # A link to a directory is listed with the subdirectories, but not entered.
+            for name in subdirectories:
+                try:
+                    os.rmdir(name, dir_fd=directory_fd)
+                except NotADirectoryError:
+                    with suppress(OSError):
+                        os.unlink(name, dir_fd=directory_fd)
+                except OSError:
+                    pass
+        os.rmdir(path)
+    except OSError:
+        pass
 
 
 @contextmanager
@@ -239,6 +266,6 @@ def _locked(directory: str) -> Iterator[None]:
 def _write(directory: str, record: dict[str, Any]) -> None:
     temporary = os.path.join(directory, "state.json.tmp")
     with open(temporary, "w", encoding="utf-8") as file:
-        json.dump(record, file, indent=2)
+        jsonio.dump(record, file, indent=2)
         file.write("\n")
     os.rename(temporary, os.path.join(directory, "state.json"))

@@ -23,10 +23,10 @@ import ctypes
 import errno as _errno
 import fcntl
 import os
-import signal
 import sys
 from contextlib import contextmanager
 
+from runtime import signals
 from runtime.records import factory, record
 
 TYPE_CHECKING = False
@@ -490,19 +490,16 @@ def execve(path: str, argv: list[str], env: dict[str, str]) -> None:
     """
 
     def action() -> None:
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        signals.signal(signals.SIGPIPE, signals.SIG_DFL)
         try:
             os.execve(path, argv, env)
         finally:
-            signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # reached only when execve failed
+            signals.signal(signals.SIGPIPE, signals.SIG_IGN)  # reached only when execve failed
 
     record("execve", "execve(2)", action, returns=False, path=path, argv=argv)
 
 
 # -- Cgroups: cgroups(7), mkdir(2), rmdir(2), kill(2) -------------------------------
-
-SIGNALS_BY_NUMBER = {int(sig): sig.name for sig in signal.Signals}
-
 
 def mkdir(path: str, mode: int = 0o755) -> None:
     """Create a directory; in a cgroup filesystem this creates a cgroup (mkdir(2))."""
@@ -539,7 +536,7 @@ def kill(pid: int, sig: int) -> None:
         "kill(2)",
         lambda: os.kill(pid, sig),
         pid=pid,
-        signal=SIGNALS_BY_NUMBER.get(sig, str(sig)),
+        signal=signals.NAMES_BY_NUMBER.get(sig, str(sig)),
     )
 
 
@@ -635,7 +632,7 @@ def fork_into_cgroup(cgroup_fd: int, *, path: str = "") -> int:
     parent's. Nothing pyrun's setup process does reads it; os.fork() in
     that child sets it right again.
     """
-    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=signal.SIGCHLD, cgroup=cgroup_fd)
+    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=signals.SIGCHLD, cgroup=cgroup_fd)
 
     def action() -> int:
         number = syscall_number("clone3")
@@ -945,17 +942,16 @@ def reset_signal_actions() -> None:
     (32 and 33), so those go through the rt_sigaction system call directly.
     One record covers the whole loop, so a trace shows a single step.
     """
-    import signal
 
     def action() -> None:
-        valid = signal.valid_signals()
-        for number in range(1, signal.NSIG):
-            if number in (signal.SIGKILL, signal.SIGSTOP):
+        valid = signals.valid_signals()
+        for number in range(1, signals.NSIG):
+            if number in (signals.SIGKILL, signals.SIGSTOP):
                 continue
-            if number == signal.SIGPIPE:
-                signal.signal(number, signal.SIG_IGN)
+            if number == signals.SIGPIPE:
+                signals.signal(number, signals.SIG_IGN)
             elif number in valid:
-                signal.signal(number, signal.SIG_DFL)
+                signals.signal(number, signals.SIG_DFL)
             else:
                 _set_default_action(number)
 

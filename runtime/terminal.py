@@ -12,12 +12,11 @@ from __future__ import annotations
 import errno
 import os
 import select
-import signal
 import termios
 import tty
 from contextlib import contextmanager
 
-from runtime import syscalls
+from runtime import signals, syscalls
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -69,7 +68,7 @@ def relay(master_fd: int, interactive: bool, log_file: JsonFileWriter | None = N
     that stdout no longer accepts (a closed pipe) is read and dropped, so a
     full pty buffer cannot stall the container.
     """
-    previous = signal.signal(signal.SIGWINCH, lambda *_: copy_window_size(0, master_fd))
+    previous = signals.signal(signals.SIGWINCH, lambda *_: copy_window_size(0, master_fd))
     poller = select.poll()
     poller.register(master_fd, select.POLLIN)
     if interactive:
@@ -102,7 +101,7 @@ def relay(master_fd: int, interactive: bool, log_file: JsonFileWriter | None = N
                         # End of input: stop reading stdin, keep showing output.
                         poller.unregister(0)
     finally:
-        signal.signal(signal.SIGWINCH, previous)
+        signals.signal(signals.SIGWINCH, previous)
 
 
 def _read(fd: int) -> bytes | None:

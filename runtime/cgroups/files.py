@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import time
 
-from runtime import syscalls
+from runtime import signals, syscalls
 from runtime.cgroups.detect import CgroupError
 from runtime.log import get_logger
 
@@ -111,7 +110,7 @@ def kill_all(pids: list[int]) -> None:
     """Send SIGKILL to each process; one that has exited already is skipped."""
     for pid in pids:
         try:
-            syscalls.kill(pid, signal.SIGKILL)
+            syscalls.kill(pid, signals.SIGKILL)
         except OSError as err:
             if err.errno != errno.ESRCH:
                 raise CgroupError(f"kill process {pid}") from err

@@ -9,7 +9,6 @@ in microseconds, and "swap" is the limit of memory plus swap.
 from __future__ import annotations
 
 import os
-import re
 
 from runtime.errors import UsageError
 
@@ -42,35 +41,72 @@ FLAG_NAMES = {
     ("pids", "limit"): "--pids-limit",
 }
 
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp])?i?b?$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-_CPU_LIST = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+# The endings allowed after a size's unit letter, or after the number when
+# there is none: "512m", "512mi", "512mb" and "512mib" all mean 512 MiB.
+_UNIT_TAILS = ("", "i", "b", "ib")
 
 
 def parse_size(text: str, flag: str) -> int:
     """Parse a size such as 512m, 1.5g, 64MiB or 1024 (bytes) into bytes.
 
-    Units are binary (k = 1024), as in Docker's RAMInBytes.
+    Units are binary (k = 1024), as in Docker's RAMInBytes. The grammar is
+    DIGITS [ "." DIGITS ] [ " " ] [ k|m|g|t|p ] [ "i" ] [ "b" ], with letters
+    in either case. Spaces before and after the value are ignored.
     """
-    match = _SIZE.match(text.strip())
-    if not match:
+    number, suffix = _split_number(text.strip())
+    suffix = suffix.removeprefix(" ")
+    unit = suffix[:1].lower() if suffix[:1].lower() in ("k", "m", "g", "t", "p") else ""
+    tail = suffix[len(unit):]
+    if not number or not tail.isascii() or tail.lower() not in _UNIT_TAILS:
         raise UsageError(
             f"invalid value for {flag}: {text!r}",
             hint="use a number of bytes with an optional unit b, k, m or g, e.g. 512m",
         )
-    number, unit = match.groups()
-    return int(float(number) * _UNITS[(unit or "").lower()])
+    return int(float(number) * _UNITS[unit])
+
+
+def _split_number(text: str) -> tuple[str, str]:
+    """Split `text` after a leading DIGITS [ "." DIGITS ]; return ("", text) when it has none.
+
+    Digits are Unicode decimal digits (str.isdecimal), which float() reads.
+    """
+    end = _decimal_run_end(text, 0)
+    if end == 0:
+        return "", text
+    if text[end : end + 1] == ".":
+        fraction_end = _decimal_run_end(text, end + 1)
+        if fraction_end > end + 1:
+            end = fraction_end
+    return text[:end], text[end:]
+
+
+def _decimal_run_end(text: str, start: int) -> int:
+    """Return the index after the run of decimal digits that starts at `start`."""
+    end = start
+    while end < len(text) and text[end].isdecimal():
+        end += 1
+    return end
 
 
 def parse_cpu_list(text: str, flag: str) -> str:
     """Check a CPU or memory-node list such as 0-3 or 0,2 and return it."""
-    if not _CPU_LIST.match(text):
+    if not _is_cpu_list(text):
         raise UsageError(f"invalid value for {flag}: {text!r}", hint="use a list such as 0-3 or 0,2")
     for part in text.split(","):
         first, _, last = part.partition("-")
         if last and int(last) < int(first):
             raise UsageError(f"invalid value for {flag}: range {part!r} runs backwards")
     return text
+
+
+def _is_cpu_list(text: str) -> bool:
+    """Tell whether `text` is NUMBER or NUMBER-NUMBER, several joined by ","."""
+    for part in text.split(","):
+        first, dash, last = part.partition("-")
+        if not first.isdecimal() or (dash and not last.isdecimal()):
+            return False
+    return True
 
 
 def cpu_list_ranges(text: str) -> list[tuple[int, int]]:

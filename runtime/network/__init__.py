@@ -37,15 +37,22 @@ this package costs the standard library only.
 
 from __future__ import annotations
 
-import json
 import os
 
+# ipam (with ipaddress and json) is imported by the functions that set up
+# or remove a bridge network: `run --network none` imports this package
+# for its plan, dns and ports helpers only.
+from runtime import jsonio
 from runtime.errors import PyrunError
-from runtime.network import ipam, ports
+from runtime.network import ports
 from runtime.network.dns import hosts_content, resolv_conf_content
 from runtime.network.plan import add_network_flags, plan_from_args
 from runtime.network.ports import format_ports, held_sockets, release_sockets, send_held_sockets
 from runtime.log import get_logger
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from runtime.network.ipam import NetworkState
 
 __all__ = [
     "add_network_flags",
@@ -92,7 +99,7 @@ def attach(container_id: str, pid: int, plan: dict, container_dir: str) -> dict:
 
 
 def attach_bridge(container_id: str, pid: int, plan: dict, netns_path: str) -> dict:
-    from runtime.network import bridge, netlink, veth
+    from runtime.network import bridge, ipam, netlink, veth
 
     requested = [ports.PortMapping.from_dict(item) for item in plan.get("ports", [])]
     mappings = ports.hold_ports(container_id, requested)
@@ -127,13 +134,13 @@ def attach_bridge(container_id: str, pid: int, plan: dict, netns_path: str) -> d
     return settings
 
 
-def plug_in(iproute, state: ipam.NetworkState, container_id: str, pid: int, requested_ip: str | None,
+def plug_in(iproute, state: NetworkState, container_id: str, pid: int, requested_ip: str | None,
             netns_path: str, mappings: list[ports.PortMapping]) -> tuple:
     """Connect the container to the bridge; return its address and the subnet.
 
     The caller holds the network lock and undoes these steps on failure.
     """
-    from runtime.network import bridge, nat, netlink, veth
+    from runtime.network import bridge, ipam, nat, netlink, veth
 
     if container_id in state.containers:
         # A restart of a container whose last detach never ran.
@@ -179,6 +186,8 @@ def detach(container_id: str, settings: dict | None = None) -> None:
     not needed and is accepted for the interface's symmetry. Doing it twice
     is harmless.
     """
+    from runtime.network import ipam
+
     ports.release_sockets(container_id)
     if container_id not in ipam.read_state_file().get("containers", {}):
         return
@@ -191,7 +200,7 @@ def detach(container_id: str, settings: dict | None = None) -> None:
         raise PyrunError(f"disconnect container {container_id[:12]} from the bridge") from err
 
 
-def remove_from_bridge(iproute, state: ipam.NetworkState, container_id: str) -> None:
+def remove_from_bridge(iproute, state: NetworkState, container_id: str) -> None:
     """Undo the steps of plug_in that happened. The caller holds the lock.
 
     Every step runs even when an earlier one fails, so one failure leaves as
@@ -222,7 +231,7 @@ def remove_from_bridge(iproute, state: ipam.NetworkState, container_id: str) -> 
         raise errors[0]
 
 
-def undo_attach(iproute, state: ipam.NetworkState, container_id: str) -> None:
+def undo_attach(iproute, state: NetworkState, container_id: str) -> None:
     """Roll back a failed attach. A clean-up error is logged, not raised, so
     the caller re-raises the error that made the attach fail."""
     try:
@@ -238,6 +247,8 @@ def cleanup_dead() -> list[str]:
     dead) costs one small read and imports nothing. A container whose
     clean-up fails is logged and left for the next call.
     """
+    from runtime.network import ipam
+
     records = ipam.read_state_file().get("containers", {})
     cleaned = []
     for container_id, record in records.items():
@@ -254,15 +265,17 @@ def cleanup_dead() -> list[str]:
 
 
 def write_settings_file(container_dir: str, container_id: str, settings: dict) -> None:
+    from runtime.network import ipam
+
     path = os.path.join(container_dir, SETTINGS_FILE)
     with open(path + ".tmp", "w") as stream:
-        json.dump({"container_id": container_id, "state_dir": ipam.state_dir(), "settings": settings},
-                  stream, indent=2)
+        jsonio.dump({"container_id": container_id, "state_dir": ipam.state_dir(), "settings": settings},
+                    stream, indent=2)
     os.replace(path + ".tmp", path)
 
 
 def read_settings_file(container_dir: str) -> dict:
     """Read `<container_dir>/network.json`: container_id, state_dir and settings."""
     with open(os.path.join(container_dir, SETTINGS_FILE)) as stream:
-        return json.load(stream)
+        return jsonio.load(stream)
 

@@ -18,15 +18,15 @@ creates (bridge, none) or joins (container) the namespace; `attach` fills it.
 
 from __future__ import annotations
 
-import ipaddress
-
+# ipaddress (about 9 ms to import) is imported by the checks of --ip, --dns
+# and --add-host, so a `run` without those flags does without it.
 from runtime.errors import UsageError
+from runtime.log import get_logger
 from runtime.network import ports
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from runtime.cli.parser import CommandParser, Namespace
-from runtime.log import get_logger
 
 log = get_logger(__name__)
 
@@ -113,6 +113,8 @@ def plan_from_args(args: Namespace, image_config: dict | None) -> dict:
 
     ip = getattr(args, "ip", None)
     if ip is not None:
+        import ipaddress
+
         try:
             ipaddress.IPv4Address(ip)
         except ValueError:
@@ -167,6 +169,8 @@ def parse_add_host(value: str) -> list[str]:
     if not name or not address:
         raise UsageError(f"invalid --add-host {value!r}: expected HOST:IP, as in db:10.0.0.5")
     if address != "host-gateway":
+        import ipaddress
+
         try:
             ipaddress.ip_address(address.strip("[]"))
         except ValueError:
@@ -175,6 +179,8 @@ def parse_add_host(value: str) -> list[str]:
 
 
 def check_address(value: str, flag: str) -> str:
+    import ipaddress
+
     try:
         ipaddress.ip_address(value)
     except ValueError:

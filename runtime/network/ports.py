@@ -21,13 +21,19 @@ the kernel frees the port.
 from __future__ import annotations
 
 import errno
-import ipaddress
-import json
-import socket
 
+# socket and ipaddress are imported by the functions that use them: every
+# `run` builds its network plan with this module, and importing the two
+# costs about 20 ms (python -X importtime, Python 3.11), needed only when a
+# port is published.
+from runtime import jsonio
 from runtime.errors import PyrunError, UsageError
 from runtime.log import get_logger
 from runtime.records import record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
 
 log = get_logger(__name__)
 
@@ -113,6 +119,8 @@ def parse_publish(value: str) -> list[PortMapping]:
     if len(fields) == 3:
         host_ip, host_ports_text, container_text = fields
         host_ip = host_ip or "0.0.0.0"
+        import ipaddress
+
         try:
             ipaddress.IPv4Address(host_ip)
         except ValueError:
@@ -185,6 +193,8 @@ def bind_port(mapping: PortMapping) -> socket.socket:
     DNAT rule sends every connection to the container, and a connection that
     reaches the host unexpectedly is refused at once rather than left waiting.
     """
+    import socket
+
     kind = socket.SOCK_STREAM if mapping.protocol == "tcp" else socket.SOCK_DGRAM
     held = socket.socket(socket.AF_INET, kind)
     try:
@@ -228,6 +238,8 @@ def send_held_sockets(channel: socket.socket, container_id: str) -> int:
     The message is a JSON list of ``"ip:port/protocol"`` strings, one per
     descriptor, in the same order. Returns the number of sockets sent.
     """
+    import socket
+
     sockets = _held.get(container_id, [])
     if len(sockets) > MAX_HELD_SOCKETS:
         raise PyrunError(
@@ -235,11 +247,13 @@ def send_held_sockets(channel: socket.socket, container_id: str) -> int:
             hint="publish fewer ports",
         )
     names = [describe_socket(held) for held in sockets]
-    socket.send_fds(channel, [json.dumps(names).encode()], [held.fileno() for held in sockets])
+    socket.send_fds(channel, [jsonio.dumps(names).encode()], [held.fileno() for held in sockets])
     return len(sockets)
 
 
 def describe_socket(held: socket.socket) -> str:
+    import socket
+
     ip, port = held.getsockname()
     protocol = "tcp" if held.type == socket.SOCK_STREAM else "udp"
     return f"{ip}:{port}/{protocol}"

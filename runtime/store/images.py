@@ -6,11 +6,10 @@ client (and `requests`), so `lookup` stays cheap for `pyrun run`.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import sys
 
+from runtime import jsonio
 from runtime.errors import NotFoundError, PyrunError, UsageError
 from runtime.store.index import ImageIndex
 from runtime.store.layout import StoreLayout, hex_of, locked, remove_tree, tree_size
@@ -20,7 +19,7 @@ from runtime.records import factory, record
 
 log = get_logger(__name__)
 
-IMAGE_ID_PREFIX_RE = re.compile(r"^(?:sha256:)?([0-9a-f]{4,64})$")
+LOWERCASE_HEX = frozenset("0123456789abcdef")
 
 
 class ImageInUseError(PyrunError):
@@ -99,10 +98,9 @@ class ImageStore:
         return self._resolve_id(data, name), "id"
 
     def _resolve_id(self, data: dict, name: str) -> str | None:
-        match = IMAGE_ID_PREFIX_RE.match(name)
-        if not match:
+        if not is_image_id_prefix(name):
             return None
-        prefix = "sha256:" + match.group(1)
+        prefix = "sha256:" + name.removeprefix("sha256:")
         found = [image_id for image_id in data["images"] if image_id.startswith(prefix)]
         if len(found) > 1:
             raise UsageError(f"image ID prefix {name!r} is ambiguous: it matches "
@@ -113,7 +111,8 @@ class ImageStore:
         record = data["images"][image_id]
         config_path = self.layout.blob(image_id)
         try:
-            config = json.loads(config_path.read_text())
+            with open(config_path, encoding="utf-8") as file:
+                config = jsonio.load(file)
         except (OSError, ValueError) as err:
             raise PyrunError(f"cannot read the config of image {image_id} at "
                              f"{config_path}: {err}",
@@ -123,7 +122,7 @@ class ImageStore:
                       if target == image_id)
         if reference not in tags:
             reference = _canonical(reference, tags, image_id)
-        layer_dirs = [str(self.layout.layer(layer["chain_id"])) for layer in record["layers"]]
+        layer_dirs = [self.layout.layer(layer["chain_id"]) for layer in record["layers"]]
         return Image(image_id, reference, config, layer_dirs, record, tags)
 
     # -- Pulling -------------------------------------------------------------
@@ -172,17 +171,18 @@ class ImageStore:
         """Image IDs that containers use, mapped to one such container's ID."""
         used = {}
         try:
-            entries = list(self.layout.containers.iterdir())
+            entries = os.listdir(self.layout.containers)
         except FileNotFoundError:
             return used
         for entry in entries:
             try:
-                state = json.loads((entry / "state.json").read_text())
+                with open(os.path.join(self.layout.containers, entry, "state.json"), encoding="utf-8") as file:
+                    state = jsonio.load(file)
             except (OSError, ValueError):
                 continue
             image_id = state.get("image_id")
             if image_id:
-                used.setdefault(image_id, entry.name)
+                used.setdefault(image_id, entry)
         return used
 
     # -- Removal -------------------------------------------------------------
@@ -269,23 +269,40 @@ class ImageStore:
                 keep_layers.add(hex_of(layer["chain_id"]))
                 keep_blobs.add(hex_of(layer["digest"]))
         freed = 0
-        for path in self.layout.layers.iterdir() if self.layout.layers.exists() else []:
-            if path.name not in keep_layers:
+        for name in _list_directory(self.layout.layers):
+            if name not in keep_layers:
+                path = os.path.join(self.layout.layers, name)
                 freed += tree_size(path)
                 # Rename first, so a half-deleted layer never sits at its path.
-                trash = self.layout.tmp / f"trash-{path.name}-{os.getpid()}"
+                trash = os.path.join(self.layout.tmp, f"trash-{name}-{os.getpid()}")
                 os.rename(path, trash)
                 remove_tree(trash)
-        for path in self.layout.blobs.iterdir() if self.layout.blobs.exists() else []:
-            if path.name not in keep_blobs and not path.name.startswith("."):
-                freed += path.stat().st_size
-                path.unlink()
+        for name in _list_directory(self.layout.blobs):
+            if name not in keep_blobs and not name.startswith("."):
+                path = os.path.join(self.layout.blobs, name)
+                freed += os.stat(path).st_size
+                os.unlink(path)
         # No pull holds a blob or layer lock while the collector runs, so
-        # their lock files can go too; the next pull creates them again.
-        for pattern in ("blob-*.lock", "layer-*.lock"):
-            for path in self.layout.locks.glob(pattern):
-                path.unlink()
+        # their lock files (blob-*.lock, layer-*.lock) can go too; the next
+        # pull creates them again.
+        for name in _list_directory(self.layout.locks):
+            if name.startswith(("blob-", "layer-")) and name.endswith(".lock"):
+                os.unlink(os.path.join(self.layout.locks, name))
         return freed
+
+
+def _list_directory(path: str) -> list[str]:
+    """Return the names in the directory `path`, or [] when it does not exist."""
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []
+
+
+def is_image_id_prefix(name: str) -> bool:
+    """Tell whether `name` is 4 to 64 lowercase hex digits, optionally after "sha256:"."""
+    digits = name.removeprefix("sha256:")
+    return 4 <= len(digits) <= 64 and set(digits) <= LOWERCASE_HEX
 
 
 def _familiar(name: str) -> str:
@@ -303,7 +320,7 @@ def _canonical(reference: str, tags: list[str], image_id: str) -> str:
 
     That is the lookup text if it is a reference, else the first tag, else the ID.
     """
-    if IMAGE_ID_PREFIX_RE.match(reference):
+    if is_image_id_prefix(reference):
         return tags[0] if tags else image_id
     from registry_client.reference import parse_reference
 

@@ -22,10 +22,9 @@ lock: read, modify, write atomically.
 
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
-from pathlib import Path
 
+from runtime import jsonio
 from runtime.errors import PyrunError
 from runtime.store.layout import StoreLayout, locked, write_json_atomic
 
@@ -56,9 +55,10 @@ class ImageIndex:
             write_json_atomic(self.layout.index, data)
 
 
-def read_index(path: Path) -> dict:
+def read_index(path: str) -> dict:
     try:
-        data = json.loads(path.read_text())
+        with open(path, encoding="utf-8") as file:
+            data = jsonio.load(file)
     except FileNotFoundError:
         data = {}
     except (OSError, ValueError) as err:

@@ -163,7 +163,7 @@ class Puller:
     def fetch_config(self, repository: Repository, manifest: Manifest) -> dict:
         descriptor = manifest.config
         self.ensure_blob(repository, descriptor["digest"], descriptor["size"])
-        path = self.layout.blob(descriptor["digest"])
+        path = Path(self.layout.blob(descriptor["digest"]))
         try:
             config = json.loads(path.read_bytes())
         except ValueError as err:
@@ -196,7 +196,7 @@ class Puller:
         """
         missing = []
         for layer in layers:
-            if self.layout.layer(layer.chain_id).is_dir():
+            if os.path.isdir(self.layout.layer(layer.chain_id)):
                 self.reporter.layer_exists(layer.digest)
             else:
                 self.reporter.layer_waiting(layer.digest, layer.size)
@@ -224,7 +224,7 @@ class Puller:
             downloads.shutdown(wait=True, cancel_futures=True)
 
     def download_layer(self, repository: Repository, layer: LayerPlan) -> None:
-        if self.layout.layer(layer.chain_id).is_dir():
+        if os.path.isdir(self.layout.layer(layer.chain_id)):
             return
         self.ensure_blob(repository, layer.digest, layer.size,
                          lambda done: self.reporter.layer_progress(layer.digest, done,
@@ -236,7 +236,7 @@ class Puller:
         """Download a blob unless the store has it; one process at a time per blob."""
         path = self.layout.blob(digest)
         with locked(self.layout.lock_file(f"blob-{hex_of(digest)}")):
-            if path.exists():
+            if os.path.exists(path):
                 return
 
             def report(done: int) -> None:
@@ -245,16 +245,15 @@ class Puller:
                 if progress:
                     progress(done)
 
-            download_blob(repository, digest, size, str(path),
-                          str(self.layout.partial_blob(digest)), report)
+            download_blob(repository, digest, size, path, self.layout.partial_blob(digest), report)
 
-    def unpack_layer(self, layer: LayerPlan, lowers: list[Path]) -> None:
+    def unpack_layer(self, layer: LayerPlan, lowers: list[str]) -> None:
         """Unpack a layer's blob into a temporary directory, check it, rename it into place."""
         from runtime.unpack import unpack_layer
 
         dest = self.layout.layer(layer.chain_id)
         with locked(self.layout.lock_file(f"layer-{hex_of(layer.chain_id)}")):
-            if dest.is_dir():
+            if os.path.isdir(dest):
                 self.reporter.layer_complete(layer.digest)
                 return
             self.reporter.layer_extracting(layer.digest)
@@ -304,7 +303,8 @@ def clean_stale_work(layout: StoreLayout) -> None:
     `trash-<layer>-<pid>`), so a directory that a running pull or `rmi`
     still uses is left alone.
     """
-    for path in [*layout.tmp.glob("unpack-*"), *layout.tmp.glob("trash-*")]:
+    tmp = Path(layout.tmp)
+    for path in [*tmp.glob("unpack-*"), *tmp.glob("trash-*")]:
         if path.name.startswith("unpack-"):
             pid_text = path.name.split("-")[1]
         else:
@@ -330,7 +330,7 @@ def _process_exists(pid: int) -> bool:
 
 def store_manifest(layout: StoreLayout, manifest: Manifest) -> None:
     path = layout.blob(manifest.digest)
-    if not path.exists():
+    if not os.path.exists(path):
         write_atomic(path, manifest.body)
 
 

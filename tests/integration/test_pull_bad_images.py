@@ -8,6 +8,8 @@ import io
 import json
 import tarfile
 
+from pathlib import Path
+
 import pytest
 import requests
 
@@ -97,8 +99,8 @@ def test_wrong_diff_id_rejected_and_nothing_stored(pyrun_env, registry, store_ro
     assert f"but the image config expects {wrong}" in result.stderr
     store = ImageStore(store_root)
     assert store.lookup("test/bad-diffid") is None
-    assert list(store.layout.layers.iterdir()) == []
-    assert list(store.layout.tmp.glob("unpack-*")) == []
+    assert list(Path(store.layout.layers).iterdir()) == []
+    assert list(Path(store.layout.tmp).glob("unpack-*")) == []
 
 
 def serve_manifest(proxy, manifest: dict, content_type: str) -> None:

@@ -8,6 +8,8 @@ import signal
 import subprocess
 import time
 
+from pathlib import Path
+
 import pytest
 import requests
 
@@ -94,10 +96,10 @@ def test_tampered_blob_rejected_and_nothing_stored(proxy, proxy_env, registry, s
     assert f"blob {layer} failed verification" in result.stderr
     store = ImageStore(store_root)
     assert store.lookup("busybox") is None
-    assert not store.layout.blob(layer).exists()
-    assert not store.layout.partial_blob(layer).exists()
-    assert list(store.layout.layers.iterdir()) == []
-    assert not store.layout.index.exists()
+    assert not Path(store.layout.blob(layer)).exists()
+    assert not Path(store.layout.partial_blob(layer)).exists()
+    assert list(Path(store.layout.layers).iterdir()) == []
+    assert not Path(store.layout.index).exists()
 
 
 def test_cut_download_resumed_with_range(proxy, proxy_env, registry, store_root):
@@ -119,7 +121,7 @@ def test_range_rejected_restarts_blob(proxy, proxy_env, registry, store_root):
     store = ImageStore(store_root)
     store.layout.create()
     layer = registry.images["library/busybox:latest"].layers[0].digest
-    store.layout.partial_blob(layer).write_bytes(b"not the start of the blob")
+    Path(store.layout.partial_blob(layer)).write_bytes(b"not the start of the blob")
     # The proxy forwards Range, so a 416 stands in for a registry that cannot serve it.
     proxy.fail(f"/blobs/{layer}", status=416, times=1)
     result = pull(proxy_env, "busybox")
@@ -133,7 +135,7 @@ def test_range_ignored_restarts_blob(proxy, proxy_env, registry, store_root):
     store.layout.create()
     layer = registry.images["library/busybox:latest"].layers[0].digest
     whole = requests.get(f"{registry.url}/v2/library/busybox/blobs/{layer}", timeout=30).content
-    store.layout.partial_blob(layer).write_bytes(whole[:1000])
+    Path(store.layout.partial_blob(layer)).write_bytes(whole[:1000])
     proxy.fail(f"/blobs/{layer}", status=200, times=1, body=whole,
                headers={"Content-Type": "application/octet-stream"})
     result = pull(proxy_env, "busybox")
@@ -141,7 +143,7 @@ def test_range_ignored_restarts_blob(proxy, proxy_env, registry, store_root):
     [request] = [r for r in proxy.requests if r.path.endswith(layer)]
     assert request.headers["range"] == "bytes=1000-"
     assert request.status == 200
-    assert store.layout.blob(layer).read_bytes() == whole
+    assert Path(store.layout.blob(layer)).read_bytes() == whole
 
 
 @pytest.mark.slow
@@ -159,7 +161,7 @@ def test_interrupted_pull_resumes_without_finished_layers(proxy, proxy_env, regi
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         rate_limited = any(r.status == 429 for r in proxy.requests)
-        if rate_limited and store.layout.layer(fixture_chain_id(store, fixture)).exists():
+        if rate_limited and Path(store.layout.layer(fixture_chain_id(store, fixture))).exists():
             break
         time.sleep(0.2)
     else:
@@ -170,8 +172,8 @@ def test_interrupted_pull_resumes_without_finished_layers(proxy, proxy_env, regi
     stdout, stderr = process.communicate(timeout=30)
     assert process.returncode == 130, stderr
     assert store.lookup("httpd") is None
-    assert store.layout.blob(lower.digest).exists()
-    kept = store.layout.partial_blob(upper.digest).stat().st_size
+    assert Path(store.layout.blob(lower.digest)).exists()
+    kept = Path(store.layout.partial_blob(upper.digest)).stat().st_size
     assert 0 < kept <= 1_000_000
 
     proxy.clear()
@@ -185,7 +187,7 @@ def test_interrupted_pull_resumes_without_finished_layers(proxy, proxy_env, regi
 
 def fixture_chain_id(store, fixture):
     """The chain ID of the image's lowest layer: its diff_id, read from the stored config."""
-    config = json.loads(store.layout.blob(fixture.config.digest).read_text())
+    config = json.loads(Path(store.layout.blob(fixture.config.digest)).read_text())
     return config["rootfs"]["diff_ids"][0]
 
 
@@ -202,6 +204,6 @@ def test_concurrent_pulls_both_succeed(pyrun_env, registry, store_root):
     store = ImageStore(store_root)
     [image] = store.list_images()
     assert image.id == registry.images["library/httpd:latest"].config.digest
-    assert len(list(store.layout.layers.iterdir())) == 2
-    assert list(store.layout.tmp.glob("unpack-*")) == []
-    assert list(store.layout.partial.iterdir()) == []
+    assert len(list(Path(store.layout.layers).iterdir())) == 2
+    assert list(Path(store.layout.tmp).glob("unpack-*")) == []
+    assert list(Path(store.layout.partial).iterdir()) == []

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import run_pyrun
+from tests.conftest import PYRUN, run_pyrun
 from tests.fixtures.pyrunconfig import write_pyrun_config
 from tests.integration.run_support import host_mounts_under, pyrun_run, run_env  # noqa: F401
 
@@ -231,3 +231,31 @@ def test_run_imports_only_what_it_needs(run_env):
     assert "logging" not in imported
     assert "dataclasses" not in imported
     assert "typing" not in imported
+
+
+# Standard modules that `run -d`, `run --rm` and `ps` do without: enum
+# (which re, signal and socket import) with re alone took about a tenth of
+# a detached start here, and argparse, json and pathlib all load re.
+HEAVY_STDLIB = ["enum", "re", "argparse", "gettext", "json", "pathlib", "socket", "signal", "ipaddress",
+                "selectors", "fnmatch", "urllib", "datetime", "tempfile", "shutil", "warnings"]
+
+
+def imports_of(run_env, *args: str) -> tuple[set[str], str]:
+    """Run the installed `pyrun ARGS` as its launcher starts it, under -X importtime; return its imports and stdout."""
+    command = [sys.executable, "-I", "-S", "-X", "importtime", PYRUN, "--root", str(run_env.root), *args]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **run_env.env})
+    assert result.returncode == 0, result.stderr
+    return {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}, result.stdout
+
+
+def test_hot_commands_skip_heavy_standard_modules(run_env):
+    started, container_id = imports_of(run_env, "run", "-d", "--network", "none", "busybox", "sleep", "60")
+    try:
+        listed, _ = imports_of(run_env, "ps", "-a")
+        foreground, _ = imports_of(run_env, "run", "--rm", "--network", "none", "busybox", "true")
+        for name in HEAVY_STDLIB:
+            assert name not in started, f"run -d imports {name}"
+            assert name not in listed, f"ps imports {name}"
+            assert name not in foreground, f"run --rm imports {name}"
+    finally:
+        run_pyrun("rm", "-f", container_id.strip(), root=run_env.root, env=run_env.env)

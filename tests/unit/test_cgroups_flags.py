@@ -183,3 +183,43 @@ def test_cpu_period_quota_out_of_range(argv):
 def test_cpus_conflicts_with_quota():
     with pytest.raises(UsageError, match="--cpus cannot be combined"):
         parse("--cpus", "1", "--cpu-quota", "50000")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("1024", 1024),
+    (" 64MiB ", 64 << 20),
+    ("512 m", 512 << 20),
+    ("1.5G", 3 << 29),
+    ("2kb", 2048),
+    ("3Ki", 3072),
+    ("7b", 7),
+    ("7i", 7),
+    ("7 IB", 7),
+    ("١٢", 12),
+])
+def test_parse_size_grammar_accepted(text, expected):
+    from runtime.cgroups.flags import parse_size
+
+    assert parse_size(text, "--memory") == expected
+
+
+@pytest.mark.parametrize("text", ["", "m", "1.", ".5", "1.5.2", "1  m", "1mm", "1bi", "1x", "-1", "1e3", "1k\n2"])
+def test_parse_size_grammar_rejected(text):
+    from runtime.cgroups.flags import parse_size
+
+    with pytest.raises(UsageError, match="invalid value for --memory"):
+        parse_size(text, "--memory")
+
+
+@pytest.mark.parametrize("text, valid", [
+    ("0", True), ("0-3", True), ("0,2,4-7", True), ("", False), ("0-", False), ("-3", False),
+    ("0--3", False), ("0,", False), ("0-3-5", False), ("a", False), ("0 ,1", False), ("0-3\n", False),
+])
+def test_parse_cpu_list_grammar(text, valid):
+    from runtime.cgroups.flags import parse_cpu_list
+
+    if valid:
+        assert parse_cpu_list(text, "--cpuset-cpus") == text
+    else:
+        with pytest.raises(UsageError, match="invalid value for --cpuset-cpus"):
+            parse_cpu_list(text, "--cpuset-cpus")

@@ -84,3 +84,61 @@ def test_manifest_reference_prefers_digest():
     reference = parse_reference(f"busybox:1.36@{DIGEST}")
     assert reference.manifest_reference() == DIGEST
     assert parse_reference("busybox:1.36").manifest_reference() == "1.36"
+
+
+@pytest.mark.parametrize("text, registry, repository, tag", [
+    ("a--b", "docker.io", "library/a--b", "latest"),
+    ("a.b_c__d-e", "docker.io", "library/a.b_c__d-e", "latest"),
+    ("0/1", "docker.io", "0/1", "latest"),
+    ("busybox:" + "a" * 128, "docker.io", "library/busybox", "a" * 128),
+    ("busybox:_private", "docker.io", "library/busybox", "_private"),
+    ("busybox:V1.0-rc_2", "docker.io", "library/busybox", "V1.0-rc_2"),
+    ("a.b.c:1/app", "a.b.c:1", "app", "latest"),
+    ("my-registry.example:443/app", "my-registry.example:443", "app", "latest"),
+    ("x.io/a/b:1", "x.io", "a/b", "1"),
+    ("[fe80::1]/app", "[fe80::1]", "app", "latest"),
+    ("[::ffff:10.0.0.1]:5000/app", "[::ffff:10.0.0.1]:5000", "app", "latest"),
+    ("REGISTRY-1/app", "REGISTRY-1", "app", "latest"),
+])
+def test_grammar_edges_accepted(text, registry, repository, tag):
+    reference = parse_reference(text)
+    assert reference.registry == registry
+    assert reference.repository == repository
+    assert reference.tag == tag
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("a___b", "invalid repository name component"),
+    ("a_-b", "invalid repository name component"),
+    ("a.-b", "invalid repository name component"),
+    ("a._b", "invalid repository name component"),
+    ("_a", "invalid repository name component"),
+    ("a_", "invalid repository name component"),
+    ("café", "invalid repository name component"),
+    ("busybox:-tag", "invalid tag"),
+    ("busybox:", "invalid tag"),
+    ("busybox:tag+1", "invalid tag"),
+    ("busybox:ü", "invalid tag"),
+    ("busybox\n", "invalid repository name component"),
+    ("busybox:v1\n", "invalid tag"),
+    ("host:/app", "invalid registry host"),
+    ("host:50a0/app", "invalid registry host"),
+    ("host:١٢/app", "invalid registry host"),
+    ("-a.io/app", "invalid registry host"),
+    ("a-.io/app", "invalid registry host"),
+    ("a..io/app", "invalid registry host"),
+    (".io/app", "invalid registry host"),
+    ("[]/app", "invalid repository name component"),
+    ("[]:5000/app", "invalid registry host"),
+    ("[::1]x/app", "invalid registry host"),
+    ("[::1/app", "invalid registry host"),
+    ("[::g]/app", "invalid registry host"),
+    ("[::1]:/app", "invalid registry host"),
+    ("busybox@sha256:" + "A" * 64, "invalid digest"),
+    ("busybox@sha256:" + "a" * 65, "invalid digest"),
+    ("busybox@" + "a" * 64, "invalid digest"),
+])
+def test_grammar_edges_rejected(text, reason):
+    with pytest.raises(InvalidReferenceError) as caught:
+        parse_reference(text)
+    assert reason in str(caught.value)

@@ -1,6 +1,7 @@
 """Container records: IDs, name reservation, state.json updates and lookup."""
 
 import json
+import os
 
 import pytest
 
@@ -96,3 +97,29 @@ def test_remove_container_releases_name(tmp_path):
     assert not (tmp_path / "containers" / ("d" * 64)).exists()
     assert state.id_for_name(root, "gone") is None
     assert state.list_records(root) == []
+
+
+def test_remove_tree_keeps_link_targets(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("x")
+    tree = tmp_path / "container"
+    (tree / "a" / "b").mkdir(parents=True)
+    (tree / "a" / "b" / "file").write_text("x")
+    (tree / "a" / "link").symlink_to(outside)
+    (tree / "dangling").symlink_to("/nonexistent")
+    os.mkfifo(tree / "fifo")
+    (tree / "work" / "work").mkdir(parents=True)
+    (tree / "work" / "work").chmod(0)
+    state.remove_tree(str(tree))
+    assert not tree.exists()
+    assert (outside / "keep").exists()
+
+
+def test_remove_tree_of_missing_path_or_link(tmp_path):
+    state.remove_tree(str(tmp_path / "missing"))
+    target = tmp_path / "target"
+    target.mkdir()
+    (tmp_path / "link").symlink_to(target)
+    state.remove_tree(str(tmp_path / "link"))
+    assert target.exists()

@@ -1,0 +1,56 @@
+"""The socket pair between pyrun and its children: messages and passed descriptors."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from runtime import launch
+
+
+@pytest.fixture
+def pair():
+    ours, theirs = launch.socketpair()
+    yield ours, theirs
+    ours.close()
+    theirs.close()
+
+
+def test_socketpair_close_on_exec(pair):
+    for end in pair:
+        assert not os.get_inheritable(end.fileno())
+
+
+def test_send_fds_passes_descriptors(pair):
+    ours, theirs = pair
+    read_end, write_end = os.pipe()
+    launch.send_fds(theirs, b"started\0", [write_end, read_end])
+    os.close(write_end)
+    os.close(read_end)
+    data, fds = launch.recv_fds(ours, 65536, 4)
+    assert data == b"started\0"
+    assert len(fds) == 2
+    os.write(fds[0], b"through the copy")
+    assert os.read(fds[1], 100) == b"through the copy"
+    for fd in fds:
+        os.close(fd)
+
+
+def test_recv_fds_without_descriptors(pair):
+    ours, theirs = pair
+    launch.send_fds(theirs, b"plain", [])
+    assert launch.recv_fds(ours, 65536, 4) == (b"plain", [])
+
+
+def test_channel_messages_and_error(pair):
+    ours, theirs = pair
+    child = launch.Channel(theirs)
+    parent = launch.Channel(ours)
+    child.send("pid", "42")
+    assert parent.expect("pid") == ("42", [])
+    child.send("error", "mount filesystems\0" "125\0" "no such file")
+    with pytest.raises(launch.SetupError, match="failed at mount filesystems: no such file"):
+        parent.receive()
+    theirs.close()
+    assert parent.receive() == ("", "", [])
