@@ -355,7 +355,7 @@ def _become_monitor(root: str, container_id: str, ready_fd: int) -> None:
 
 def _start_for_monitor(root: str, container_id: str, ready_fd: int) -> list[str]:
     """Take the monitor's lock, start pid 1 through a forked start helper, and return the monitor's argv."""
-    from runtime import attach, launch, logs, monitor, syscalls
+    from runtime import launch, syscalls
 
     # The start helper reports pyrun's own messages (--log-level, a crash)
     # on the caller's stderr; it exits before `run -d` returns.
@@ -395,6 +395,10 @@ def _start_for_monitor(root: str, container_id: str, ready_fd: int) -> list[str]
     if stdin_read >= 0:
         os.close(stdin_read)
     theirs.close()
+
+    # Imported while the start helper works, on the other CPU if there is one:
+    # the helper does not need these modules.
+    from runtime import attach, logs, monitor
 
     message, fds = launch.recv_fds(ours, 65536, monitor.MAX_PASSED_FDS)
     ours.close()
