@@ -27,8 +27,6 @@ run` parses a reference on every start, and importing `re` costs about
 
 from __future__ import annotations
 
-from collections import namedtuple
-
 from registry_client.errors import InvalidReferenceError
 
 DOCKER_HUB = "docker.io"
@@ -50,20 +48,37 @@ TAG_CHARACTERS = ALPHANUMERIC | {"_", ".", "-"}
 PATH_CHARACTERS = LOWERCASE_ALPHANUMERIC | {".", "_", "-"}
 
 
-# A named tuple, not a dataclass: `pyrun run` parses a reference on every
-# start, and importing dataclasses costs more than the whole parse.
-_ReferenceFields = namedtuple("Reference", ["registry", "repository", "tag", "digest"],
-                              defaults=[None, None])
-
-
-class Reference(_ReferenceFields):
+class Reference:
     """A normalised image reference: registry, repository, tag and/or digest.
 
     `registry` is "docker.io" or "localhost:5000", `repository`
-    "library/httpd" or "a/b"; `tag` and `digest` may be None.
+    "library/httpd" or "a/b"; `tag` and `digest` may be None. References
+    are immutable and compare by their four fields. A plain class, not a
+    dataclass or a named tuple: `pyrun run` parses a reference on every
+    start, and importing either module costs more than the whole parse.
     """
 
-    __slots__ = ()
+    __slots__ = ("registry", "repository", "tag", "digest")
+
+    def __init__(self, registry: str, repository: str, tag: str | None = None, digest: str | None = None) -> None:
+        for name, value in (("registry", registry), ("repository", repository), ("tag", tag), ("digest", digest)):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"a Reference cannot be changed: {name}")
+
+    def _fields(self) -> tuple:
+        return (self.registry, self.repository, self.tag, self.digest)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Reference) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return (f"Reference(registry={self.registry!r}, repository={self.repository!r}, "
+                f"tag={self.tag!r}, digest={self.digest!r})")
 
     @property
     def name(self) -> str:

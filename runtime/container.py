@@ -9,7 +9,6 @@ bundle, with its cgroup and network, waits for it while forwarding signals
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from runtime import devices, etc_files, jsonio, launch, mounts, overlay, rootfs, signals, state, syscalls
@@ -263,7 +262,10 @@ def _relay_terminal(console: int, interactive: bool, log_file: JsonFileWriter | 
     from runtime import terminal
 
     try:
-        with terminal.raw_mode(0) if interactive else contextlib.nullcontext():
+        if interactive:
+            with terminal.raw_mode(0):
+                terminal.relay(console, interactive, log_file)
+        else:
             terminal.relay(console, interactive, log_file)
     finally:
         os.close(console)

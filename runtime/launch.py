@@ -24,8 +24,8 @@ and the child exits without running anything.
 from __future__ import annotations
 
 import _socket
-import array
 import os
+import struct
 
 from runtime import devices, init, namespaces, process, rootfs, signals, syscalls
 from runtime.errors import PyrunError
@@ -61,6 +61,9 @@ class Started:
 # -- The socket pair ---------------------------------------------------------------
 # These use the C module _socket, not socket: socket imports enum and
 # selectors, about 14 ms of every pyrun command (python -X importtime).
+# The descriptors travel as C ints packed by struct: the array module would
+# import collections.
+FD_SIZE = struct.calcsize("i")
 
 
 def socketpair() -> tuple[_socket.socket, _socket.socket]:
@@ -70,7 +73,7 @@ def socketpair() -> tuple[_socket.socket, _socket.socket]:
 
 def send_fds(sock: _socket.socket, data: bytes, fds: list[int]) -> None:
     """Send `data` as one message with copies of the descriptors `fds` (SCM_RIGHTS, unix(7))."""
-    sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, array.array("i", fds))])
+    sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))])
 
 
 def recv_fds(sock: _socket.socket, size: int, max_fds: int) -> tuple[bytes, list[int]]:
@@ -79,13 +82,14 @@ def recv_fds(sock: _socket.socket, size: int, max_fds: int) -> tuple[bytes, list
     The received descriptors are new in this process and inheritable, as
     with socket.recv_fds; the caller owns and closes them.
     """
-    fds = array.array("i")
-    data, ancillary, _flags, _address = sock.recvmsg(size, _socket.CMSG_LEN(max_fds * fds.itemsize))
+    fds: list[int] = []
+    data, ancillary, _flags, _address = sock.recvmsg(size, _socket.CMSG_LEN(max_fds * FD_SIZE))
     for level, kind, payload in ancillary:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
             # A truncated message may end in part of a descriptor, which is dropped.
-            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
-    return data, list(fds)
+            count = len(payload) // FD_SIZE
+            fds += struct.unpack(f"{count}i", payload[: count * FD_SIZE])
+    return data, fds
 
 
 class Channel:

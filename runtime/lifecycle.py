@@ -33,22 +33,23 @@ Record fields this module and the monitor add to runtime.state's:
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
-import functools
 import os
 import sys
 import time
 
 # runtime.syscalls (with ctypes) and runtime.overlay are imported inside the
 # functions that make kernel calls, so `ps` and `inspect` do without them.
+# The context managers below are classes, not contextlib generators:
+# contextlib loads collections and functools, a few ms of every `ps` and
+# `run -d`.
 from runtime import jsonio, signals, state
 from runtime.errors import ContainerNotFoundError, NotFoundError, PyrunError, UsageError, describe_error
 from runtime.log import configure as configure_logging, get_logger
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Iterator
+    from typing import Any
 
 log = get_logger(__name__)
 
@@ -63,11 +64,15 @@ KILL_EXIT_WAIT_SECONDS = 2.0
 # -- Processes -----------------------------------------------------------------
 
 
-@functools.cache
+_boot_id: list[str] = []  # read once per process
+
+
 def boot_id() -> str:
     """Return this boot's random ID, which changes on every reboot."""
-    with open(BOOT_ID_FILE, encoding="ascii") as file:
-        return file.read().strip()
+    if not _boot_id:
+        with open(BOOT_ID_FILE, encoding="ascii") as file:
+            _boot_id.append(file.read().strip())
+    return _boot_id[0]
 
 
 def process_start_time(pid: int) -> int | None:
@@ -96,48 +101,56 @@ def container_alive(record: dict[str, Any]) -> bool:
     return process_alive(record.get("pid", 0), record.get("pid_start_time"))
 
 
-@contextlib.contextmanager
-def _flock(path: str, operation: int) -> Iterator[bool]:
-    """Hold flock(2) `operation` on `path`; yields False when LOCK_NB could not take it.
+class _Flock:
+    """A flock(2) held for a `with` block, on a file or a directory of a container.
 
-    Raises NotFoundError when the container's directory is gone (removed by
-    another command or by --rm).
+    The block gets False when LOCK_NB could not take the lock, else True.
+    Entering raises NotFoundError when the container's directory is gone
+    (removed by another command or by --rm).
     """
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except FileNotFoundError:
-        raise ContainerNotFoundError(f"no such container: {os.path.basename(os.path.dirname(path))}") from None
-    try:
+
+    def __init__(self, path: str, operation: int, *, open_flags: int, container_id: str) -> None:
+        self.path = path
+        self.operation = operation
+        self.open_flags = open_flags
+        self.container_id = container_id
+        self.fd = -1
+
+    def __enter__(self) -> bool:
         try:
-            fcntl.flock(fd, operation)
+            self.fd = os.open(self.path, self.open_flags | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            raise ContainerNotFoundError(f"no such container: {self.container_id}") from None
+        try:
+            fcntl.flock(self.fd, self.operation)
         except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)
+            return False
+        except BaseException:
+            os.close(self.fd)
+            raise
+        return True
+
+    def __exit__(self, *exc_info: object) -> None:
+        os.close(self.fd)
 
 
-@contextlib.contextmanager
-def _clean_up_lock(directory: str) -> Iterator[None]:
-    """Hold an exclusive flock(2) on the container's directory while its resources are released.
+def _flock(path: str, operation: int) -> _Flock:
+    """Return flock(2) `operation` on the file `path` in a container's directory, for a `with` block."""
+    return _Flock(path, operation, open_flags=os.O_RDWR | os.O_CREAT,
+                  container_id=os.path.basename(os.path.dirname(path)))
+
+
+def _clean_up_lock(directory: str) -> _Flock:
+    """Return an exclusive flock(2) on the container's directory, held while its resources are released.
 
     `reconcile` and `remove` take it, so two commands never release one
     container's resources at the same time. (They wait for a monitor's
     clean-up through monitor.lock.) Locking the directory creates no file:
     a lock file that `rm` created only to delete it again cost about 0.7 ms
-    per container (measured on ext4). Raises NotFoundError when the
-    directory is gone.
+    per container (measured on ext4).
     """
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise ContainerNotFoundError(f"no such container: {os.path.basename(directory)}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    return _Flock(directory, fcntl.LOCK_EX, open_flags=os.O_RDONLY | os.O_DIRECTORY,
+                  container_id=os.path.basename(directory))
 
 
 def monitor_alive(directory: str) -> bool:
@@ -252,7 +265,7 @@ def start(root: str, container_id: str) -> None:
     # does. So a Ctrl-C waits for the monitor's report, and the caller
     # that catches the KeyboardInterrupt finds the container either
     # running or exited, never halfway started.
-    with interrupt_deferred():
+    with InterruptDeferred():
         intermediate = syscalls.fork()
         if intermediate == 0:
             os.close(ready_read)
@@ -270,56 +283,71 @@ def start(root: str, container_id: str) -> None:
     raise PyrunError(f"start container {container_id[:12]}: {message}", exit_code=int(code))
 
 
-@contextlib.contextmanager
-def _sigint_handler(handler: Any) -> Iterator[None]:
-    """Use `handler` for SIGINT inside the block, in the main thread only, because only it may set handlers."""
-    try:
-        previous = signals.signal(signals.SIGINT, handler)
-    except ValueError:  # raised in any thread but the main one
-        yield
-        return
-    try:
-        yield
-    finally:
-        signals.signal(signals.SIGINT, previous)
+class _SigintHandler:
+    """`handler` for SIGINT inside a `with` block, in the main thread only, because only it may set handlers."""
+
+    def __init__(self, handler: Any) -> None:
+        self.handler = handler
+        self.previous: list[Any] = []  # empty when no handler was set
+
+    def __enter__(self) -> None:
+        try:
+            self.previous.append(signals.signal(signals.SIGINT, self.handler))
+        except ValueError:  # raised in any thread but the main one
+            pass
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.previous:
+            signals.signal(signals.SIGINT, self.previous.pop())
 
 
-@contextlib.contextmanager
-def interrupt_deferred() -> Iterator[None]:
-    """Hold back a SIGINT that arrives in the block, and raise KeyboardInterrupt after the block ends."""
-    received: list[int] = []
-    with _sigint_handler(lambda signum, frame: received.append(signum)):
-        yield
-    if received:
-        raise KeyboardInterrupt
+class InterruptDeferred:
+    """A `with` block that holds back a SIGINT, and raises KeyboardInterrupt once the block has ended."""
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.handler = _SigintHandler(lambda signum, frame: self.received.append(signum))
+
+    def __enter__(self) -> None:
+        self.handler.__enter__()
+
+    def __exit__(self, exc_type: type | None, *exc_info: object) -> None:
+        self.handler.__exit__()
+        if self.received and exc_type is None:
+            raise KeyboardInterrupt
 
 
-@contextlib.contextmanager
-def removed_on_interrupt(root: str) -> Iterator[list[str]]:
-    """Remove the containers listed in the block when Ctrl-C interrupts it, then raise again.
+class RemovedOnInterrupt:
+    """A `with` block that removes the containers listed in it when Ctrl-C interrupts it, then raises again.
 
     `run -d` enters this block before it creates its container and adds
-    the new ID to the yielded list inside `interrupt_deferred()`, so no
+    the new ID to the block's list inside `InterruptDeferred()`, so no
     Ctrl-C can fall between the creation and the listing. An interrupted
     run then leaves no container behind, whether it had started or not.
     (`container.create` already removes a container it did not finish.)
     """
-    container_ids: list[str] = []
-    try:
-        yield container_ids
-    except KeyboardInterrupt:
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.container_ids: list[str] = []
+
+    def __enter__(self) -> list[str]:
+        return self.container_ids
+
+    def __exit__(self, exc_type: type | None, *exc_info: object) -> None:
+        if exc_type is None or not issubclass(exc_type, KeyboardInterrupt):
+            return
         # Ignore a second Ctrl-C, which would leave a container half removed.
-        with _sigint_handler(signals.SIG_IGN):
-            for container_id in container_ids:
+        with _SigintHandler(signals.SIG_IGN):
+            for container_id in self.container_ids:
                 log.info("interrupted: removing container %s", container_id[:12])
                 try:
-                    remove(root, container_id, force=True)
+                    remove(self.root, container_id, force=True)
                 except NotFoundError:
                     pass  # an --rm container removed itself after its start failed
                 except PyrunError as err:
                     log.warning("failed to remove interrupted container %s: %s",
                                 container_id[:12], describe_error(err))
-        raise
 
 
 def _become_monitor(root: str, container_id: str, ready_fd: int) -> None:
@@ -429,8 +457,10 @@ def _start_for_monitor(root: str, container_id: str, ready_fd: int) -> list[str]
     # container's whole life.
     for name in os.listdir("/proc/self/fd"):
         if int(name) > 2 and int(name) not in passed and int(name) != ready_fd:
-            with contextlib.suppress(OSError):
+            try:
                 os.close(int(name))
+            except OSError:
+                pass  # the fd of the listing itself, closed already
     log_config = record.get("log_config") or {}
     # `python -S`: the monitor needs no site-packages, which saves memory.
     return [
@@ -730,8 +760,10 @@ def remove(root: str, reference: str, *, force: bool = False) -> str:
                 f"cannot remove container {record['name']!r}: it is running",
                 hint="stop the container before removing it, or use rm -f",
             )
-        with contextlib.suppress(PyrunError):
+        try:
             send_signal(record, signals.SIGKILL)
+        except PyrunError:
+            pass  # it exited meanwhile: the wait below sees that
         wait_until_stopped(root, container_id, None)
         settle(root, container_id)
     directory = state.container_dir(root, container_id)

@@ -24,14 +24,13 @@ import errno as _errno
 import fcntl
 import os
 import sys
-from contextlib import contextmanager
 
 from runtime import signals
 from runtime.records import factory, record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Iterator
+    from typing import Any, Callable
 
 # -- Flag tables --------------------------------------------------------------
 # Values from <sched.h>, <sys/mount.h> and <linux/mount.h>.
@@ -258,17 +257,31 @@ class KernelBackend:
 _backend: KernelBackend | Recorder = KernelBackend()
 
 
-@contextmanager
-def recording() -> Iterator[Recorder]:
-    """Swap in a `Recorder` for the duration of a ``with`` block."""
-    global _backend
-    previous = _backend
-    recorder = Recorder()
-    _backend = recorder
-    try:
-        yield recorder
-    finally:
-        _backend = previous
+class _Recording:
+    """A `Recorder` in place of the kernel for a ``with`` block, which gets the recorder."""
+
+    def __init__(self) -> None:
+        self.recorder = Recorder()
+        self.previous: list[KernelBackend | Recorder] = []
+
+    def __enter__(self) -> Recorder:
+        global _backend
+        self.previous.append(_backend)
+        _backend = self.recorder
+        return self.recorder
+
+    def __exit__(self, *exc_info: object) -> None:
+        global _backend
+        _backend = self.previous.pop()
+
+
+def recording() -> _Recording:
+    """Return a ``with`` block in which a `Recorder` takes every call instead of the kernel.
+
+    A class rather than a contextlib generator: this module is imported by
+    every `pyrun run`, and contextlib loads collections and functools.
+    """
+    return _Recording()
 
 
 def record(

@@ -16,7 +16,6 @@ The layout is read from /proc/self/mountinfo (what is mounted where) and
 
 from __future__ import annotations
 
-import functools
 
 from runtime.errors import PyrunError
 from runtime.log import get_logger
@@ -138,9 +137,25 @@ def layout_from_text(mountinfo_text: str, filesystems_text: str) -> Layout:
     raise CgroupError("no cgroup hierarchy is mounted (checked /proc/self/mountinfo)", hint=hint)
 
 
-@functools.lru_cache(maxsize=None)
+# Layouts already detected, by (mountinfo, filesystems) path. A dict rather
+# than functools.lru_cache: functools costs every `pyrun run` about a millisecond.
+_detected: dict[tuple[str, str], Layout] = {}
+
+
 def detect_layout(mountinfo: str = MOUNTINFO, filesystems: str = FILESYSTEMS) -> Layout:
     """Detect the host's cgroup layout once per process (per pair of paths)."""
+    key = (mountinfo, filesystems)
+    if key not in _detected:
+        _detected[key] = _read_layout(mountinfo, filesystems)
+    return _detected[key]
+
+
+def forget_layouts() -> None:
+    """Forget the layouts detected so far, so that the next detect_layout reads the files again."""
+    _detected.clear()
+
+
+def _read_layout(mountinfo: str, filesystems: str) -> Layout:
     try:
         with open(mountinfo) as file:
             mountinfo_text = file.read()

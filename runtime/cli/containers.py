@@ -254,8 +254,8 @@ def run_detached(args: Namespace, create, image, log_config: dict) -> int:
     """
     from runtime import lifecycle
 
-    with lifecycle.removed_on_interrupt(args.root) as container_ids:
-        with lifecycle.interrupt_deferred():
+    with lifecycle.RemovedOnInterrupt(args.root) as container_ids:
+        with lifecycle.InterruptDeferred():
             created = create()
             container_ids.append(created.id)
         describe_created(args, created, image, log_config)

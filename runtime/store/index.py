@@ -22,15 +22,9 @@ lock: read, modify, write atomically.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 from runtime import jsonio
 from runtime.errors import PyrunError
 from runtime.store.layout import StoreLayout, locked, write_json_atomic
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Iterator
 
 
 class StoreCorruptError(PyrunError):
@@ -45,14 +39,35 @@ class ImageIndex:
         """Read the index without the lock; it is replaced atomically, never torn."""
         return read_index(self.layout.index)
 
-    @contextmanager
-    def update(self) -> Iterator[dict]:
-        """Lock the index, yield its contents for changes, and write them back."""
+    def update(self) -> IndexUpdate:
+        """Return a `with` block that locks the index and gives its contents for changes, written back at the end."""
+        return IndexUpdate(self.layout)
+
+
+class IndexUpdate:
+    """The index, locked for a `with` block; the dict the block changes is written back when the block succeeds."""
+
+    def __init__(self, layout: StoreLayout) -> None:
+        self.layout = layout
+        self.lock = locked(layout.lock_file("images"))
+        self.data: dict = {}
+
+    def __enter__(self) -> dict:
         self.layout.create()
-        with locked(self.layout.lock_file("images")):
-            data = read_index(self.layout.index)
-            yield data
-            write_json_atomic(self.layout.index, data)
+        self.lock.__enter__()
+        try:
+            self.data = read_index(self.layout.index)
+        except BaseException:
+            self.lock.__exit__(None, None, None)
+            raise
+        return self.data
+
+    def __exit__(self, exc_type: type | None, *exc_info: object) -> None:
+        try:
+            if exc_type is None:
+                write_json_atomic(self.layout.index, self.data)
+        finally:
+            self.lock.__exit__(exc_type, *exc_info)
 
 
 def read_index(path: str) -> dict:

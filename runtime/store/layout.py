@@ -22,14 +22,8 @@ from __future__ import annotations
 
 import fcntl
 import os
-from contextlib import contextmanager
 
 from runtime import jsonio
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Iterator
-
 
 class StoreLayout:
     """The paths of one store, as strings."""
@@ -71,22 +65,33 @@ def hex_of(digest: str) -> str:
     return value
 
 
-@contextmanager
-def locked(path: str | os.PathLike, *, shared: bool = False, wait: bool = True) -> Iterator[None]:
-    """Hold an `fcntl.flock` on `path` (created if missing) for the block.
+class locked:
+    """An `fcntl.flock` on `path` (created if missing), held for a `with` block.
 
-    With `wait=False`, raise `BlockingIOError` at once if another process
-    holds a conflicting lock.
+    With `wait=False`, entering raises `BlockingIOError` at once if another
+    process holds a conflicting lock. A class rather than a contextlib
+    generator, because contextlib loads collections and functools, a few ms
+    of every `pyrun run` (which imports this module for the image lookup).
     """
-    operation = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
-    if not wait:
-        operation |= fcntl.LOCK_NB
-    with open(path, "a") as file:
-        fcntl.flock(file, operation)
+
+    def __init__(self, path: str | os.PathLike, *, shared: bool = False, wait: bool = True) -> None:
+        self.path = path
+        self.operation = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB)
+        self.file = None
+
+    def __enter__(self) -> None:
+        self.file = open(self.path, "a")
         try:
-            yield
+            fcntl.flock(self.file, self.operation)
+        except BaseException:
+            self.file.close()
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_UN)
         finally:
-            fcntl.flock(file, fcntl.LOCK_UN)
+            self.file.close()
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:

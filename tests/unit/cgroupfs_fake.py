@@ -82,12 +82,12 @@ class FakeCgroupfs:
             self.fill_v2(mount, root=True)
             lines.append(f"50 31 0:50 / {mount} rw,relatime - cgroup2 cgroup2 rw")
         self.mountinfo.write_text("\n".join(lines) + "\n")
-        detect.detect_layout.cache_clear()
+        detect.forget_layouts()
         syscalls.add_listener(self.on_call)
 
     def close(self) -> None:
         syscalls.remove_listener(self.on_call)
-        detect.detect_layout.cache_clear()
+        detect.forget_layouts()
 
     def v1_mount(self, controller: str) -> Path:
         return self.base / "cgroup" / controller

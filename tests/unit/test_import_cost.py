@@ -18,7 +18,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # Each of these costs milliseconds to import, mostly through enum and re.
 COSTLY_MODULES = [
     "enum", "re", "json", "pathlib", "fnmatch", "urllib", "socket", "selectors", "signal", "ipaddress",
-    "argparse", "gettext", "warnings", "datetime", "tempfile", "shutil",
+    "argparse", "gettext", "warnings", "datetime", "tempfile", "shutil", "contextlib", "functools",
+    "collections", "array",
 ]
 
 HOT_PATH_MODULES = [

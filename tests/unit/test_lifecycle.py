@@ -229,7 +229,7 @@ def test_container_prune_force_asks_nothing(tmp_path, monkeypatch, capsys):
 def test_interrupt_deferred_until_block_ends():
     reached_end_of_block = False
     with pytest.raises(KeyboardInterrupt):
-        with lifecycle.interrupt_deferred():
+        with lifecycle.InterruptDeferred():
             os.kill(os.getpid(), signal.SIGINT)
             reached_end_of_block = True
     assert reached_end_of_block
@@ -239,7 +239,7 @@ def test_interrupt_deferred_until_block_ends():
 def test_removed_on_interrupt_removes_container(tmp_path):
     make_stopped_container(tmp_path, "4" * 64)
     with syscalls.recording(), pytest.raises(KeyboardInterrupt):
-        with lifecycle.removed_on_interrupt(str(tmp_path)) as container_ids:
+        with lifecycle.RemovedOnInterrupt(str(tmp_path)) as container_ids:
             container_ids.append("4" * 64)
             raise KeyboardInterrupt
     assert not os.path.exists(state.container_dir(str(tmp_path), "4" * 64))
