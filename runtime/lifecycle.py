@@ -40,9 +40,8 @@ import time
 
 # runtime.syscalls (with ctypes) and runtime.overlay are imported inside the
 # functions that make kernel calls, so `ps` and `inspect` do without them.
-# The context managers below are classes, not contextlib generators:
-# contextlib loads collections and functools, a few ms of every `ps` and
-# `run -d`.
+# The context managers below are classes, not contextlib generators (see
+# "Start-up cost" in docs/architecture.md).
 from runtime import jsonio, signals, state
 from runtime.errors import ContainerNotFoundError, NotFoundError, PyrunError, UsageError, describe_error
 from runtime.log import configure as configure_logging, get_logger
@@ -284,7 +283,7 @@ def start(root: str, container_id: str) -> None:
 
 
 class _SigintHandler:
-    """`handler` for SIGINT inside a `with` block, in the main thread only, because only it may set handlers."""
+    """A SIGINT handler set for a `with` block, in the main thread only, because only it may set handlers."""
 
     def __init__(self, handler: Any) -> None:
         self.handler = handler
@@ -763,7 +762,7 @@ def remove(root: str, reference: str, *, force: bool = False) -> str:
         try:
             send_signal(record, signals.SIGKILL)
         except PyrunError:
-            pass  # it exited meanwhile: the wait below sees that
+            pass  # it exited meanwhile, so the wait below returns at once
         wait_until_stopped(root, container_id, None)
         settle(root, container_id)
     directory = state.container_dir(root, container_id)

@@ -259,8 +259,7 @@ def remove_tree(path: str) -> None:
 class _RecordLock:
     """An exclusive flock(2) on the container's `lock` file, held for a `with` block.
 
-    A class rather than a contextlib generator: contextlib loads
-    collections and functools, a few ms of every pyrun command.
+    A class, not contextlib: see "Start-up cost" in docs/architecture.md.
     """
 
     def __init__(self, directory: str) -> None:

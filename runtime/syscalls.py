@@ -278,8 +278,7 @@ class _Recording:
 def recording() -> _Recording:
     """Return a ``with`` block in which a `Recorder` takes every call instead of the kernel.
 
-    A class rather than a contextlib generator: this module is imported by
-    every `pyrun run`, and contextlib loads collections and functools.
+    A class, not contextlib: see "Start-up cost" in docs/architecture.md.
     """
     return _Recording()
 

@@ -137,8 +137,8 @@ def layout_from_text(mountinfo_text: str, filesystems_text: str) -> Layout:
     raise CgroupError("no cgroup hierarchy is mounted (checked /proc/self/mountinfo)", hint=hint)
 
 
-# Layouts already detected, by (mountinfo, filesystems) path. A dict rather
-# than functools.lru_cache: functools costs every `pyrun run` about a millisecond.
+# Layouts already detected, by (mountinfo, filesystems) path. A dict, not
+# functools.lru_cache: see "Start-up cost" in docs/architecture.md.
 _detected: dict[tuple[str, str], Layout] = {}
 
 

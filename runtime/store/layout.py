@@ -69,9 +69,8 @@ class locked:
     """An `fcntl.flock` on `path` (created if missing), held for a `with` block.
 
     With `wait=False`, entering raises `BlockingIOError` at once if another
-    process holds a conflicting lock. A class rather than a contextlib
-    generator, because contextlib loads collections and functools, a few ms
-    of every `pyrun run` (which imports this module for the image lookup).
+    process holds a conflicting lock. A class, not contextlib: see
+    "Start-up cost" in docs/architecture.md.
     """
 
     def __init__(self, path: str | os.PathLike, *, shared: bool = False, wait: bool = True) -> None:
