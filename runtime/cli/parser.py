@@ -7,7 +7,8 @@ follows Docker's flag library (spf13/pflag) where the two differ:
 - a flag that takes a value takes the next argument whatever it is, so
   `--memory -5m` reaches --memory's own check (argparse took "-5m" for a flag);
 - a long flag is never abbreviated: `--log` is not `--log-level`;
-- a flag with an optional value (`--sig-proxy`) takes one only after "=";
+- a flag with an optional value (`--sig-proxy`) takes one only after "=",
+  and so does a switch: `--rm=false`, `-d=true` (Go's boolean spellings);
 - `run IMAGE COMMAND...` and `exec CONTAINER COMMAND...` read no flags
   after COMMAND starts, so the container's command keeps its own flags.
   Other commands take flags anywhere.
@@ -36,6 +37,10 @@ ANY_NUMBER = "*"
 OPTIONAL = "?"
 
 ACTIONS = ("store", "store_true", "append", "help", "unsupported")
+
+# The values a switch takes after "=", as Go's strconv.ParseBool reads them.
+BOOLEANS = {"1": True, "t": True, "T": True, "true": True, "TRUE": True, "True": True,
+            "0": False, "f": False, "F": False, "false": False, "FALSE": False, "False": False}
 
 
 class CommandLineError(UsageError):
@@ -264,7 +269,7 @@ class CommandParser:
             if argument is None:
                 raise CommandLineError(f"unknown flag: {name}" + (f" in {arg}" if len(arg) > 2 else ""), self.prog)
             attached = arg[position + 1:]
-            if argument.takes_value or (argument.nargs == OPTIONAL and attached.startswith("=")):
+            if argument.takes_value or attached.startswith("="):
                 if attached.startswith("="):
                     attached = attached[1:]
                 elif not attached:
@@ -280,9 +285,9 @@ class CommandParser:
         if argument.action == "unsupported":
             raise CommandLineError(f"{name} is not supported by pyrun", self.prog)
         if argument.action == "store_true":
-            if value is not None:
-                raise CommandLineError(f"flag {name} takes no value: {name}={value}", self.prog)
-            setattr(values, argument.dest, True)
+            if value is not None and value not in BOOLEANS:
+                raise CommandLineError(f"invalid value {value!r} for {name}: expected true or false", self.prog)
+            setattr(values, argument.dest, True if value is None else BOOLEANS[value])
             return
         if value is None and argument.nargs == OPTIONAL:
             setattr(values, argument.dest, argument.const)

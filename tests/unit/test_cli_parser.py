@@ -80,6 +80,14 @@ def test_flags_may_follow_arguments_where_no_command_follows():
     assert (args.force, args.containers) == (True, ["web", "db"])
 
 
+@pytest.mark.parametrize("argv, detach", [(["--detach=false"], False), (["-d=true"], True), (["-d=0"], False),
+                                          (["-d", "--detach=False"], False), (["-i", "-d=1"], True)])
+def test_switches_take_go_booleans_after_equals(argv, detach):
+    args = run_parser().parse_args([*argv, "busybox"])
+    assert args.detach is detach
+    assert args.image == "busybox"
+
+
 def test_optional_value_only_after_equals():
     parser = run_parser()
     assert parser.parse_args(["--sig-proxy=false", "busybox"]).sig_proxy is False
@@ -91,7 +99,7 @@ def test_optional_value_only_after_equals():
     (["--bogus", "busybox"], "unknown flag: --bogus"),
     (["--bogus=1", "busybox"], "unknown flag: --bogus"),
     (["-dx", "busybox"], "unknown flag: -x in -dx"),
-    (["--detach=yes", "busybox"], "flag --detach takes no value: --detach=yes"),
+    (["--detach=yes", "busybox"], "invalid value 'yes' for --detach: expected true or false"),
     (["busybox", "--memory"], None),  # after IMAGE, it is the command's
     (["--memory"], "flag needs an argument: --memory"),
     (["--pids-limit", "lots", "busybox"], "argument --pids-limit: invalid int value: 'lots'"),
