@@ -76,6 +76,10 @@ class Reference:
     def __hash__(self) -> int:
         return hash(self._fields())
 
+    def __reduce__(self) -> tuple:
+        # copy, deepcopy and pickle rebuild it through __init__, because __setattr__ raises.
+        return (Reference, self._fields())
+
     def __repr__(self) -> str:
         return (f"Reference(registry={self.registry!r}, repository={self.repository!r}, "
                 f"tag={self.tag!r}, digest={self.digest!r})")

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from runtime.cli.parser import ArgumentTypeError, CommandParser, Namespace, REMAINDER, Subcommands
+from runtime.cli.parser import BOOLEANS, ArgumentTypeError, CommandParser, Namespace, REMAINDER, Subcommands
 
 # Docker's `ps` columns and the --format field behind each.
 PS_COLUMNS = [
@@ -163,10 +163,9 @@ def add_sig_proxy_flag(parser: CommandParser) -> None:
 
 def parse_bool(text: str) -> bool:
     """Parse a Docker boolean flag value, as in --sig-proxy=false."""
-    values = {"true": True, "1": True, "false": False, "0": False}
-    if text.lower() not in values:
+    if text not in BOOLEANS:  # Go's spellings, as for --rm=false
         raise ArgumentTypeError(f"invalid boolean {text!r}: expected true or false")
-    return values[text.lower()]
+    return BOOLEANS[text]
 
 
 def add_inspect(subparsers) -> None:

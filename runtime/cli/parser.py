@@ -358,7 +358,10 @@ class CommandParser:
         if positionals:
             lines.append("arguments:")
             for argument in positionals:
-                lines += help_entry(usage_word(argument).strip("[]"), argument.help, width)
+                name = usage_word(argument)
+                if argument.nargs == OPTIONAL:
+                    name = name[1:-1]  # "[SERVER]" is listed as SERVER; "CONTAINER [CONTAINER ...]" keeps its brackets
+                lines += help_entry(name, argument.help, width)
             lines.append("")
         if self.subcommands is not None and self.subcommands.help:
             lines.append("commands:")

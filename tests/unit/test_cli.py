@@ -314,3 +314,10 @@ def test_unknown_container_exits_1_as_docker(tmp_path, command):
                             capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr.strip() == "pyrun: no such container: nosuch"
+
+
+def test_sig_proxy_takes_go_boolean_spellings_like_the_switches():
+    from runtime.cli import parse_command_line
+
+    assert parse_command_line(["start", "--sig-proxy=f", "c1"]).sig_proxy is False
+    assert parse_command_line(["attach", "--sig-proxy=T", "c1"]).sig_proxy is True

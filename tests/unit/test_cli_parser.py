@@ -175,3 +175,14 @@ def test_a_flag_declared_twice_is_a_programming_error():
     parser.add_argument("-f", "--force", action="store_true")
     with pytest.raises(ValueError, match="-f is declared twice"):
         parser.add_argument("-f", "--format")
+
+
+def test_help_lists_a_repeated_positional_with_both_brackets():
+    from runtime.cli.parser import CommandParser
+
+    parser = CommandParser("pyrun rm")
+    parser.add_argument("containers", nargs="+", metavar="CONTAINER", help="container")
+    parser.add_argument("server", nargs="?", metavar="SERVER", help="server")
+    text = parser.format_help()
+    assert "  CONTAINER [CONTAINER ...]" in text
+    assert "  SERVER " in text and "[SERVER]\n" not in text.split("arguments:")[1]

@@ -142,3 +142,15 @@ def test_grammar_edges_rejected(text, reason):
     with pytest.raises(InvalidReferenceError) as caught:
         parse_reference(text)
     assert reason in str(caught.value)
+
+
+def test_reference_copies_and_pickles():
+    import copy
+    import pickle
+
+    from registry_client.reference import parse_reference
+
+    reference = parse_reference("localhost:5000/a/b:1")
+    assert copy.copy(reference) == reference
+    assert copy.deepcopy(reference) == reference
+    assert pickle.loads(pickle.dumps(reference)) == reference
