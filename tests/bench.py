@@ -325,7 +325,8 @@ def bench_run(bench: Bench) -> None:
     bundle = make_runc_bundle(bench, root)
 
     # Floors for pyrun: the interpreter alone, started as pyrun's launcher
-    # starts it, and with the standard modules that every `run` needs.
+    # starts it, and with the standard modules `run` imported until it
+    # learned to do without them (see "Start-up cost" in docs/architecture.md).
     python = [sys.executable, "-I", "-S", "-c"]
     bench.time_alternately("run --rm busybox true", [
         ("pyrun", [PYRUN, "run", "--rm", "--network", "none", "busybox", "true"], env),
