@@ -572,7 +572,7 @@ def format_template(flag: str, fields: list[str]) -> str | None:
     """Return the --format template, checked against `fields`, or None for the command's own table.
 
     runtime.cli.templates is imported only for a template of one's own: it
-    loads re and json, about a seventh of a plain `pyrun ps` here.
+    loads re and json, which a plain `pyrun ps` has no other use for.
     """
     if flag.strip() in ("", "table"):
         return None

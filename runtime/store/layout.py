@@ -75,7 +75,9 @@ class locked:
 
     def __init__(self, path: str | os.PathLike, *, shared: bool = False, wait: bool = True) -> None:
         self.path = path
-        self.operation = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB)
+        self.operation = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        if not wait:
+            self.operation |= fcntl.LOCK_NB
         self.file = None
 
     def __enter__(self) -> None:

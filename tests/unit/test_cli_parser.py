@@ -40,7 +40,7 @@ def error_of(parser: CommandParser, argv: list[str]) -> str:
     return str(raised.value)
 
 
-def test_value_flag_takes_the_next_argument_even_with_a_dash():
+def test_value_flag_takes_dashed_value():
     # pflag's rule: "--memory -5m" gives --memory's own check the value.
     args = run_parser().parse_args(["--memory", "-5m", "busybox"])
     assert args.memory == "-5m"
@@ -52,7 +52,7 @@ def test_every_spelling_of_a_value(argv):
     assert run_parser().parse_args([*argv, "busybox"]).env == ["A=1"]
 
 
-def test_short_switches_cluster_and_end_at_a_value_flag():
+def test_short_flags_cluster():
     args = run_parser().parse_args(["-dit", "-p8080:80", "-dp", "53:53", "busybox"])
     assert (args.detach, args.interactive, args.tty) == (True, True, True)
     assert args.publish == ["8080:80", "53:53"]
@@ -64,7 +64,7 @@ def test_append_defaults_are_not_shared_between_parses():
     assert parser.parse_args(["busybox"]).env == []
 
 
-def test_the_command_keeps_its_own_flags():
+def test_command_keeps_its_flags():
     args = run_parser().parse_args(["-d", "busybox", "-d", "ls", "-l", "--", "x"])
     assert args.detach is True
     assert args.command == ["-d", "ls", "-l", "--", "x"]
