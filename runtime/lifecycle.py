@@ -713,7 +713,10 @@ def stop(root: str, reference: str, timeout: float | None = None, sig: int | Non
     container_id = record["id"]
     if record.get("status") != state.STATUS_RUNNING:
         return container_id
-    timeout = 10 if timeout is None else timeout
+    if timeout is None:
+        timeout = 10
+    elif timeout < 0:
+        timeout = None  # Docker's -t -1: wait as long as it takes, never SIGKILL
     # The last signal this stop delivered, which ended pid 1 unless it exited on its own.
     ending_signal = sig or stop_signal(record)
     try:

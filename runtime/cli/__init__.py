@@ -55,7 +55,7 @@ COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
     "logout": (IMAGES, "remove saved credentials for a registry"),
     "image": (IMAGES, "manage images"),
     "run": (("runtime.cli.containers",), "run a command in a new container"),
-    "container": (LIFECYCLE + RESOURCES, "manage containers (pyrun container VERB)"),
+    "container": (LIFECYCLE + RESOURCES + ("runtime.cli.networks",), "manage containers (pyrun container VERB)"),
     "create": (LIFECYCLE, "create a container without starting it"),
     "start": (LIFECYCLE, "start one or more stopped containers"),
     "ps": (LIFECYCLE, "list containers"),
@@ -176,8 +176,9 @@ def run_command_line(argv: list[str]) -> int:
         print(f"See '{err.prog} --help'.", file=sys.stderr)
         return err.exit_code
     if not getattr(args, "handler", None):
-        build_parser().print_help(sys.stderr)
-        return 2
+        # `pyrun` alone, as `docker` alone: the usage on stdout, status 0.
+        build_parser().print_help()
+        return 0
     configure_logging(args.log_level)
     if args.explain:
         from runtime import explain

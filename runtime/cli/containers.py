@@ -164,6 +164,7 @@ def run(args: Namespace) -> int:
     log_config = log_options(args)
     mounts = user_mounts(args)
     resources = resources_from_args(args)
+    plan_from_args(args, None)  # checks -p, --dns, --ip before any pull, as Docker does
     image = find_or_pull_image(args)
     plan = plan_from_args(args, image.config)
 

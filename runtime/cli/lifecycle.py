@@ -42,7 +42,7 @@ def register(subparsers: Subcommands) -> None:
     for group in (subparsers, verbs):
         for add_parser in COMMAND_PARSERS.values():
             add_parser(group)
-    add_ps(verbs, "ls")
+    add_ps(verbs, "ls", aliases=["list"])
     prune = verbs.add_parser("prune", help="remove all stopped containers")
     prune.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
     prune.set_defaults(handler=prune_command)
@@ -91,8 +91,8 @@ def add_start(subparsers) -> None:
     parser.set_defaults(handler=start_command)
 
 
-def add_ps(subparsers, name: str = "ps") -> None:
-    parser = subparsers.add_parser(name, help="list containers")
+def add_ps(subparsers, name: str = "ps", aliases: list[str] | tuple[str, ...] = ()) -> None:
+    parser = subparsers.add_parser(name, help="list containers", aliases=aliases)
     parser.add_argument("-a", "--all", action="store_true", help="show all containers (default: running only)")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the IDs")
     parser.add_argument("--no-trunc", action="store_true", help="do not shorten IDs and commands")
@@ -316,6 +316,7 @@ def create_command(args: Namespace) -> int:
     log_config = containers.log_options(args)
     mounts = containers.user_mounts(args)
     resources = resources_from_args(args)
+    plan_from_args(args, None)  # checks -p, --dns, --ip before any pull, as Docker does
     image = containers.find_or_pull_image(args)
     plan = plan_from_args(args, image.config)
     created = container.create(

@@ -16,6 +16,14 @@ SETTINGS_FILE = "network.json"  # written by runtime.network.attach
 
 
 def register(subparsers: Subcommands) -> None:
+    add_port(subparsers)
+    # `pyrun container port`, when a module registered before this one has made the `container` group.
+    group = subparsers.choices.get("container")
+    if group is not None and group.subcommands is not None:
+        add_port(group.subcommands)
+
+
+def add_port(subparsers: Subcommands) -> None:
     parser = subparsers.add_parser("port", help="list a container's published ports")
     parser.add_argument("container", help="container name, ID or unique ID prefix")
     parser.add_argument("private_port", nargs="?", metavar="PRIVATE_PORT[/PROTO]",

@@ -168,6 +168,21 @@ def test_stop_uses_signal_then_kill(run_env, cleanup):  # noqa: F811
     assert pyrun(run_env, "inspect", "-f", "{{.State.ExitCode}}", polite).stdout.strip() == "42"
 
 
+def test_stop_with_negative_timeout_waits(run_env, cleanup):  # noqa: F811
+    # Docker's -t -1: no SIGKILL however long the container takes.
+    stubborn = detached(run_env, "busybox", "sh", "-c", "sleep 60")
+    command = [PYRUN, "--root", str(run_env.root), "stop", "-t", "-1", stubborn]
+    stopping = subprocess.Popen(command, env=popen_env(run_env), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(2)
+        assert stopping.poll() is None
+        assert state_of(run_env, stubborn) == "running"
+    finally:
+        pyrun(run_env, "kill", stubborn)
+        stopping.wait(timeout=30)
+    assert stopping.returncode == 0
+
+
 def test_kill_with_signal_and_wait(run_env, cleanup):  # noqa: F811
     container = detached(run_env, "busybox", "sh", "-c", "trap 'exit 7' USR1; while true; do sleep 0.1; done")
     waiter = subprocess.Popen([PYRUN, "--root", str(run_env.root), "wait", container],
@@ -209,6 +224,8 @@ def test_create_then_start(run_env, cleanup):  # noqa: F811
 def test_container_verb_spellings(run_env, cleanup):  # noqa: F811
     container = detached(run_env, "busybox", "sleep", "60")
     assert container[:12] in pyrun(run_env, "container", "ls").stdout
+    assert container[:12] in pyrun(run_env, "container", "list").stdout
+    assert pyrun(run_env, "container", "port", container).returncode == 0
     assert pyrun(run_env, "container", "stop", "-t", "0", container).returncode == 0
     pruned = pyrun(run_env, "container", "prune", "-f")
     assert pruned.returncode == 0, pruned.stderr

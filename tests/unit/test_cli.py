@@ -87,6 +87,8 @@ def test_long_flags_are_not_abbreviated(capsys):
         (["image", "rm", "busybox"], "runtime.cli.images"),
         (["stats", "--no-stream"], "runtime.cli.resources"),
         (["port", "web", "80"], "runtime.cli.networks"),
+        (["container", "port", "web"], "runtime.cli.networks"),
+        (["container", "list", "-a"], "runtime.cli.lifecycle"),
     ],
 )
 def test_parse_reaches_handler(argv, handler_module):
@@ -109,6 +111,19 @@ def usage_error(capsys, argv: list[str]) -> list[str]:
     captured = capsys.readouterr()
     assert captured.out == ""
     return captured.err.splitlines()
+
+
+def test_no_command_prints_usage_and_succeeds(capsys):
+    # As `docker` alone: the usage on stdout, status 0.
+    assert main([]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("usage: pyrun [OPTIONS] COMMAND ...")
+    assert captured.err == ""
+
+
+def test_bad_port_reported_before_the_image_lookup(capsys, tmp_path):
+    lines = usage_error(capsys, ["--root", str(tmp_path), "run", "-p", "bogus", "--pull", "never", "nosuch", "true"])
+    assert "bogus" in lines[0]
 
 
 def test_unknown_flag_exits_125(capsys):
