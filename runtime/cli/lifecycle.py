@@ -766,9 +766,24 @@ def inspect_command(args: Namespace) -> int:
 
 
 def render_inspect_format(template: str, document: dict) -> str:
-    """Fill {{.A.B}} paths (and {{json .A}}) from the document."""
+    """Fill {{.A.B}} paths (and {{json .A}}) from the document.
+
+    Any other action, or braces left open, raises UsageError naming the
+    template, where Docker reports its template parser's error.
+    """
     import json
     import re
+
+    from runtime.errors import UsageError
+
+    action = re.compile(r"{{\s*(json\s+)?\.([\w.]*)\s*}}")
+    for found in re.finditer(r"{{.*?}}", template):
+        if not action.fullmatch(found.group(0)):
+            raise UsageError(f"invalid --format {template!r}: {found.group(0)} is not supported",
+                             hint="use {{.Field.Path}} or {{json .Field}}")
+    outside_actions = re.sub(r"{{.*?}}", "", template)
+    if "{{" in outside_actions or "}}" in outside_actions:
+        raise UsageError(f"invalid --format {template!r}: a {{{{ has no matching }}}}")
 
     def value(match: re.Match) -> str:
         as_json, path = match.group(1), match.group(2)
@@ -776,12 +791,12 @@ def render_inspect_format(template: str, document: dict) -> str:
         for part in path.split(".") if path else []:
             current = current.get(part) if isinstance(current, dict) else None
         if as_json or isinstance(current, (dict, list)):
-            return json.dumps(current)
+            return json.dumps(current, separators=(",", ":"))  # compact, as Docker's json function
         if isinstance(current, bool):
             return "true" if current else "false"
         return "<no value>" if current is None else str(current)
 
-    return re.sub(r"{{\s*(json\s+)?\.([\w.]*)\s*}}", value, template)
+    return action.sub(value, template)
 
 
 def inspect_document(record: dict, spec: dict, root: str) -> dict:

@@ -78,7 +78,14 @@ def test_render_templates():
     assert templates.render("{{.Names}}\\t{{ .Status }}", row) == "web\tUp 3 seconds"
     document = {"State": {"Status": "running", "Running": True, "Pid": 5}, "Name": "/web"}
     assert cli.render_inspect_format("{{.State.Status}} {{.State.Running}} {{.Name}}", document) == "running true /web"
-    assert cli.render_inspect_format("{{json .State}}", document) == '{"Status": "running", "Running": true, "Pid": 5}'
+    assert cli.render_inspect_format("{{json .State}}", document) == '{"Status":"running","Running":true,"Pid":5}'
+
+
+@pytest.mark.parametrize("template, problem", [("{{.State.Pid", "has no matching"), ("{{.State.Pid}} {{if}}", "{{if}}"),
+                                               ("x }}", "has no matching")])
+def test_inspect_format_rejects_broken_templates(template, problem):
+    with pytest.raises(UsageError, match=problem):
+        cli.render_inspect_format(template, {"State": {"Pid": 5}})
 
 
 @pytest.mark.parametrize("text, number", [("SIGWINCH", signal.SIGWINCH), ("KILL", signal.SIGKILL),
