@@ -7,7 +7,7 @@ use this module in its place: it exports everything `_signal` has (every
 SIG* constant, SIG_DFL, SIG_IGN, SIG_BLOCK, signal(), pthread_sigmask(),
 valid_signals() ...) and adds the names that the `Signals` enum would give.
 
-The difference a caller sees: functions return plain ints where `signal`
+The difference for a caller: functions return plain ints where `signal`
 returns enum members, so `signals.signal(SIGINT, handler)` returns 0 for
 SIG_DFL and 1 for SIG_IGN, and pthread_sigmask() returns a set of ints.
 Both are accepted back wherever `signal` accepts its enums.

@@ -217,7 +217,7 @@ def test_run_help_fits_the_terminal(monkeypatch, capsys, columns):
     out = capsys.readouterr().out
     assert out.startswith("usage: pyrun run [OPTIONS] IMAGE [COMMAND ...]\n")
     for line in out.splitlines():
-        # A flag with a long metavar stands on its own line, as in argparse.
+        # A flag with a long metavar is alone on its line, as in argparse.
         assert len(line) <= int(columns) or "  " not in line.strip(), line
     for flag in ["--rm", "-d, --detach", "-e, --env KEY[=VALUE]", "--memory", "--network, --net NETWORK", "--cpus NUMBER"]:
         assert flag in out
@@ -331,7 +331,7 @@ def test_unknown_container_exits_1_as_docker(tmp_path, command):
     assert result.stderr.strip() == "pyrun: no such container: nosuch"
 
 
-def test_sig_proxy_takes_go_boolean_spellings_like_the_switches():
+def test_sig_proxy_takes_go_booleans():
     from runtime.cli import parse_command_line
 
     assert parse_command_line(["start", "--sig-proxy=f", "c1"]).sig_proxy is False

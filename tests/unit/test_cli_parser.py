@@ -143,7 +143,7 @@ def test_help_exits_zero_after_printing(capsys):
     assert "--restart" not in out
 
 
-def test_subcommands_load_when_named_and_the_deepest_prog_wins():
+def test_subcommands_load_when_named():
     loaded = []
 
     def load(commands, name):
@@ -170,7 +170,7 @@ def test_subcommands_load_when_named_and_the_deepest_prog_wins():
     assert top.parse_args([]).verb is None
 
 
-def test_a_flag_declared_twice_is_a_programming_error():
+def test_parser_rejects_a_duplicate_flag():
     parser = CommandParser("pyrun x")
     parser.add_argument("-f", "--force", action="store_true")
     with pytest.raises(ValueError, match="-f is declared twice"):
@@ -185,4 +185,5 @@ def test_help_lists_a_repeated_positional_with_both_brackets():
     parser.add_argument("server", nargs="?", metavar="SERVER", help="server")
     text = parser.format_help()
     assert "  CONTAINER [CONTAINER ...]" in text
-    assert "  SERVER " in text and "[SERVER]\n" not in text.split("arguments:")[1]
+    assert "  SERVER " in text
+    assert "[SERVER]\n" not in text.split("arguments:")[1]
