@@ -143,7 +143,7 @@ def _write_indented(value: Any, parts: list[str], leaf_encoder: Any, step: str, 
     """Append `value` to `parts`, each item of a dict or list on a line of its own.
 
     `newline` is the line break followed by the current indentation, and
-    `open_ids` holds the ids of the containers that enclose `value`, so a
+    `open_ids` contains the ids of the containers that enclose `value`, so a
     container that contains itself raises ValueError, as in json.
     """
     if isinstance(value, dict):

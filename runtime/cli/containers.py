@@ -151,22 +151,36 @@ def find_or_pull_image(args: Namespace):
     return image
 
 
-def run(args: Namespace) -> int:
-    from runtime import container, state
+def container_settings(args: Namespace) -> tuple:
+    """Check the flags `run` and `create` share, find or pull the image, and return what creating needs.
+
+    Returns (options, log_config, mounts, resources, image, network plan).
+    Every flag is checked before the image lookup, as Docker does, so an
+    invalid value never starts a pull.
+    """
     from runtime.cgroups import resources_from_args
-    from runtime.errors import PyrunError
     from runtime.network import plan_from_args
 
-    # Checked before the image lookup, so an invalid name never starts a pull.
-    if args.name:
-        state.check_name(args.name)
     options = run_options(args)
     log_config = log_options(args)
     mounts = user_mounts(args)
     resources = resources_from_args(args)
-    plan_from_args(args, None)  # checks -p, --dns, --ip before any pull, as Docker does
+    # This first plan only checks -p, --dns and --ip. The plan is built
+    # again after the lookup, because -P needs the image's exposed ports.
+    plan_from_args(args, None)
     image = find_or_pull_image(args)
     plan = plan_from_args(args, image.config)
+    return options, log_config, mounts, resources, image, plan
+
+
+def run(args: Namespace) -> int:
+    from runtime import container, state
+    from runtime.errors import PyrunError
+
+    # Checked before the image lookup, so an invalid name never starts a pull.
+    if args.name:
+        state.check_name(args.name)
+    options, log_config, mounts, resources, image, plan = container_settings(args)
 
     def create():
         return container.create(

@@ -308,17 +308,9 @@ def map_in_threads(function, items: list, max_threads: int) -> list:
 
 def create_command(args: Namespace) -> int:
     from runtime import container
-    from runtime.cgroups import resources_from_args
     from runtime.cli import containers
-    from runtime.network import plan_from_args
 
-    options = containers.run_options(args)
-    log_config = containers.log_options(args)
-    mounts = containers.user_mounts(args)
-    resources = resources_from_args(args)
-    plan_from_args(args, None)  # checks -p, --dns, --ip before any pull, as Docker does
-    image = containers.find_or_pull_image(args)
-    plan = plan_from_args(args, image.config)
+    options, log_config, mounts, resources, image, plan = containers.container_settings(args)
     created = container.create(
         args.root, image, options, name=args.name, user_mounts=mounts, network_plan=plan,
         resources=resources, cgroup_parent=args.cgroup_parent, ephemeral=args.rm,
