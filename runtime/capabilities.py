@@ -3,15 +3,17 @@
 Root inside a container is not root on the host because the container's
 process keeps only a few capabilities. `compute_capabilities` applies
 `--cap-add`, `--cap-drop` and `--privileged` to Docker's default set, and
-`apply_capabilities` sets the five capability sets of the calling process
-through python-prctl, just before it executes the container's command.
+`apply_capabilities` sets the capability sets of the calling process
+through python-prctl's C module, just before it executes the container's command.
 """
 
 from __future__ import annotations
 
 # Imported here, not in the functions: they run after pivot_root(2), when
-# the host's Python packages are no longer reachable by path.
-import prctl
+# the host's Python packages are no longer reachable by path. This is
+# python-prctl's C module; its Python front, prctl, builds tables of every
+# capability on import (about 1.5 ms of each start), and pyrun has its own.
+import _prctl
 
 from runtime import syscalls
 from runtime.errors import UsageError
@@ -154,11 +156,11 @@ def drop_bounding_set(keep: list[str]) -> None:
         name = ALL_CAPABILITIES[number] if number < len(ALL_CAPABILITIES) else f"capability {number}"
         if name in keep:
             continue
-        if hasattr(prctl, name):
+        if hasattr(_prctl, name):
             syscalls.record(
                 "capbset_drop",
                 "prctl(2) PR_CAPBSET_DROP",
-                lambda n=number: prctl.capbset_drop(n),
+                lambda n=number: _prctl.prctl(_prctl.PR_CAPBSET_DROP, n),
                 capability=name,
             )
         else:
@@ -181,20 +183,20 @@ def apply_capabilities(sets: dict[str, list[str]]) -> None:
     switch to the container's user: setresuid(2) away from uid 0 clears the
     permitted set unless PR_SET_KEEPCAPS is on.
     """
-    known = [name for name in ALL_CAPABILITIES if hasattr(prctl, name)]
-    arguments = []
-    for key, flag in (
-        ("effective", prctl.CAP_EFFECTIVE),
-        ("permitted", prctl.CAP_PERMITTED),
-        ("inheritable", prctl.CAP_INHERITABLE),
-    ):
-        raised = [getattr(prctl, name) for name in known if name in sets.get(key, [])]
-        cleared = [getattr(prctl, name) for name in known if name not in sets.get(key, [])]
-        arguments += [(raised, flag, True), (cleared, flag, False)]
+    known = [name for name in ALL_CAPABILITIES if hasattr(_prctl, name)]
+    raised = []
+    cleared = []
+    for key in ("effective", "permitted", "inheritable"):
+        wanted = sets.get(key, [])
+        raised.append([getattr(_prctl, name) for name in known if name in wanted])
+        cleared.append([getattr(_prctl, name) for name in known if name not in wanted])
     syscalls.record(
         "capset",
         "capset(2)",
-        lambda: prctl.set_caps(*arguments),
+        # The C function reads the current sets (capget(2)), raises the
+        # first three lists and clears the last three, in the order
+        # effective, permitted, inheritable, then writes them (capset(2)).
+        lambda: _prctl.set_caps(*raised, *cleared),
         effective=",".join(sets.get("effective", [])) or "none",
         permitted=",".join(sets.get("permitted", [])) or "none",
         inheritable=",".join(sets.get("inheritable", [])) or "none",

@@ -21,7 +21,8 @@ from __future__ import annotations
 import os
 import sys
 
-import prctl
+# python-prctl's C module: see runtime.capabilities.
+import _prctl
 
 from runtime import signals, syscalls
 
@@ -63,7 +64,7 @@ def run_init(channel) -> None:
     syscalls.record(
         "set_proctitle",
         "prctl(2) PR_SET_NAME",
-        lambda: (prctl.set_name(PROCESS_TITLE), prctl.set_proctitle(PROCESS_TITLE)),
+        lambda: (_prctl.prctl(_prctl.PR_SET_NAME, PROCESS_TITLE), _prctl.set_proctitle(PROCESS_TITLE)),
         title=PROCESS_TITLE,
     )
 

@@ -38,7 +38,7 @@ import os
 import sys
 import time
 
-# runtime.syscalls (with ctypes) and runtime.overlay are imported inside the
+# runtime.syscalls (with _ctypes) and runtime.overlay are imported inside the
 # functions that make kernel calls, so `ps` and `inspect` do without them.
 # The context managers below are classes, not contextlib generators (see
 # "Start-up cost" in docs/architecture.md).

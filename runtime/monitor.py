@@ -257,7 +257,7 @@ def main(argv: list[str]) -> int:
     detach_from_caller()
     # runtime.lifecycle made this process a child subreaper before the exec,
     # and prctl(2) keeps PR_SET_CHILD_SUBREAPER across execve(2), so the
-    # monitor does not load ctypes to set it again.
+    # monitor does not load the syscall seam to set it again.
 
     streams = {stdout_fd: "stdout", stderr_fd: "stderr"}
     if console_fd >= 0:

@@ -68,49 +68,46 @@ def open_in_root(root_fd: int, destination: str, *, is_dir: bool = True, _links:
     Symlinks are followed inside the root (RESOLVE_IN_ROOT), dangling ones
     too: the missing target is created inside the root, as runc does. Under
     /proc, /sys and /dev symlinks are rejected (RESOLVE_NO_SYMLINKS).
+
+    Most destinations exist already, and one lookup of the whole path finds
+    them. When the lookup fails, the parent is opened the same way (and
+    created if missing), then the last component is created or followed.
     """
     # normpath keeps a leading "//" (POSIX allows it a meaning), so strip first.
     normalized = os.path.normpath("/" + destination.lstrip("/"))
+    if normalized == "/":
+        return os.dup(root_fd)
     resolve = syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS
     if any(normalized == tree or normalized.startswith(tree + "/") for tree in NO_SYMLINK_TREES):
         resolve |= syscalls.RESOLVE_NO_SYMLINKS
-    components = [part for part in normalized.split("/") if part]
-    fd = os.dup(root_fd)
     try:
-        for index, name in enumerate(components):
-            last = index == len(components) - 1
-            prefix = "/".join(components[: index + 1])
-            try:
-                new_fd = syscalls.openat2(root_fd, prefix, O_PATH | os.O_CLOEXEC, resolve)
-            except OSError as err:
-                if err.errno == errno.ELOOP and resolve & syscalls.RESOLVE_NO_SYMLINKS:
-                    raise RootfsError(
-                        f"mount destination {destination!r}: the image has a symlink at /{prefix}",
-                        hint="images may not redirect /proc, /sys or /dev with symlinks",
-                    ) from err
-                if err.errno != errno.ENOENT:
-                    raise
-                target = _dangling_symlink(fd, name)
-                if target is not None:
-                    break
-                _create(fd, name, directory=is_dir or not last)
-                new_fd = syscalls.openat2(root_fd, prefix, O_PATH | os.O_CLOEXEC, resolve)
-            os.close(fd)
-            fd = new_fd
-        else:
-            return fd
-    except BaseException:
-        os.close(fd)
-        raise
+        return syscalls.openat2(root_fd, normalized[1:], O_PATH | os.O_CLOEXEC, resolve)
+    except OSError as err:
+        symlink_refused = err.errno == errno.ELOOP and resolve & syscalls.RESOLVE_NO_SYMLINKS
+        if err.errno != errno.ENOENT and not symlink_refused:
+            raise
+        failure = err
+
+    # The parent first: its own lookup names a symlink or failure higher up.
+    parent, name = os.path.split(normalized)
+    parent_fd = open_in_root(root_fd, parent, _links=_links)
+    try:
+        if symlink_refused:
+            raise RootfsError(
+                f"mount destination {destination!r}: the image has a symlink at {normalized}",
+                hint="images may not redirect /proc, /sys or /dev with symlinks",
+            ) from failure
+        target = _dangling_symlink(parent_fd, name)
+        if target is None:
+            _create(parent_fd, name, directory=is_dir)
+            return syscalls.openat2(root_fd, normalized[1:], O_PATH | os.O_CLOEXEC, resolve)
+    finally:
+        os.close(parent_fd)
 
     # A dangling symlink: follow it by hand to the path it names inside the root.
-    os.close(fd)
     if _links >= MAX_SYMLINKS:
         raise RootfsError(f"mount destination {destination!r}: too many levels of symlinks")
-    parent = "/".join(components[:index])
-    rest = "/".join(components[index + 1 :])
-    followed = os.path.join("/" + parent, target, rest)
-    return open_in_root(root_fd, followed, is_dir=is_dir, _links=_links + 1)
+    return open_in_root(root_fd, os.path.join(parent, target), is_dir=is_dir, _links=_links + 1)
 
 
 def _dangling_symlink(parent_fd: int, name: str) -> str | None:

@@ -8,8 +8,9 @@ its docstring). A wrapper does three things:
 3. performs the call through the current backend and raises `OSError` that
    names the call, its flags and its paths when the kernel refuses.
 
-The standard library is used where it has the call (`os.chroot`,
-`os.sethostname` does not exist, so ctypes is used there). Calls made through
+The standard library is used where it has the call (`os.chroot`);
+where it has not (`os.sethostname` does not exist), libc is called
+through runtime.cdata, a lighter front to ctypes' C core. Calls made through
 libraries (python-prctl, pyroute2, nft) are wrapped here too, by `record()`,
 so a trace shows every step.
 
@@ -19,13 +20,12 @@ performs none of them, so they need no root.
 
 from __future__ import annotations
 
-import ctypes
 import errno as _errno
 import fcntl
 import os
 import sys
 
-from runtime import signals
+from runtime import cdata, signals
 from runtime.records import factory, record
 
 TYPE_CHECKING = False
@@ -329,27 +329,27 @@ def _describe(call: Call, err: OSError) -> OSError:
 
 # -- libc ---------------------------------------------------------------------
 
-_libc: ctypes.CDLL | None = None
+_libc: cdata.Library | None = None
 
 
-def libc() -> ctypes.CDLL:
+def libc() -> cdata.Library:
     """Load libc once, with errno captured for each call."""
     global _libc
     if _libc is None:
         try:
-            # glibc's soname; ctypes.util (which imports subprocess and
+            # glibc's soname; cdata.util (which imports subprocess and
             # tempfile) is only needed to find another libc.
-            _libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            _libc = cdata.Library("libc.so.6")
         except OSError:
-            from ctypes.util import find_library
+            from cdata.util import find_library
 
-            _libc = ctypes.CDLL(find_library("c"), use_errno=True)
+            _libc = cdata.Library(find_library("c"))
     return _libc
 
 
 def _check(result: int) -> int:
     if result == -1:
-        code = ctypes.get_errno()
+        code = cdata.get_errno()
         raise OSError(code, os.strerror(code))
     return result
 
@@ -358,9 +358,12 @@ def _bytes(value: str | None) -> bytes | None:
     return None if value is None else os.fsencode(value)
 
 
+_MACHINE = os.uname().machine  # the architecture this process runs on
+
+
 def syscall_number(name: str) -> int:
     """Look up a syscall number that libc has no wrapper for."""
-    machine = os.uname().machine
+    machine = _MACHINE
     table = SYSCALL_NUMBERS.get(machine)
     if table is None:
         raise OSError(
@@ -409,7 +412,7 @@ def mount(
 
     def action() -> int:
         return _check(
-            libc().mount(_bytes(source), _bytes(target), _bytes(fstype), ctypes.c_ulong(flags), _bytes(data))
+            libc().mount(_bytes(source), _bytes(target), _bytes(fstype), cdata.c_ulong(flags), _bytes(data))
         )
 
     record(
@@ -602,21 +605,21 @@ def fork() -> int:
 CLONE_INTO_CGROUP = 0x200000000
 
 
-class _CloneArgs(ctypes.Structure):
+class _CloneArgs(cdata.Structure):
     """`struct clone_args` up to its `cgroup` field (CLONE_ARGS_SIZE_VER2)."""
 
     _fields_ = [
-        ("flags", ctypes.c_uint64),
-        ("pidfd", ctypes.c_uint64),
-        ("child_tid", ctypes.c_uint64),
-        ("parent_tid", ctypes.c_uint64),
-        ("exit_signal", ctypes.c_uint64),
-        ("stack", ctypes.c_uint64),
-        ("stack_size", ctypes.c_uint64),
-        ("tls", ctypes.c_uint64),
-        ("set_tid", ctypes.c_uint64),
-        ("set_tid_size", ctypes.c_uint64),
-        ("cgroup", ctypes.c_uint64),
+        ("flags", cdata.c_uint64),
+        ("pidfd", cdata.c_uint64),
+        ("child_tid", cdata.c_uint64),
+        ("parent_tid", cdata.c_uint64),
+        ("exit_signal", cdata.c_uint64),
+        ("stack", cdata.c_uint64),
+        ("stack_size", cdata.c_uint64),
+        ("tls", cdata.c_uint64),
+        ("set_tid", cdata.c_uint64),
+        ("set_tid_size", cdata.c_uint64),
+        ("cgroup", cdata.c_uint64),
     ]
 
 
@@ -650,15 +653,16 @@ def fork_into_cgroup(cgroup_fd: int, *, path: str = "") -> int:
         number = syscall_number("clone3")
         # A PyDLL function keeps the interpreter lock through the call, as
         # os.fork() does, so the child starts out holding it.
-        raw_syscall = ctypes.PyDLL(None, use_errno=True).syscall
-        raw_syscall.restype = ctypes.c_long
-        ctypes.pythonapi.PyOS_BeforeFork()
-        pid = raw_syscall(ctypes.c_long(number), ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args)))
+        python = cdata.Library(None, keep_lock=True)
+        raw_syscall = python.syscall
+        raw_syscall.restype = cdata.c_long
+        python.PyOS_BeforeFork()
+        pid = raw_syscall(cdata.c_long(number), cdata.byref(args), cdata.c_size_t(cdata.sizeof(args)))
         if pid == 0:
-            ctypes.pythonapi.PyOS_AfterFork_Child()
+            python.PyOS_AfterFork_Child()
             return 0
-        code = ctypes.get_errno()
-        ctypes.pythonapi.PyOS_AfterFork_Parent()
+        code = cdata.get_errno()
+        python.PyOS_AfterFork_Parent()
         if pid < 0:
             raise OSError(code, os.strerror(code))
         return pid
@@ -670,7 +674,7 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0) -> int:
     """Change a process attribute that python-prctl does not cover (prctl(2))."""
 
     def action() -> int:
-        return _check(libc().prctl(option, ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), 0, 0))
+        return _check(libc().prctl(option, cdata.c_ulong(arg2), cdata.c_ulong(arg3), 0, 0))
 
     return record(
         "prctl", "prctl(2)", action, option=PRCTL_OPTIONS.get(option, str(option)), arg2=arg2, arg3=arg3
@@ -751,13 +755,13 @@ OPEN_FLAGS = {
 }
 
 
-class _OpenHow(ctypes.Structure):
+class _OpenHow(cdata.Structure):
     """`struct open_how` from <linux/openat2.h>."""
 
     _fields_ = [
-        ("flags", ctypes.c_uint64),
-        ("mode", ctypes.c_uint64),
-        ("resolve", ctypes.c_uint64),
+        ("flags", cdata.c_uint64),
+        ("mode", cdata.c_uint64),
+        ("resolve", cdata.c_uint64),
     ]
 
 
@@ -774,11 +778,11 @@ def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> i
         number = syscall_number("openat2")
         return _check(
             libc().syscall(
-                ctypes.c_long(number),
-                ctypes.c_int(dirfd),
+                cdata.c_long(number),
+                cdata.c_int(dirfd),
                 _bytes(path),
-                ctypes.byref(how),
-                ctypes.c_size_t(ctypes.sizeof(how)),
+                cdata.byref(how),
+                cdata.c_size_t(cdata.sizeof(how)),
             )
         )
 
@@ -818,41 +822,41 @@ BPF_ATTACH_FLAGS = {
 BPF_INSN_SIZE = 8
 
 
-class _BpfProgLoadAttr(ctypes.Structure):
+class _BpfProgLoadAttr(cdata.Structure):
     """The part of `union bpf_attr` that BPF_PROG_LOAD reads."""
 
     _fields_ = [
-        ("prog_type", ctypes.c_uint32),
-        ("insn_cnt", ctypes.c_uint32),
-        ("insns", ctypes.c_uint64),
-        ("license", ctypes.c_uint64),
-        ("log_level", ctypes.c_uint32),
-        ("log_size", ctypes.c_uint32),
-        ("log_buf", ctypes.c_uint64),
-        ("kern_version", ctypes.c_uint32),
-        ("prog_flags", ctypes.c_uint32),
-        ("prog_name", ctypes.c_char * 16),
-        ("prog_ifindex", ctypes.c_uint32),
-        ("expected_attach_type", ctypes.c_uint32),
+        ("prog_type", cdata.c_uint32),
+        ("insn_cnt", cdata.c_uint32),
+        ("insns", cdata.c_uint64),
+        ("license", cdata.c_uint64),
+        ("log_level", cdata.c_uint32),
+        ("log_size", cdata.c_uint32),
+        ("log_buf", cdata.c_uint64),
+        ("kern_version", cdata.c_uint32),
+        ("prog_flags", cdata.c_uint32),
+        ("prog_name", cdata.c_char * 16),
+        ("prog_ifindex", cdata.c_uint32),
+        ("expected_attach_type", cdata.c_uint32),
     ]
 
 
-class _BpfProgAttachAttr(ctypes.Structure):
+class _BpfProgAttachAttr(cdata.Structure):
     """The part of `union bpf_attr` that BPF_PROG_ATTACH reads."""
 
     _fields_ = [
-        ("target_fd", ctypes.c_uint32),
-        ("attach_bpf_fd", ctypes.c_uint32),
-        ("attach_type", ctypes.c_uint32),
-        ("attach_flags", ctypes.c_uint32),
+        ("target_fd", cdata.c_uint32),
+        ("attach_bpf_fd", cdata.c_uint32),
+        ("attach_type", cdata.c_uint32),
+        ("attach_flags", cdata.c_uint32),
     ]
 
 
-def _bpf(command: int, attr: ctypes.Structure) -> int:
+def _bpf(command: int, attr: cdata.Structure) -> int:
     number = syscall_number("bpf")
     return _check(
-        libc().syscall(ctypes.c_long(number), ctypes.c_int(command), ctypes.byref(attr),
-                       ctypes.c_uint(ctypes.sizeof(attr)))
+        libc().syscall(cdata.c_long(number), cdata.c_int(command), cdata.byref(attr),
+                       cdata.c_uint(cdata.sizeof(attr)))
     )
 
 
@@ -862,28 +866,28 @@ def bpf_prog_load(
     *,
     license: str,
     name: str,
-    log: ctypes.Array | None = None,
+    log: cdata.Array | None = None,
 ) -> int:
     """Load an eBPF program and return its file descriptor (bpf(2), BPF_PROG_LOAD).
 
     `instructions` are encoded `struct bpf_insn`s, 8 bytes each. The kernel's
     verifier checks the program before it accepts it. When a `log` buffer
-    (from ctypes.create_string_buffer) is given, the verifier writes its
+    (from cdata.string_buffer) is given, the verifier writes its
     reasons there. `name` is at most 15 characters: letters, digits, _ and ".".
     """
-    code = ctypes.create_string_buffer(instructions, len(instructions))
-    license_text = ctypes.create_string_buffer(license.encode())
+    code = cdata.string_buffer(instructions)
+    license_text = cdata.string_buffer(license.encode() + b"\0")
     attr = _BpfProgLoadAttr(
         prog_type=prog_type,
         insn_cnt=len(instructions) // BPF_INSN_SIZE,
-        insns=ctypes.addressof(code),
-        license=ctypes.addressof(license_text),
+        insns=cdata.addressof(code),
+        license=cdata.addressof(license_text),
         prog_name=name.encode(),
     )
     if log is not None:
         attr.log_level = 1
         attr.log_size = len(log)
-        attr.log_buf = ctypes.addressof(log)
+        attr.log_buf = cdata.addressof(log)
     return record(
         "bpf",
         "bpf(2)",
@@ -925,22 +929,22 @@ def bpf_prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int =
 # -- Signals: sigaction(2) --------------------------------------------------------
 
 
-class _KernelSigaction(ctypes.Structure):
+class _KernelSigaction(cdata.Structure):
     """The kernel's struct sigaction (the same layout on x86_64 and arm64)."""
 
     _fields_ = [
-        ("handler", ctypes.c_void_p),
-        ("flags", ctypes.c_ulong),
-        ("restorer", ctypes.c_void_p),
-        ("mask", ctypes.c_uint64),
+        ("handler", cdata.c_void_p),
+        ("flags", cdata.c_ulong),
+        ("restorer", cdata.c_void_p),
+        ("mask", cdata.c_uint64),
     ]
 
 
 def _set_default_action(number: int) -> None:
     """Set SIG_DFL for `number` with the raw rt_sigaction system call."""
     default = _KernelSigaction()  # all zero: SIG_DFL, no flags, empty mask
-    size = ctypes.sizeof(ctypes.c_uint64)
-    _check(libc().syscall(syscall_number("rt_sigaction"), number, ctypes.byref(default), None, size))
+    size = cdata.sizeof(cdata.c_uint64)
+    _check(libc().syscall(syscall_number("rt_sigaction"), number, cdata.byref(default), None, size))
 
 
 def reset_signal_actions() -> None:
@@ -989,12 +993,12 @@ SECCOMP_FILTER_FLAGS = {
 SOCK_FILTER_SIZE = 8
 
 
-class _SockFprog(ctypes.Structure):
+class _SockFprog(cdata.Structure):
     """struct sock_fprog: the number of instructions and a pointer to them."""
 
     _fields_ = [
-        ("len", ctypes.c_ushort),
-        ("filter", ctypes.c_void_p),
+        ("len", cdata.c_ushort),
+        ("filter", cdata.c_void_p),
     ]
 
 
@@ -1005,13 +1009,13 @@ def seccomp_set_mode_filter(program: bytes, flags: int = 0) -> None:
     requires PR_SET_NO_NEW_PRIVS or CAP_SYS_ADMIN, and the filter stays for
     the life of the process and its children.
     """
-    instructions = ctypes.create_string_buffer(program, len(program))
-    fprog = _SockFprog(len=len(program) // SOCK_FILTER_SIZE, filter=ctypes.addressof(instructions))
+    instructions = cdata.string_buffer(program)
+    fprog = _SockFprog(len=len(program) // SOCK_FILTER_SIZE, filter=cdata.addressof(instructions))
 
     def action() -> int:
         number = syscall_number("seccomp")
-        return _check(libc().syscall(ctypes.c_long(number), ctypes.c_uint(SECCOMP_SET_MODE_FILTER),
-                                     ctypes.c_uint(flags), ctypes.byref(fprog)))
+        return _check(libc().syscall(cdata.c_long(number), cdata.c_uint(SECCOMP_SET_MODE_FILTER),
+                                     cdata.c_uint(flags), cdata.byref(fprog)))
 
     record(
         "seccomp",

@@ -32,12 +32,11 @@ as text in this notation. The kernel's "BPF Instruction Set Specification"
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import struct
 
-from runtime import syscalls
+from runtime import cdata, syscalls
 from runtime.cgroups.detect import CgroupError
 from runtime.cgroups.devices import DeviceRule
 from runtime.log import get_logger
@@ -276,7 +275,7 @@ def load_program(code: bytes, directory: str) -> int:
 
     # The log buffer is passed only on failure, because a log that does not
     # fit the buffer fails the load with ENOSPC, even of a valid program.
-    log_buffer = ctypes.create_string_buffer(VERIFIER_LOG_SIZE)
+    log_buffer = cdata.string_buffer(VERIFIER_LOG_SIZE)
     try:
         syscalls.bpf_prog_load(syscalls.BPF_PROG_TYPE_CGROUP_DEVICE, code,
                                license=PROGRAM_LICENSE, name=PROGRAM_NAME, log=log_buffer)

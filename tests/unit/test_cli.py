@@ -280,6 +280,20 @@ def test_console_interrupt_while_importing_cli(capsys, monkeypatch):
     assert capsys.readouterr().err == "pyrun: interrupted\n"
 
 
+def test_console_raises_the_collector_threshold(monkeypatch):
+    import gc
+
+    from runtime import console
+
+    monkeypatch.setattr(sys, "argv", ["pyrun", "version"])
+    previous = gc.get_threshold()
+    try:
+        assert console.main() == 0
+        assert gc.get_threshold()[0] == console.GC_THRESHOLD
+    finally:
+        gc.set_threshold(*previous)
+
+
 def test_console_entry_imports_only_sys():
     loaded = loaded_modules("import runtime.console")
     assert "runtime.console" in loaded

@@ -15,11 +15,12 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# Each of these costs milliseconds to import, mostly through enum and re.
+# Each of these costs milliseconds to import, mostly through enum and re;
+# ctypes and python-prctl's prctl build tables of C types and capabilities.
 COSTLY_MODULES = [
     "enum", "re", "json", "pathlib", "fnmatch", "urllib", "socket", "selectors", "signal", "ipaddress",
     "argparse", "gettext", "warnings", "datetime", "tempfile", "shutil", "contextlib", "functools",
-    "collections", "array",
+    "collections", "array", "ctypes", "prctl",
 ]
 
 HOT_PATH_MODULES = [

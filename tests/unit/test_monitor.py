@@ -10,7 +10,7 @@ import pytest
 from runtime import monitor
 
 HEAVY_MODULES = ["prctl", "pyroute2", "requests", "subprocess", "runtime.syscalls", "runtime.cgroups",
-                 "runtime.state", "site", "calendar", "json", "ctypes"]
+                 "runtime.state", "site", "calendar", "json", "ctypes", "_ctypes"]
 
 
 def test_monitor_imports_stay_lean():

@@ -231,3 +231,60 @@ def test_symlink_loop_is_error(tmp_path):
             rootfs.open_in_root(root_fd, "/loop/x")
     finally:
         os.close(root_fd)
+
+
+def lookups_of(root_fd, destination, **kwargs):
+    """Open `destination` with open_in_root; return the openat2 paths it asked the kernel for."""
+    seen = []
+    syscalls.add_listener(seen.append)
+    try:
+        os.close(rootfs.open_in_root(root_fd, destination, **kwargs))
+    finally:
+        syscalls.remove_listener(seen.append)
+    return [call.args["path"] for call in seen if call.name == "openat2"]
+
+
+def test_existing_destination_takes_one_lookup(tmp_path):
+    root = make_root(tmp_path)
+    (root / "dev" / "pts").mkdir(parents=True)
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY)
+    try:
+        assert lookups_of(root_fd, "/dev/pts") == ["dev/pts"]
+    finally:
+        os.close(root_fd)
+
+
+def test_missing_destination_opens_its_parent_once(tmp_path):
+    root = make_root(tmp_path)
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY)
+    try:
+        assert lookups_of(root_fd, "/etc/hosts", is_dir=False) == ["etc/hosts", "etc", "etc/hosts"]
+    finally:
+        os.close(root_fd)
+    assert (root / "etc" / "hosts").is_file()
+
+
+def test_symlink_in_the_middle_of_dev_path_is_named(tmp_path):
+    root = make_root(tmp_path)
+    (root / "dev").mkdir()
+    (root / "dev" / "pts").symlink_to("/etc")
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY)
+    try:
+        with pytest.raises(rootfs.RootfsError, match="symlink at /dev/pts$"):
+            rootfs.open_in_root(root_fd, "/dev/pts/ptmx", is_dir=False)
+    finally:
+        os.close(root_fd)
+    assert not (root / "etc" / "ptmx").exists()
+
+
+def test_dangling_symlink_in_the_middle_is_followed_inside_root(tmp_path):
+    root = make_root(tmp_path)
+    (root / "data").symlink_to("/srv/missing")
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY)
+    try:
+        fd = rootfs.open_in_root(root_fd, "/data/cache")
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        os.close(fd)
+    finally:
+        os.close(root_fd)
+    assert target == str(root / "srv" / "missing" / "cache")

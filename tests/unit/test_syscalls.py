@@ -152,3 +152,10 @@ def test_trace_stops_when_stderr_is_gone(monkeypatch):
     finally:
         if syscalls.trace_to_stderr in syscalls._listeners:
             syscalls.remove_listener(syscalls.trace_to_stderr)
+
+
+def test_unknown_architecture_names_the_table_to_extend(monkeypatch):
+    monkeypatch.setattr(syscalls, "_MACHINE", "riscv64")
+    with pytest.raises(OSError, match="riscv64.*SYSCALL_NUMBERS") as caught:
+        syscalls.syscall_number("openat2")
+    assert caught.value.errno == errno.ENOSYS
