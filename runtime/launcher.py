@@ -9,6 +9,9 @@ needs on sys.path itself: the checkout and the venv's site-packages. The
 standard library stays first, so its modules are found with no extra
 lookups.
 
+pyrun's own modules then load through runtime.importer, a finder that
+reads their compiled files directly: a few milliseconds less for each start.
+
 `make install` runs `python -m runtime.launcher VENV/bin/pyrun` after pip,
 over pip's script. pip's script keeps working if it is left in place.
 """
@@ -28,13 +31,17 @@ import _signal
 # Hold Ctrl-C until pyrun can report it (see runtime/console.py).
 _signal.pthread_sigmask(_signal.SIG_BLOCK, {{_signal.SIGINT}})
 sys.path += {paths!r}
+# pyrun's modules load through a lighter finder (see runtime/importer.py).
+from runtime.importer import install
+install({checkout!r})
 from runtime.console import run
 run()
 """
 
 
 def launcher_text(python: str, paths: list[str]) -> str:
-    return TEMPLATE.format(python=python, paths=paths)
+    """Return the launcher's text; `paths[0]` is the checkout that holds pyrun's packages."""
+    return TEMPLATE.format(python=python, paths=paths, checkout=paths[0])
 
 
 def write_launcher(path: str) -> None:

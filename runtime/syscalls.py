@@ -8,6 +8,11 @@ its docstring). A wrapper does three things:
 3. performs the call through the current backend and raises `OSError` that
    names the call, its flags and its paths when the kernel refuses.
 
+When no listener is registered and the kernel is the backend (no trace,
+no teaching mode, no test recorder), the wrapper makes the call directly
+and builds the record only to describe a failure: about a hundred calls
+start a container, so the records would cost a millisecond for nothing.
+
 The standard library is used where it has the call (`os.chroot`);
 where it has not (`os.sethostname` does not exist), libc is called
 through runtime.cdata, a lighter front to ctypes' C core. Calls made through
@@ -135,6 +140,19 @@ def render_flags(value: int, table: dict[str, int]) -> str:
     return "|".join(names)
 
 
+class Flags:
+    """A flag word kept as a number until a trace or an error message shows it by name."""
+
+    __slots__ = ("value", "table")
+
+    def __init__(self, value: int, table: dict[str, int]) -> None:
+        self.value = value
+        self.table = table
+
+    def __str__(self) -> str:
+        return render_flags(self.value, self.table)
+
+
 # -- Call records and listeners -------------------------------------------------
 
 
@@ -254,7 +272,8 @@ class KernelBackend:
         return action()
 
 
-_backend: KernelBackend | Recorder = KernelBackend()
+_KERNEL = KernelBackend()
+_backend: KernelBackend | Recorder = _KERNEL
 
 
 class _Recording:
@@ -299,7 +318,15 @@ def record(
     does not return on success (execve) sets `returns=False`, so listeners
     hear of it before it is made, and once more if it fails.
     """
-    call = Call(name, manpage, args)
+    if _backend is _KERNEL and not _listeners:
+        # Nobody is tracing or recording: make the call, and build its
+        # record only to describe a failure.
+        try:
+            return action()
+        except OSError as err:
+            raise _describe(Call(name, manpage, _shown(args)), err) from None
+
+    call = Call(name, manpage, _shown(args))
     if not returns:
         _notify(call)
     try:
@@ -314,6 +341,11 @@ def record(
         call.result = result
         _notify(call)
     return result
+
+
+def _shown(args: dict[str, Any]) -> dict[str, Any]:
+    """Return the arguments as a trace shows them: flag words by name."""
+    return {key: str(value) if isinstance(value, Flags) else value for key, value in args.items()}
 
 
 def _describe(call: Call, err: OSError) -> OSError:
@@ -383,7 +415,7 @@ def unshare(flags: int) -> None:
         "unshare",
         "unshare(2)",
         lambda: _check(libc().unshare(flags)),
-        flags=render_flags(flags, CLONE_FLAGS),
+        flags=Flags(flags, CLONE_FLAGS),
     )
 
 
@@ -394,7 +426,7 @@ def setns(fd: int, nstype: int = 0, *, path: str = "") -> None:
         "setns(2)",
         lambda: _check(libc().setns(fd, nstype)),
         path=path or f"fd {fd}",
-        nstype=render_flags(nstype, CLONE_FLAGS),
+        nstype=Flags(nstype, CLONE_FLAGS),
     )
 
 
@@ -422,7 +454,7 @@ def mount(
         source=source or "none",
         target=target,
         fstype=fstype or "none",
-        flags=render_flags(flags, MOUNT_FLAGS),
+        flags=Flags(flags, MOUNT_FLAGS),
         data=data or "",
     )
 
@@ -434,7 +466,7 @@ def umount2(target: str, flags: int = 0) -> None:
         "umount2(2)",
         lambda: _check(libc().umount2(_bytes(target), flags)),
         target=target,
-        flags=render_flags(flags, UMOUNT_FLAGS),
+        flags=Flags(flags, UMOUNT_FLAGS),
     )
 
 
@@ -792,8 +824,8 @@ def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> i
         action,
         dirfd=dirfd,
         path=path,
-        flags=render_flags(flags, OPEN_FLAGS),
-        resolve=render_flags(resolve, RESOLVE_FLAGS),
+        flags=Flags(flags, OPEN_FLAGS),
+        resolve=Flags(resolve, RESOLVE_FLAGS),
     )
 
 
@@ -922,7 +954,7 @@ def bpf_prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int =
         cmd="BPF_PROG_ATTACH",
         target=path or f"fd {target_fd}",
         attach_type=BPF_ATTACH_TYPES.get(attach_type, str(attach_type)),
-        flags=render_flags(flags, BPF_ATTACH_FLAGS),
+        flags=Flags(flags, BPF_ATTACH_FLAGS),
     )
 
 
@@ -1022,6 +1054,6 @@ def seccomp_set_mode_filter(program: bytes, flags: int = 0) -> None:
         "seccomp(2)",
         action,
         operation="SECCOMP_SET_MODE_FILTER",
-        flags=render_flags(flags, SECCOMP_FILTER_FLAGS),
+        flags=Flags(flags, SECCOMP_FILTER_FLAGS),
         instructions=fprog.len,
     )

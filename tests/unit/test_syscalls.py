@@ -159,3 +159,16 @@ def test_unknown_architecture_names_the_table_to_extend(monkeypatch):
     with pytest.raises(OSError, match="riscv64.*SYSCALL_NUMBERS") as caught:
         syscalls.syscall_number("openat2")
     assert caught.value.errno == errno.ENOSYS
+
+
+def test_untraced_failure_still_names_flags(tmp_path):
+    # Without listeners the call skips its record, but a failure is described in full.
+    with pytest.raises(OSError) as caught:
+        syscalls.mount(None, str(tmp_path / "missing"), None, syscalls.MS_BIND | syscalls.MS_REC)
+    assert "flags=MS_BIND|MS_REC" in str(caught.value)
+    assert f"target={tmp_path / 'missing'}" in str(caught.value)
+
+
+def test_flags_render_by_name_when_shown():
+    flags = syscalls.Flags(syscalls.MS_BIND | syscalls.MS_REC, syscalls.MOUNT_FLAGS)
+    assert str(flags) == "MS_BIND|MS_REC"
