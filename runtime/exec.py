@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 import os
 
-from runtime import launch, process, rootfs, signals, state, syscalls
+from runtime import launch, process, rootfs, seccomp, signals, state, syscalls
 # Imported here: the joining process cannot import modules once it is in
 # the container's mount namespace.
 from runtime.container import FORWARDED_SIGNALS, forward_signals
@@ -256,7 +256,8 @@ def _exec_process(channel: launch.Channel, exec_spec: dict[str, Any], console: i
             os.dup2(null, 2)
             os.close(null)
         step = "apply user, capabilities and seccomp filter"
-        process.finalize(exec_spec, channel.sock.fileno(), seccomp_policy)
+        program = seccomp.compile_program(seccomp_policy) if seccomp_policy is not None else None
+        process.finalize(exec_spec, channel.sock.fileno(), program)
         step = "exec"
         process.exec_command(exec_spec["args"], exec_spec.get("env") or [])
     except BaseException as err:  # noqa: BLE001 - reported to pyrun, then exit

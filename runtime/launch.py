@@ -3,7 +3,8 @@
 Three processes take part:
 
     pyrun (P)       sets PR_SET_CHILD_SUBREAPER, forks S into the cgroup,
-       |            attaches the network to C, then lets C run the command
+       |            compiles the seccomp filter meanwhile, attaches the
+       |            network to C, then sends C "go" with the filter
        +-- setup (S)       joins the rest of the cgroup, unshare(2)s the
               |            namespaces and forks C, then exits;
               |            C is re-parented to P, which waits for it
@@ -27,7 +28,7 @@ import _socket
 import os
 import struct
 
-from runtime import devices, init, namespaces, process, rootfs, signals, syscalls
+from runtime import devices, init, namespaces, process, rootfs, seccomp, signals, syscalls
 from runtime.errors import PyrunError
 from runtime.log import get_logger
 from runtime.records import record
@@ -167,6 +168,10 @@ def start(
 
     container_pid = 0
     try:
+        # The filter is compiled here, on the other CPU, while S and C set
+        # up the container; C receives it with "go".
+        policy = spec["linux"].get("seccomp")
+        program = seccomp.compile_program(policy) if policy is not None else b""
         payload, _ = channel.expect("pid")
         container_pid = int(payload)
         _wait_for(setup_pid)
@@ -182,7 +187,7 @@ def start(
             terminal.copy_window_size(0, console)
         if before_exec:
             before_exec(container_pid)
-        channel.send("go")
+        channel.send("go", program.hex())
 
         # End-of-file: C executed the command and its close-on-exec end is gone.
         kind, _, _ = channel.receive()
@@ -312,7 +317,7 @@ def _container_process(
             process.setup_plain_stdio(interactive, stdio)
 
         step = "wait for pyrun"
-        channel.expect("go")
+        program_hex, _ = channel.expect("go")
         # pyrun has reaped S by now, so pyrun is the parent: if pyrun dies,
         # the kernel kills the container instead of leaving it unsupervised.
         # A detached container's pyrun exits on purpose once the command runs.
@@ -320,7 +325,7 @@ def _container_process(
             syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signals.SIGKILL)
 
         step = "apply user and capabilities"
-        process.finalize(spec["process"], channel.sock.fileno(), spec["linux"].get("seccomp"))
+        process.finalize(spec["process"], channel.sock.fileno(), bytes.fromhex(program_hex) or None)
         if use_init:
             step = "start init"
             init.run_init(channel)

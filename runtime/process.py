@@ -27,7 +27,7 @@ import sys
 
 # seccomp is imported here because the container's process cannot import
 # once it is inside the new root.
-from runtime import capabilities, seccomp, syscalls
+from runtime import capabilities, syscalls
 from runtime.errors import PyrunError
 
 TYPE_CHECKING = False
@@ -170,17 +170,16 @@ def exec_command(args: list[str], env: list[str]) -> None:
         raise ExecError(f"exec {args[0]!r}: {err.strerror}", exit_code=code) from err
 
 
-def finalize(process: dict[str, Any], keep_fd: int | None, seccomp_policy: dict[str, Any] | None = None) -> None:
-    """Run steps 2 to 6 for the spec's "process" object, and install the spec's `linux.seccomp` filter.
+def finalize(process: dict[str, Any], keep_fd: int | None, seccomp_program: bytes | None = None) -> None:
+    """Run steps 2 to 6 for the spec's "process" object, and install the seccomp filter `seccomp_program`.
 
-    Without no_new_privs, installing a filter needs CAP_SYS_ADMIN, so it
-    comes first, while the process is still full root. With no_new_privs it
-    comes last, so pyrun's own steps never pass through it. runc takes the
-    same order.
+    `seccomp_program` is the spec's `linux.seccomp` policy compiled by
+    runtime.seccomp.compile_program. Without no_new_privs, installing a
+    filter needs CAP_SYS_ADMIN, so it comes first, while the process is
+    still full root. With no_new_privs it comes last, so pyrun's own steps
+    never pass through it. runc takes the same order.
     """
-    program = None
-    if seccomp_policy is not None:
-        program = seccomp.encode(seccomp.compile_filter(seccomp_policy))
+    program = seccomp_program
     no_new_privileges = bool(process.get("noNewPrivileges"))
     if program is not None and not no_new_privileges:
         syscalls.seccomp_set_mode_filter(program)

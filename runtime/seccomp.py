@@ -294,6 +294,11 @@ def return_value(value: int) -> Instruction:
     return bpf_stmt(BPF_RET | BPF_K, value)
 
 
+def compile_program(policy: dict[str, Any]) -> bytes:
+    """Compile a `linux.seccomp` object into the bytes seccomp(2) loads."""
+    return encode(compile_filter(policy))
+
+
 def encode(program: list[Instruction]) -> bytes:
     """Pack the instructions as the kernel reads them: u16 code, u8 jt, u8 jf, u32 k, in native byte order."""
     return b"".join(struct.pack("=HBBI", insn.code, insn.jt, insn.jf, insn.k) for insn in program)

@@ -336,7 +336,8 @@ PROCESS = {"user": {"uid": 0, "gid": 0}, "cwd": "/", "capabilities": {"bounding"
 
 def test_finalize_installs_filter_first_without_no_new_privs():
     with syscalls.recording() as recorder:
-        process.finalize(PROCESS, None, seccomp.default_policy(DEFAULT_CAPABILITIES, machine="x86_64"))
+        process.finalize(PROCESS, None, seccomp.compile_program(seccomp.default_policy(DEFAULT_CAPABILITIES,
+                                                                                       machine="x86_64")))
     names = recorder.names()
     assert names[0] == "seccomp"
     assert names.count("seccomp") == 1
@@ -346,7 +347,7 @@ def test_finalize_installs_filter_first_without_no_new_privs():
 def test_finalize_installs_filter_last_with_no_new_privs():
     with syscalls.recording() as recorder:
         process.finalize({**PROCESS, "noNewPrivileges": True}, None,
-                         seccomp.default_policy(DEFAULT_CAPABILITIES, machine="x86_64"))
+                         seccomp.compile_program(seccomp.default_policy(DEFAULT_CAPABILITIES, machine="x86_64")))
     names = recorder.names()
     assert names[-1] == "seccomp"
     assert names.count("seccomp") == 1
