@@ -28,7 +28,7 @@ import _socket
 import os
 import struct
 
-from runtime import devices, init, namespaces, process, rootfs, seccomp, signals, syscalls
+from runtime import devices, namespaces, process, rootfs, seccomp, signals, syscalls
 from runtime.errors import PyrunError
 from runtime.log import get_logger
 from runtime.records import record
@@ -150,6 +150,9 @@ def start(
     keeps this process's. Raises SetupError, with exit code 126 or 127 when
     the command cannot be run.
     """
+    if use_init:
+        # Imported before the fork: C cannot reach pyrun's files after pivot_root(2).
+        from runtime import init  # noqa: F401
     parent_end, child_end = socketpair()
     channel = Channel(parent_end)
     syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
@@ -328,6 +331,8 @@ def _container_process(
         process.finalize(spec["process"], channel.sock.fileno(), bytes.fromhex(program_hex) or None)
         if use_init:
             step = "start init"
+            from runtime import init  # loaded by start() before the fork
+
             init.run_init(channel)
         step = "exec"
         process.exec_command(spec["process"]["args"], spec["process"].get("env") or [])

@@ -216,18 +216,20 @@ def mount_cgroup_filesystem(root_fd: int, entry: dict[str, Any]) -> None:
     hierarchies: dict[str, list[str]] = {}
     for controller, mount_point in sorted(layout.v1_mounts.items()):
         hierarchies.setdefault(mount_point, []).append(controller)
-    for mount_point, controllers in hierarchies.items():
-        target_fd = open_in_root(root_fd, f"{destination}/{os.path.basename(mount_point)}")
-        try:
-            syscalls.mount("cgroup", fd_path(target_fd), "cgroup", flags, ",".join(controllers))
-        finally:
-            os.close(target_fd)
+    mounts = [(os.path.basename(point), "cgroup", ",".join(controllers))
+              for point, controllers in hierarchies.items()]
     if layout.unified:
-        target_fd = open_in_root(root_fd, f"{destination}/unified")
-        try:
-            syscalls.mount("cgroup2", fd_path(target_fd), "cgroup2", flags, None)
-        finally:
-            os.close(target_fd)
+        mounts.append(("unified", "cgroup2", None))
+
+    # The tmpfs was mounted just now and is empty, so its directories are
+    # made and reached by name: no symlink of the image can be in the way.
+    tmpfs_fd = open_in_root(root_fd, destination)
+    try:
+        for name, fstype, data in mounts:
+            os.mkdir(name, 0o755, dir_fd=tmpfs_fd)
+            syscalls.mount(fstype, f"{fd_path(tmpfs_fd)}/{name}", fstype, flags, data)
+    finally:
+        os.close(tmpfs_fd)
 
 
 def pivot_into(rootfs: str) -> None:

@@ -63,7 +63,8 @@ def add_pull(subparsers, name: str) -> None:
 
 def pull(args) -> int:
     from runtime.cli.progress import PullProgress
-    from runtime.store import ImageStore, PullReporter
+    from runtime.store import ImageStore
+    from runtime.store.reporter import PullReporter
 
     if args.all_tags:
         raise UsageError("pyrun pull does not support --all-tags: pull each tag by name")

@@ -9,6 +9,5 @@ Importing this package and calling `lookup` does not import `requests`;
 """
 
 from runtime.store.images import Image, ImageInUseError, ImageStore
-from runtime.store.reporter import PullReporter
 
-__all__ = ["Image", "ImageInUseError", "ImageStore", "PullReporter"]
+__all__ = ["Image", "ImageInUseError", "ImageStore"]

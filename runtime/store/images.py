@@ -13,9 +13,12 @@ from runtime import jsonio
 from runtime.errors import NotFoundError, PyrunError, UsageError
 from runtime.store.index import ImageIndex
 from runtime.store.layout import StoreLayout, hex_of, locked, remove_tree, tree_size
-from runtime.store.reporter import PullReporter
 from runtime.log import get_logger
 from runtime.records import factory, record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from runtime.store.reporter import PullReporter
 
 log = get_logger(__name__)
 
@@ -139,6 +142,8 @@ class ImageStore:
 
         if reporter is None:
             if quiet:
+                from runtime.store.reporter import PullReporter
+
                 reporter = PullReporter()
             else:
                 from runtime.cli.progress import PullProgress
