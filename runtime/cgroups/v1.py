@@ -94,6 +94,10 @@ class V1Cgroup(Cgroup):
         """Create each level of the path below `mount`, parents first."""
         current = mount
         parts = self.path.split("/")
+        # The parents (pyrun/ by default) are usually left from an earlier
+        # container. A stat that finds them costs less than a mkdir(2) per
+        # parent that fails with EEXIST.
+        first_missing = len(parts) - 1 if os.path.isdir(os.path.join(mount, *parts[:-1])) else 0
         for depth, part in enumerate(parts):
             current = os.path.join(current, part)
             is_leaf = depth == len(parts) - 1
@@ -101,7 +105,7 @@ class V1Cgroup(Cgroup):
                 # Listed before the mkdir, so that a Ctrl-C between the two
                 # still has it removed (removing a missing one does nothing).
                 self.created.append(current)
-            made = files.make_dir(current)
+            made = files.make_dir(current) if depth >= first_missing else False
             if is_leaf and not made:
                 self.created.pop()
                 raise CgroupError(

@@ -58,6 +58,20 @@ def test_create_copies_cpuset_from_parent(fakefs):
     assert read(fakefs, "cpuset", "cpuset.cpus", "pyrun") == "0-1"
 
 
+def test_create_with_existing_parents_makes_only_leaves(fakefs):
+    fakefs.open("/pyrun/c1").create()
+    calls = []
+    syscalls.add_listener(calls.append)
+    try:
+        fakefs.open("/pyrun/c2").create()
+    finally:
+        syscalls.remove_listener(calls.append)
+    made = [c.args["path"] for c in calls if c.name == "mkdir"]
+    assert made
+    assert all(path.endswith("/pyrun/c2") for path in made)
+    assert read(fakefs, "cpuset", "cpuset.cpus", "pyrun/c2") == "0-1"
+
+
 def test_create_existing_leaf_rejected(fakefs):
     fakefs.open("/pyrun/c1").create()
     with pytest.raises(cgroups.CgroupError, match="already exists"):
