@@ -96,14 +96,21 @@ def make_dir(path: str) -> bool:
     return True
 
 
-def remove_dir(path: str) -> None:
-    """Remove an empty cgroup directory; a missing one is already removed."""
+def remove_dir(path: str, *, busy_ok: bool = False) -> bool:
+    """Remove an empty cgroup directory; a missing one is already removed.
+
+    With `busy_ok`, a directory that still holds a process or a child
+    cgroup (EBUSY) stays, and the result is False.
+    """
     try:
         syscalls.rmdir(path)
     except OSError as err:
         if err.errno == errno.ENOENT:
-            return
+            return True
+        if busy_ok and err.errno == errno.EBUSY:
+            return False
         raise CgroupError(f"remove cgroup {path}") from err
+    return True
 
 
 def kill_all(pids: list[int]) -> None:

@@ -5,6 +5,7 @@ import errno
 import pytest
 
 from runtime import cgroups, syscalls
+from runtime.cgroups import files
 from runtime.cgroups.v1 import V1Cgroup
 from tests.unit.cgroupfs_fake import FakeCgroupfs, record_fork_into
 
@@ -290,6 +291,21 @@ def test_remove_empty_cgroup_removes_each_directory(fakefs):
     removed = [call.args["path"] for call in recorder.calls if call.name == "rmdir"]
     assert removed == list(reversed(manager.all_directories()))
     assert "kill" not in recorder.names()
+
+
+def test_remove_busy_cgroup_kills_first(fakefs, monkeypatch):
+    manager = fakefs.open("/pyrun/c1")
+    manager.create()
+    (fakefs.v1_mount("pids") / "pyrun" / "c1" / "cgroup.procs").write_text("7\n")
+    # The recorder performs no kill, so process 7 stays and remove times out.
+    monkeypatch.setattr(files, "EMPTY_TIMEOUT_SECONDS", 0.05)
+    with syscalls.recording() as recorder:
+        recorder.fail["rmdir"] = errno.EBUSY  # as the kernel refuses a cgroup that holds processes
+        with pytest.raises(cgroups.CgroupError, match="still in"):
+            manager.remove()
+    names = recorder.names()
+    assert names[0] == "rmdir"
+    assert "kill" in names
 
 
 def test_remove_missing_cgroup_is_noop(fakefs):

@@ -215,11 +215,13 @@ def test_remove_uses_cgroup_kill(fakefs, monkeypatch):
     # The recorder performs no kill, so process 7 stays and remove times out.
     monkeypatch.setattr(files, "EMPTY_TIMEOUT_SECONDS", 0.05)
     with syscalls.recording() as recorder:
+        recorder.fail["rmdir"] = errno.EBUSY  # as the kernel refuses a cgroup that holds processes
         with pytest.raises(cgroups.CgroupError, match="still in"):
             manager.remove()
-    assert recorder.calls[0].name == "write_cgroup_file"
-    assert recorder.calls[0].args["path"].endswith("/c1/cgroup.kill")
-    assert recorder.calls[0].args["value"] == "1"
+    assert recorder.calls[0].name == "rmdir"
+    assert recorder.calls[1].name == "write_cgroup_file"
+    assert recorder.calls[1].args["path"].endswith("/c1/cgroup.kill")
+    assert recorder.calls[1].args["value"] == "1"
 
 
 def test_missing_control_file_names_flag(fakefs):
