@@ -11,7 +11,7 @@ from __future__ import annotations
 
 # Imported here, not in the functions: they run after pivot_root(2), when
 # the host's Python packages are no longer reachable by path. This is
-# python-prctl's C module; its Python front, prctl, builds tables of every
+# python-prctl's C module. Its Python front, prctl, builds tables of every
 # capability on import (about 1.5 ms of each start), and pyrun has its own.
 import _prctl
 

@@ -40,43 +40,24 @@ __all__ = [
 
 
 # -- Types ---------------------------------------------------------------------
-# Each letter is the struct module's code for the C type; _ctypes reads the
-# size and alignment from it. Linux on x86_64 and arm64 is LP64: long and
-# size_t are 64 bits, int 32.
+# Each letter is the struct module's code for the C type, and _ctypes reads
+# the size and alignment from it. Linux on x86_64 and arm64 is LP64: long
+# and size_t are 64 bits, int 32.
 
 
-class c_char(_SimpleCData):
-    _type_ = "c"
+def _c_type(name: str, code: str) -> type:
+    """Make the C type `name` whose struct format letter is `code`."""
+    return type(name, (_SimpleCData,), {"_type_": code})
 
 
-class c_int(_SimpleCData):
-    _type_ = "i"
-
-
-class c_uint(_SimpleCData):
-    _type_ = "I"
-
-
-class c_long(_SimpleCData):
-    _type_ = "l"
-
-
-class c_ulong(_SimpleCData):
-    _type_ = "L"
-
-
-class c_ushort(_SimpleCData):
-    _type_ = "H"
-
-
-class c_uint64(_SimpleCData):
-    _type_ = "Q"
-
-
-class c_void_p(_SimpleCData):
-    _type_ = "P"
-
-
+c_char = _c_type("c_char", "c")
+c_int = _c_type("c_int", "i")
+c_uint = _c_type("c_uint", "I")
+c_long = _c_type("c_long", "l")
+c_ulong = _c_type("c_ulong", "L")
+c_ushort = _c_type("c_ushort", "H")
+c_uint64 = _c_type("c_uint64", "Q")
+c_void_p = _c_type("c_void_p", "P")
 c_uint32 = c_uint
 c_size_t = c_ulong
 
@@ -116,8 +97,8 @@ class Library:
 
     `name` None means the program itself and what it has loaded, as
     dlopen(NULL) does. Each call saves errno for get_errno(). By default
-    the interpreter lock is released during a call; with `keep_lock` it
-    is held, which the Python C API and a fork by syscall(2) need.
+    the interpreter lock is released during a call. With `keep_lock` it is
+    held, because the Python C API and a fork by syscall(2) need it.
     """
 
     def __init__(self, name: str | None, *, keep_lock: bool = False) -> None:

@@ -1,11 +1,11 @@
 """A finder that loads pyrun's own modules straight from their compiled files.
 
 Python's own finder costs about 0.1 ms per module on the development VM,
-before the module's code runs: it tries each file suffix a module may have
+before the module's code runs. It tries each file suffix a module may have
 (two kinds of extension module, .py, .pyc) through several layers of
-importlib, and the loader then stats the source, opens the cached file,
-and checks it, each step a Python function. `pyrun run` loads some fifty
-of pyrun's modules, so that is about 5 ms of every start.
+importlib. The loader then stats the source, opens the cached file, and
+checks it, each step a Python function. `pyrun run` loads some fifty of
+pyrun's modules, so that is about 5 ms of every start.
 
 The launcher (runtime/launcher.py) puts `PyrunFinder` on sys.meta_path,
 just before Python's path finder. For a module of the `runtime` or `registry_client` package,

@@ -40,7 +40,7 @@ run()
 
 
 def launcher_text(python: str, paths: list[str]) -> str:
-    """Return the launcher's text; `paths[0]` is the checkout that holds pyrun's packages."""
+    """Return the launcher's text; `paths[0]` is the checkout that contains pyrun's packages."""
     return TEMPLATE.format(python=python, paths=paths, checkout=paths[0])
 
 

@@ -319,8 +319,8 @@ def record(
     hear of it before it is made, and once more if it fails.
     """
     if _backend is _KERNEL and not _listeners:
-        # Nobody is tracing or recording: make the call, and build its
-        # record only to describe a failure.
+        # No trace and no recorder: make the call, and build its record
+        # only to describe a failure.
         try:
             return action()
         except OSError as err:
@@ -369,11 +369,11 @@ def libc() -> cdata.Library:
     global _libc
     if _libc is None:
         try:
-            # glibc's soname; cdata.util (which imports subprocess and
+            # glibc's soname. ctypes.util (which imports subprocess and
             # tempfile) is only needed to find another libc.
             _libc = cdata.Library("libc.so.6")
         except OSError:
-            from cdata.util import find_library
+            from ctypes.util import find_library
 
             _libc = cdata.Library(find_library("c"))
     return _libc

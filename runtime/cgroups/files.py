@@ -99,8 +99,8 @@ def make_dir(path: str) -> bool:
 def remove_dir(path: str, *, busy_ok: bool = False) -> bool:
     """Remove an empty cgroup directory; a missing one is already removed.
 
-    With `busy_ok`, a directory that still holds a process or a child
-    cgroup (EBUSY) stays, and the result is False.
+    With `busy_ok`, a directory that still has a process or a child cgroup
+    (EBUSY) stays, and the result is False.
     """
     try:
         syscalls.rmdir(path)

@@ -322,7 +322,7 @@ class V1Cgroup(Cgroup):
             return
         # Once the container's processes have exited, as they have when it
         # stops, each directory can go at once. Only a cgroup that still
-        # holds processes needs the freeze, kill and wait below.
+        # has processes needs the freeze, kill and wait below.
         if all(files.remove_dir(directory, busy_ok=True) for directory in reversed(directories)):
             log.debug("removed cgroup %s", self.path)
             return

@@ -260,7 +260,7 @@ class V2Cgroup(Cgroup):
             return
         # Once the container's processes have exited, as they have when it
         # stops, the directories can go at once. Only a cgroup that still
-        # holds processes needs the kill and wait below.
+        # has processes needs the kill and wait below.
         if all(files.remove_dir(directory, busy_ok=True) for directory in reversed(self.subtree())):
             log.debug("removed cgroup %s", self.directory)
             return

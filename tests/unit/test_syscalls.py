@@ -172,3 +172,22 @@ def test_untraced_failure_still_names_flags(tmp_path):
 def test_flags_render_by_name_when_shown():
     flags = syscalls.Flags(syscalls.MS_BIND | syscalls.MS_REC, syscalls.MOUNT_FLAGS)
     assert str(flags) == "MS_BIND|MS_REC"
+
+
+def test_libc_falls_back_to_find_library(monkeypatch):
+    # Where the soname libc.so.6 does not load (not glibc), ctypes.util finds the C library.
+    from runtime import cdata
+
+    real_library = cdata.Library
+    refused = []
+
+    def refuse_first(name, **kwargs):
+        if not refused:
+            refused.append(name)
+            raise OSError(f"{name}: cannot open shared object file")
+        return real_library(name, **kwargs)
+
+    monkeypatch.setattr(cdata, "Library", refuse_first)
+    monkeypatch.setattr(syscalls, "_libc", None)
+    assert syscalls.libc().getpid() == os.getpid()
+    assert refused == ["libc.so.6"]
