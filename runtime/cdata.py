@@ -12,6 +12,9 @@ The objects behave as their ctypes namesakes: `c_ulong(5)`, `byref(x)`,
 `Library("libc.so.6").mount(...)` with errno kept for `get_errno()`.
 Values made here can be passed to real ctypes functions and back, because
 both sides are `_ctypes` objects.
+
+NOTE: Python 3.14 computes a Structure's layout in ctypes._layout, which
+imports ctypes, so there the seam's first Structure brings the package back.
 """
 
 from __future__ import annotations

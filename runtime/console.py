@@ -34,7 +34,8 @@ import sys
 # while it imports its modules and frees almost none, so the collector
 # would walk them over and over: about 2 ms of `pyrun run --rm busybox
 # true`. A threshold of 10,000 lets the start-up pass, and still collects
-# in a long-lived pyrun (a foreground run, a monitor) that makes garbage.
+# in a long-lived foreground run that makes garbage. (The monitor of a
+# detached container is a Python of its own and keeps the default.)
 GC_THRESHOLD = 10_000
 
 

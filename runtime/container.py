@@ -188,7 +188,7 @@ def _run_started(container: Container, interactive: bool, use_init: bool, log_fi
             interactive=interactive,
             use_init=use_init,
             cgroup=container.cgroup,
-            before_exec=lambda pid: _before_exec(container, pid),
+            before_exec=lambda pid: _attach_network(container, pid),
             stdio=pipes.container_ends() if pipes else None,
         )
         container.pid = started.pid
@@ -197,6 +197,11 @@ def _run_started(container: Container, interactive: bool, use_init: bool, log_fi
         signals.pthread_sigmask(signals.SIG_SETMASK, previous_mask)
 
     try:
+        # Recorded only now: before pivot_root(2), an `exec` that joined the
+        # container's mount namespace would find the host's files there.
+        state.update_record(
+            container.root, container.id, status=state.STATUS_RUNNING, pid=started.pid, started_at=state.now()
+        )
         log.debug("container %s runs as host pid %d", container.id[:12], started.pid)
         if started.console is not None:
             _relay_terminal(started.console, interactive, log_file)
@@ -228,16 +233,6 @@ def _create_cgroup(container: Container) -> Any:
         manager.remove()
         raise
     return manager
-
-
-def _before_exec(container: Container, pid: int) -> None:
-    """Attach the network and record the container as running with `pid`.
-
-    launch.start calls this while the container's first process still sets
-    up its mounts, so the record's update costs the start no time.
-    """
-    _attach_network(container, pid)
-    state.update_record(container.root, container.id, status=state.STATUS_RUNNING, pid=pid, started_at=state.now())
 
 
 def _attach_network(container: Container, pid: int) -> None:

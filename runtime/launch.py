@@ -25,6 +25,7 @@ and the child exits without running anything.
 from __future__ import annotations
 
 import _socket
+import errno
 import os
 import struct
 
@@ -66,6 +67,10 @@ class Started:
 # import collections.
 FD_SIZE = struct.calcsize("i")
 
+# The largest message is "go" with a seccomp filter of the kernel's most
+# instructions (BPF_MAXINSNS, 4096) of 8 bytes each, in hex: 64 KiB and the kind.
+MESSAGE_SIZE = 1 << 17
+
 
 def socketpair() -> tuple[_socket.socket, _socket.socket]:
     """Return two connected, close-on-exec AF_UNIX SOCK_SEQPACKET sockets (socketpair(2))."""
@@ -81,15 +86,20 @@ def recv_fds(sock: _socket.socket, size: int, max_fds: int) -> tuple[bytes, list
     """Receive one message of up to `size` bytes and the descriptors (at most `max_fds`) sent with it.
 
     The received descriptors are new in this process and inheritable, as
-    with socket.recv_fds; the caller owns and closes them.
+    with socket.recv_fds; the caller owns and closes them. A longer message
+    raises OSError (EMSGSIZE): SOCK_SEQPACKET would drop its end silently.
     """
     fds: list[int] = []
-    data, ancillary, _flags, _address = sock.recvmsg(size, _socket.CMSG_LEN(max_fds * FD_SIZE))
+    data, ancillary, flags, _address = sock.recvmsg(size, _socket.CMSG_LEN(max_fds * FD_SIZE))
     for level, kind, payload in ancillary:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
             # A truncated message may end in part of a descriptor, which is dropped.
             count = len(payload) // FD_SIZE
             fds += struct.unpack(f"{count}i", payload[: count * FD_SIZE])
+    if flags & _socket.MSG_TRUNC:
+        for fd in fds:
+            os.close(fd)
+        raise OSError(errno.EMSGSIZE, f"a message longer than {size} bytes was cut short")
     return data, fds
 
 
@@ -108,7 +118,7 @@ class Channel:
 
     def receive(self) -> tuple[str, str, list[int]]:
         """Return (kind, payload, fds); kind "" means every child end is closed."""
-        data, fds = recv_fds(self.sock, 65536, 4)
+        data, fds = recv_fds(self.sock, MESSAGE_SIZE, 4)
         if not data:
             return "", "", []
         kind, _, payload = data.decode().partition("\0")
@@ -171,14 +181,16 @@ def start(
 
     container_pid = 0
     try:
-        # The filter is compiled here, on the other CPU, while S and C set
-        # up the container; C receives it with "go".
-        policy = spec["linux"].get("seccomp")
-        program = seccomp.compile_program(policy) if policy is not None else b""
         payload, _ = channel.expect("pid")
         container_pid = int(payload)
         _wait_for(setup_pid)
+        setup_pid = 0  # reaped: its number may belong to another process from now on
         log.debug("pid 1 of the new pid namespace is host pid %d", container_pid)
+
+        # The filter is compiled here, while C sets up its mounts, and sent
+        # with "go". A failure kills C, as any failure here does.
+        policy = spec["linux"].get("seccomp")
+        program = seccomp.compile_program(policy) if policy is not None else b""
 
         console = None
         if spec["process"].get("terminal"):

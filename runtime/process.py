@@ -25,8 +25,8 @@ import stat
 import struct
 import sys
 
-# seccomp is imported here because the container's process cannot import
-# once it is inside the new root.
+# capabilities is imported here because the container's process cannot
+# import once it is inside the new root.
 from runtime import capabilities, syscalls
 from runtime.errors import PyrunError
 

@@ -62,7 +62,8 @@ def bind_rootfs(rootfs: str) -> int:
 MAX_SYMLINKS = 40
 
 
-def open_in_root(root_fd: int, destination: str, *, is_dir: bool = True, _links: int = 0) -> int:
+def open_in_root(root_fd: int, destination: str, *, is_dir: bool = True, _links: int = 0,
+                 _requested: str = "") -> int:
     """Open `destination` inside the root, creating what is missing; return an O_PATH fd.
 
     Symlinks are followed inside the root (RESOLVE_IN_ROOT), dangling ones
@@ -72,7 +73,10 @@ def open_in_root(root_fd: int, destination: str, *, is_dir: bool = True, _links:
     Most destinations exist already, and one lookup of the whole path finds
     them. When the lookup fails, the parent is opened the same way (and
     created if missing), then the last component is created or followed.
+    Errors name the destination the caller asked for (`_requested` in the
+    recursion), and the symlink where the lookup stopped.
     """
+    requested = _requested or destination
     # normpath keeps a leading "//" (POSIX allows it a meaning), so strip first.
     normalized = os.path.normpath("/" + destination.lstrip("/"))
     if normalized == "/":
@@ -90,11 +94,11 @@ def open_in_root(root_fd: int, destination: str, *, is_dir: bool = True, _links:
 
     # The parent first: its own lookup names a symlink or failure higher up.
     parent, name = os.path.split(normalized)
-    parent_fd = open_in_root(root_fd, parent, _links=_links)
+    parent_fd = open_in_root(root_fd, parent, _links=_links, _requested=requested)
     try:
         if symlink_refused:
             raise RootfsError(
-                f"mount destination {destination!r}: the image has a symlink at {normalized}",
+                f"mount destination {requested!r}: the image has a symlink at {normalized}",
                 hint="images may not redirect /proc, /sys or /dev with symlinks",
             ) from failure
         target = _dangling_symlink(parent_fd, name)
@@ -106,8 +110,9 @@ def open_in_root(root_fd: int, destination: str, *, is_dir: bool = True, _links:
 
     # A dangling symlink: follow it by hand to the path it names inside the root.
     if _links >= MAX_SYMLINKS:
-        raise RootfsError(f"mount destination {destination!r}: too many levels of symlinks")
-    return open_in_root(root_fd, os.path.join(parent, target), is_dir=is_dir, _links=_links + 1)
+        raise RootfsError(f"mount destination {requested!r}: too many levels of symlinks")
+    return open_in_root(root_fd, os.path.join(parent, target), is_dir=is_dir, _links=_links + 1,
+                        _requested=requested)
 
 
 def _dangling_symlink(parent_fd: int, name: str) -> str | None:

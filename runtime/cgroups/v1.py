@@ -323,9 +323,12 @@ class V1Cgroup(Cgroup):
         # Once the container's processes have exited, as they have when it
         # stops, each directory can go at once. Only a cgroup that still
         # has processes needs the freeze, kill and wait below.
-        if all(files.remove_dir(directory, busy_ok=True) for directory in reversed(directories)):
-            log.debug("removed cgroup %s", self.path)
-            return
+        try:
+            if all(files.remove_dir(directory, busy_ok=True) for directory in reversed(directories)):
+                log.debug("removed cgroup %s", self.path)
+                return
+        except CgroupError:
+            pass  # the full removal below kills first, then reports what still fails
         directories = [d for d in directories if os.path.isdir(d)]
         left = self.pids()
         if left:

@@ -261,9 +261,12 @@ class V2Cgroup(Cgroup):
         # Once the container's processes have exited, as they have when it
         # stops, the directories can go at once. Only a cgroup that still
         # has processes needs the kill and wait below.
-        if all(files.remove_dir(directory, busy_ok=True) for directory in reversed(self.subtree())):
-            log.debug("removed cgroup %s", self.directory)
-            return
+        try:
+            if all(files.remove_dir(directory, busy_ok=True) for directory in reversed(self.subtree())):
+                log.debug("removed cgroup %s", self.directory)
+                return
+        except CgroupError:
+            pass  # the full removal below kills first, then reports what still fails
         if self.pids():
             if os.path.exists(os.path.join(self.directory, "cgroup.kill")):
                 # cgroup.kill (Linux 5.14) sends SIGKILL to the whole subtree

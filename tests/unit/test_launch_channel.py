@@ -54,3 +54,19 @@ def test_channel_messages_and_error(pair):
         parent.receive()
     theirs.close()
     assert parent.receive() == ("", "", [])
+
+
+def test_largest_seccomp_filter_fits_one_message(pair):
+    # "go" carries the compiled filter: the kernel takes at most 4096 instructions of 8 bytes.
+    ours, theirs = pair
+    program = bytes(range(256)) * 128
+    launch.Channel(ours).send("go", program.hex())
+    payload, _ = launch.Channel(theirs).expect("go")
+    assert bytes.fromhex(payload) == program
+
+
+def test_cut_short_message_is_an_error(pair):
+    ours, theirs = pair
+    theirs.send(b"x" * 100)
+    with pytest.raises(OSError, match="longer than 10 bytes"):
+        launch.recv_fds(ours, 10, 4)
