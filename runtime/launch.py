@@ -202,7 +202,7 @@ def start(
             terminal.copy_window_size(0, console)
         if before_exec:
             before_exec(container_pid)
-        channel.send("go", program.hex())
+        send_go(channel, program)
 
         # End-of-file: C executed the command and its close-on-exec end is gone.
         kind, _, _ = channel.receive()
@@ -215,6 +215,18 @@ def start(
         raise
     finally:
         channel.close()
+
+
+def send_go(channel: Channel, program: bytes) -> None:
+    """Let C run its command, with the seccomp filter `program` (empty for none).
+
+    A C whose set-up failed has sent its "error" message and exited by now,
+    so the send finds the socket closed. The next receive reports the error.
+    """
+    try:
+        channel.send("go", program.hex())
+    except BrokenPipeError:
+        pass
 
 
 def fork_in(cgroup: Cgroup | None) -> tuple[int, bool]:

@@ -70,3 +70,14 @@ def test_cut_short_message_is_an_error(pair):
     theirs.send(b"x" * 100)
     with pytest.raises(OSError, match="longer than 10 bytes"):
         launch.recv_fds(ours, 10, 4)
+
+
+def test_go_to_a_failed_child_reports_its_error(pair):
+    # C failed a step, reported it and exited before pyrun sent "go".
+    ours, theirs = pair
+    launch.Channel(theirs).send("error", "mount filesystems\0" "125\0" "symlink at /proc")
+    theirs.close()
+    channel = launch.Channel(ours)
+    launch.send_go(channel, b"\x06\x00\x00\x00\x00\x00\xff\x7f")
+    with pytest.raises(launch.SetupError, match="failed at mount filesystems: symlink at /proc"):
+        channel.receive()
