@@ -177,10 +177,12 @@ def test_attach_stderr_stays_apart(run_env, cleanup):  # noqa: F811
 def test_attach_proxies_ctrl_c(run_env, cleanup):  # noqa: F811
     container = detached(run_env, "-i", "busybox", "sh", "-c",
                          "trap 'echo got INT; exit 3' INT; echo ready; while true; do sleep 0.1; done")
+    # An attach shows what the monitor reads after it connects, as Docker's
+    # does: wait until the monitor has logged "ready", so it is not shown.
+    assert wait_for(lambda: pyrun(run_env, "logs", container).stdout == "ready\n")
     attached = subprocess.Popen(attach_command(run_env, container), stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, env=popen_env(run_env))
-    # "ready" came before the attach; wait until the attach has connected.
-    time.sleep(1)
+    time.sleep(1)  # until the attach has connected
     attached.send_signal(signal.SIGINT)
     output, _ = attached.communicate(timeout=30)
     assert output == b"got INT\n"
