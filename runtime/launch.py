@@ -3,8 +3,8 @@
 Three processes take part:
 
     pyrun (P)       sets PR_SET_CHILD_SUBREAPER, forks S into the cgroup,
-       |            compiles the seccomp filter meanwhile, attaches the
-       |            network to C, then sends C "go" with the filter
+       |            compiles the seccomp filter while C sets up, attaches
+       |            the network to C, then sends C "go" with the filter
        +-- setup (S)       joins the rest of the cgroup, unshare(2)s the
               |            namespaces and forks C, then exits;
               |            C is re-parented to P, which waits for it
@@ -220,8 +220,9 @@ def start(
 def send_go(channel: Channel, program: bytes) -> None:
     """Let C run its command, with the seccomp filter `program` (empty for none).
 
-    A C whose set-up failed has sent its "error" message and exited by now,
-    so the send finds the socket closed. The next receive reports the error.
+    A C whose set-up failed may have sent its "error" message and exited
+    already, so the send can find the socket closed. The next receive then
+    reports the error.
     """
     try:
         channel.send("go", program.hex())
