@@ -187,9 +187,9 @@ def apply_capabilities(sets: dict[str, list[str]]) -> None:
     raised = []
     cleared = []
     for key in ("effective", "permitted", "inheritable"):
-        wanted = sets.get(key, [])
-        raised.append([getattr(_prctl, name) for name in known if name in wanted])
-        cleared.append([getattr(_prctl, name) for name in known if name not in wanted])
+        granted = sets.get(key, [])
+        raised.append([getattr(_prctl, name) for name in known if name in granted])
+        cleared.append([getattr(_prctl, name) for name in known if name not in granted])
     syscalls.record(
         "capset",
         "capset(2)",

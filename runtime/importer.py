@@ -8,13 +8,14 @@ checks it, each step a Python function. `pyrun run` loads some fifty of
 pyrun's modules, so that is about 5 ms of every start.
 
 The launcher (runtime/launcher.py) puts `PyrunFinder` on sys.meta_path,
-just before Python's path finder. For a module of the `runtime` or `registry_client` package,
-it stats the source once, reads `__pycache__/NAME.cpython-XY.pyc`, and
-checks that the file was compiled by this Python from this version of the
-source (the magic number, the source's modification time and size), as the
-standard loader does. When anything is off (no compiled file yet, a stale
-one, a module that is not a plain .py file), it declines, and Python's own
-finder loads the module and writes a fresh compiled file.
+just before Python's path finder. For a module of the `runtime` or
+`registry_client` package, it stats the source once and reads
+`__pycache__/NAME.cpython-XY.pyc`. It checks, as the standard loader
+does, that this Python compiled the file from this version of the source:
+the magic number, the source's modification time and size. When anything
+is off (no compiled file yet, a stale one, a module that is not a plain
+.py file), it declines, and Python's own finder loads the module and
+writes a fresh compiled file.
 """
 
 from __future__ import annotations

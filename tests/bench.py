@@ -552,9 +552,9 @@ def write_report(bench: Bench, output: Path) -> None:
         f"{bench.repeats} runs, except the run figure ({max(bench.repeats, RUN_ROUNDS)} runs) and three "
         f"scale figures: a start is the mean of {SCALE_COUNT} starts, and stop and rm are one run "
         f"over all {SCALE_COUNT} containers.",
-        "In the run figure the tools take turns (one run each per round, in a new random",
-        "order each round), and in the scale figures pyrun and Podman take turns going",
-        "first, so a machine that slows down weighs on all alike.",
+        "In the run figure the tools take turns: one run each per round, in a new random",
+        "order each round. In the scale figures pyrun and Podman take turns going first.",
+        "So a machine that slows down weighs on all alike.",
         "",
         f"Run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{os.cpu_count()} CPUs, kernel {os.uname().release}.",

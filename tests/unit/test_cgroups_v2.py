@@ -215,7 +215,7 @@ def test_remove_uses_cgroup_kill(fakefs, monkeypatch):
     # The recorder performs no kill, so process 7 stays and remove times out.
     monkeypatch.setattr(files, "EMPTY_TIMEOUT_SECONDS", 0.05)
     with syscalls.recording() as recorder:
-        recorder.fail["rmdir"] = errno.EBUSY  # as the kernel refuses a cgroup that holds processes
+        recorder.fail["rmdir"] = errno.EBUSY  # as the kernel rejects a cgroup that has processes
         with pytest.raises(cgroups.CgroupError, match="still in"):
             manager.remove()
     assert recorder.calls[0].name == "rmdir"

@@ -179,15 +179,15 @@ def test_libc_falls_back_to_find_library(monkeypatch):
     from runtime import cdata
 
     real_library = cdata.Library
-    refused = []
+    failed_names = []
 
-    def refuse_first(name, **kwargs):
-        if not refused:
-            refused.append(name)
+    def fail_first(name, **kwargs):
+        if not failed_names:
+            failed_names.append(name)
             raise OSError(f"{name}: cannot open shared object file")
         return real_library(name, **kwargs)
 
-    monkeypatch.setattr(cdata, "Library", refuse_first)
+    monkeypatch.setattr(cdata, "Library", fail_first)
     monkeypatch.setattr(syscalls, "_libc", None)
     assert syscalls.libc().getpid() == os.getpid()
-    assert refused == ["libc.so.6"]
+    assert failed_names == ["libc.so.6"]
