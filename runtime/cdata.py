@@ -105,7 +105,6 @@ class Library:
     """
 
     def __init__(self, name: str | None, *, keep_lock: bool = False) -> None:
-        self._name = name
         self._handle = dlopen(name, RTLD_LOCAL)
         self._function_type = _LockedFunction if keep_lock else _Function
 

@@ -179,10 +179,9 @@ def finalize(process: dict[str, Any], keep_fd: int | None, seccomp_program: byte
     still full root. With no_new_privs it comes last, so pyrun's own steps
     never pass through it. runc takes the same order.
     """
-    program = seccomp_program
     no_new_privileges = bool(process.get("noNewPrivileges"))
-    if program is not None and not no_new_privileges:
-        syscalls.seccomp_set_mode_filter(program)
+    if seccomp_program is not None and not no_new_privileges:
+        syscalls.seccomp_set_mode_filter(seccomp_program)
 
     caps = process.get("capabilities") or {}
     capabilities.drop_bounding_set(caps.get("bounding", []))
@@ -193,5 +192,5 @@ def finalize(process: dict[str, Any], keep_fd: int | None, seccomp_program: byte
         syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
     close_other_fds(keep_fd, narration_fd(), syscalls.trace_fd())
 
-    if program is not None and no_new_privileges:
-        syscalls.seccomp_set_mode_filter(program)
+    if seccomp_program is not None and no_new_privileges:
+        syscalls.seccomp_set_mode_filter(seccomp_program)

@@ -395,12 +395,11 @@ _MACHINE = os.uname().machine  # the architecture this process runs on
 
 def syscall_number(name: str) -> int:
     """Look up a syscall number that libc has no wrapper for."""
-    machine = _MACHINE
-    table = SYSCALL_NUMBERS.get(machine)
+    table = SYSCALL_NUMBERS.get(_MACHINE)
     if table is None:
         raise OSError(
             _errno.ENOSYS,
-            f"no syscall table for architecture {machine!r}: add its numbers "
+            f"no syscall table for architecture {_MACHINE!r}: add its numbers "
             "to SYSCALL_NUMBERS in runtime/syscalls.py",
         )
     return table[name]
