@@ -87,8 +87,8 @@ def open_in_root(root_fd: int, destination: str, *, is_dir: bool = True, _links:
     try:
         return syscalls.openat2(root_fd, normalized[1:], O_PATH | os.O_CLOEXEC, resolve)
     except OSError as err:
-        symlink_refused = err.errno == errno.ELOOP and resolve & syscalls.RESOLVE_NO_SYMLINKS
-        if err.errno != errno.ENOENT and not symlink_refused:
+        symlink_rejected = err.errno == errno.ELOOP and resolve & syscalls.RESOLVE_NO_SYMLINKS
+        if err.errno != errno.ENOENT and not symlink_rejected:
             raise
         failure = err
 
@@ -96,7 +96,7 @@ def open_in_root(root_fd: int, destination: str, *, is_dir: bool = True, _links:
     parent, name = os.path.split(normalized)
     parent_fd = open_in_root(root_fd, parent, _links=_links, _requested=requested)
     try:
-        if symlink_refused:
+        if symlink_rejected:
             raise RootfsError(
                 f"mount destination {requested!r}: the image has a symlink at {normalized}",
                 hint="images may not redirect /proc, /sys or /dev with symlinks",

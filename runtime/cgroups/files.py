@@ -14,6 +14,10 @@ from runtime import signals, syscalls
 from runtime.cgroups.detect import CgroupError
 from runtime.log import get_logger
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterable
+
 log = get_logger(__name__)
 
 # How long `remove` waits for killed processes to leave a cgroup.
@@ -111,6 +115,20 @@ def remove_dir(path: str, *, busy_ok: bool = False) -> bool:
             return False
         raise CgroupError(f"remove cgroup {path}") from err
     return True
+
+
+def remove_if_unused(directories: Iterable[str]) -> bool:
+    """Remove `directories` in the order given, children first; return whether all are gone.
+
+    Once a container's processes have exited, as they have when it stops,
+    each directory can go at once. A directory still in use (EBUSY), or one
+    that fails for another reason, stops the loop with False, and the caller
+    then kills what is left before it removes the rest and reports errors.
+    """
+    try:
+        return all(remove_dir(directory, busy_ok=True) for directory in directories)
+    except CgroupError:
+        return False
 
 
 def kill_all(pids: list[int]) -> None:

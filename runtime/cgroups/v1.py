@@ -320,15 +320,9 @@ class V1Cgroup(Cgroup):
         directories = [d for d in self.all_directories() if os.path.isdir(d)]
         if not directories:
             return
-        # Once the container's processes have exited, as they have when it
-        # stops, each directory can go at once. Only a cgroup that still
-        # has processes needs the freeze, kill and wait below.
-        try:
-            if all(files.remove_dir(directory, busy_ok=True) for directory in reversed(directories)):
-                log.debug("removed cgroup %s", self.path)
-                return
-        except CgroupError:
-            pass  # the full removal below kills first, then reports what still fails
+        if files.remove_if_unused(reversed(directories)):
+            log.debug("removed cgroup %s", self.path)
+            return
         directories = [d for d in directories if os.path.isdir(d)]
         left = self.pids()
         if left:

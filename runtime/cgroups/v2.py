@@ -258,15 +258,9 @@ class V2Cgroup(Cgroup):
         """Kill what is left in the cgroup, wait until it is empty, then remove it."""
         if not os.path.isdir(self.directory):
             return
-        # Once the container's processes have exited, as they have when it
-        # stops, the directories can go at once. Only a cgroup that still
-        # has processes needs the kill and wait below.
-        try:
-            if all(files.remove_dir(directory, busy_ok=True) for directory in reversed(self.subtree())):
-                log.debug("removed cgroup %s", self.directory)
-                return
-        except CgroupError:
-            pass  # the full removal below kills first, then reports what still fails
+        if files.remove_if_unused(reversed(self.subtree())):
+            log.debug("removed cgroup %s", self.directory)
+            return
         if self.pids():
             if os.path.exists(os.path.join(self.directory, "cgroup.kill")):
                 # cgroup.kill (Linux 5.14) sends SIGKILL to the whole subtree
