@@ -508,7 +508,7 @@ def run_start_helper(root: str, container_id: str, channel_fd: int, output: tupl
         root, container_id, record["name"], directory, spec, record.get("network_plan") or {"mode": "none"}
     )
     try:
-        _mount_rootfs(created, ephemeral=bool(record.get("auto_remove")))
+        _mount_rootfs(created, record["image_id"], ephemeral=bool(record.get("auto_remove")))
         # NOTE: these two helpers are private to runtime.container; the
         # foreground `run` uses them in the same order.
         created.cgroup = containers._create_cgroup(created)
@@ -553,14 +553,22 @@ def run_start_helper(root: str, container_id: str, channel_fd: int, output: tupl
     return 0
 
 
-def _mount_rootfs(created: Any, *, ephemeral: bool) -> None:
-    """Mount the overlay again for a container that ran before (its layers are linked in l/)."""
+def _mount_rootfs(created: Any, image_id: str, *, ephemeral: bool) -> None:
+    """Mount the overlay again for a container that ran before.
+
+    Its layers are those linked in l/, or, when the mount named them by
+    their full paths, those of its image in the store (`rmi` keeps the
+    layers of an image that a container uses).
+    """
     if os.path.ismount(created.rootfs):
         return
     from runtime import overlay
 
-    links = os.path.join(created.directory, "l")
-    layer_dirs = [os.path.join(links, str(index)) for index in range(len(os.listdir(links)))]
+    layer_dirs = overlay.linked_layers(created.directory)
+    if not layer_dirs:
+        from runtime.store import ImageStore
+
+        layer_dirs = ImageStore(created.root).get(image_id).layer_dirs
     overlay.mount_overlay(created.directory, layer_dirs, volatile=ephemeral)
 
 

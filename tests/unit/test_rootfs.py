@@ -114,6 +114,32 @@ def test_mount_overlay_uses_relative_paths(tmp_path):
     assert os.readlink(container_dir / "l" / "0") == layers[0]
 
 
+def test_mount_overlay_names_few_layers_by_full_path(tmp_path):
+    layers = [str(tmp_path / "layers" / name) for name in ("a" * 64, "b" * 64)]
+    container_dir = tmp_path / "container"
+    with syscalls.recording() as recorder:
+        overlay.mount_overlay(str(container_dir), layers, volatile=True)
+    assert recorder.names() == ["mount"]
+    assert recorder.calls[0].args["target"] == str(container_dir / "rootfs")
+    assert recorder.calls[0].args["data"] == (
+        f"lowerdir={layers[1]}:{layers[0]},upperdir={container_dir}/upper,"
+        f"workdir={container_dir}/work,volatile"
+    )
+    assert not (container_dir / "l").exists()
+    assert overlay.linked_layers(str(container_dir)) == []
+
+
+@pytest.mark.parametrize("mark", [",", ":", "\\", "="])
+def test_mount_overlay_links_paths_that_options_cannot_hold(tmp_path, mark):
+    layer = tmp_path / f"store{mark}root" / "layer"
+    container_dir = tmp_path / "container"
+    with syscalls.recording() as recorder:
+        overlay.mount_overlay(str(container_dir), [str(layer)])
+    assert recorder.names() == ["chdir", "mount", "fchdir"]
+    assert recorder.calls[1].args["data"] == "lowerdir=l/0,upperdir=upper,workdir=work"
+    assert overlay.linked_layers(str(container_dir)) == [str(container_dir / "l" / "0")]
+
+
 def test_mask_and_readonly_paths_recorded(tmp_path):
     masked_dir = tmp_path / "dir"
     masked_dir.mkdir()
