@@ -165,13 +165,18 @@ def _write_indented(value: Any, parts: list[str], leaf_encoder: Any, step: str, 
     open_ids.add(id(value))
     inner = newline + step
     parts.append(opening)
+    quote = _json.encode_basestring_ascii
     for position, (key, item) in enumerate(items):
         parts.append(inner if position == 0 else item_separator + inner)
         if opening == "{":
-            parts.extend(leaf_encoder(_key_text(key), 0))
+            parts.append(quote(_key_text(key)))
             parts.append(key_separator)
-        _write_indented(item, parts, leaf_encoder, step, inner, item_separator, key_separator,
-                        sort_keys, open_ids)
+        if type(item) is str:
+            # Strings, most of the leaves, are quoted here without a call down.
+            parts.append(quote(item))
+        else:
+            _write_indented(item, parts, leaf_encoder, step, inner, item_separator, key_separator,
+                            sort_keys, open_ids)
     parts.append(newline + closing)
     open_ids.discard(id(value))
 
