@@ -13,7 +13,7 @@ import os
 
 from runtime import devices, etc_files, jsonio, launch, mounts, overlay, rootfs, signals, state, syscalls
 from runtime.errors import PyrunError
-from runtime.spec import RunOptions, build_spec
+from runtime.spec import RunOptions, build_spec, process_args
 from runtime.users import resolve_user
 from runtime.log import get_logger
 from runtime.records import factory, record
@@ -68,14 +68,20 @@ def create(
     resources: dict[str, Any] | None = None,
     cgroup_parent: str = "",
     ephemeral: bool = False,
+    details: dict[str, Any] | None = None,
 ) -> Container:
     """Create the bundle and record for one container of `image` (a runtime.store Image).
 
-    `ephemeral` marks a container that `--rm` deletes when it exits. On any
-    failure, everything created so far is removed again.
+    `ephemeral` marks a container that `--rm` deletes when it exits.
+    `details` are more fields for the record (the command line's settings
+    that the monitor and the lifecycle commands read). On any failure,
+    everything created so far is removed again.
     """
     from runtime.cgroups import cgroup_path
 
+    image_config = image.config.get("config") or {}
+    # The command is checked, and recorded for `ps`, before anything is made.
+    command = process_args(image_config, options)
     container_id = state.new_container_id()
     os.makedirs(state.containers_dir(root), exist_ok=True)
     if name:
@@ -89,10 +95,10 @@ def create(
         state.create_record(
             root,
             container_id,
-            {"name": name, "image": image.reference, "image_id": image.id, "network_plan": network_plan},
+            {"name": name, "image": image.reference, "image_id": image.id, "network_plan": network_plan,
+             "path": command[0], "args": command[1:], **(details or {})},
         )
         mounted = overlay.mount_overlay(directory, image.layer_dirs, volatile=ephemeral)
-        image_config = image.config.get("config") or {}
 
         user_spec = options.user if options.user is not None else image_config.get("User", "")
         user = resolve_user(

@@ -193,15 +193,15 @@ def run(args: Namespace) -> int:
             resources=resources,
             cgroup_parent=args.cgroup_parent,
             ephemeral=args.rm,
+            details=record_details(args, image, log_config),
         )
 
     if args.detach:
-        return run_detached(args, create, image, log_config)
+        return run_detached(args, create)
     check_input_is_terminal(args)
     created = create()
     exit_code = None
     try:
-        describe_created(args, created, image, log_config)
         exit_code = container.run(created, interactive=args.interactive, use_init=args.init,
                                   log_file=None if args.rm else open_log(args.root, created.id, log_config))
     except PyrunError as err:
@@ -241,27 +241,21 @@ def log_options(args: Namespace) -> dict:
         raise UsageError(str(err)) from None
 
 
-def describe_created(args: Namespace, created, image, log_config: dict) -> None:
-    """Add what the monitor and the lifecycle commands need to the new container's record."""
-    from runtime import state
-
+def record_details(args: Namespace, image, log_config: dict) -> dict:
+    """Return what the monitor and the lifecycle commands need in a new container's record."""
     image_config = image.config.get("config") or {}
-    state.update_record(
-        args.root,
-        created.id,
-        auto_remove=bool(getattr(args, "rm", False)),
-        init=bool(args.init),
-        tty=bool(args.tty),
-        interactive=bool(args.interactive),
-        stop_signal=image_config.get("StopSignal") or "SIGTERM",
-        log_config=log_config,
-        path=created.spec["process"]["args"][0],
-        args=created.spec["process"]["args"][1:],
-        image_name=args.image,
-    )
+    return {
+        "auto_remove": bool(getattr(args, "rm", False)),
+        "init": bool(args.init),
+        "tty": bool(args.tty),
+        "interactive": bool(args.interactive),
+        "stop_signal": image_config.get("StopSignal") or "SIGTERM",
+        "log_config": log_config,
+        "image_name": args.image,
+    }
 
 
-def run_detached(args: Namespace, create, image, log_config: dict) -> int:
+def run_detached(args: Namespace, create) -> int:
     """Create the container, hand it to a monitor, print its ID and return.
 
     A Ctrl-C during the creation is held back until the new ID is listed
@@ -273,7 +267,6 @@ def run_detached(args: Namespace, create, image, log_config: dict) -> int:
         with lifecycle.InterruptDeferred():
             created = create()
             container_ids.append(created.id)
-        describe_created(args, created, image, log_config)
         lifecycle.start(args.root, created.id)
         print(created.id, flush=True)
     return 0

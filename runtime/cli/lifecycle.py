@@ -311,16 +311,14 @@ def create_command(args: Namespace) -> int:
     from runtime.cli import containers
 
     options, log_config, mounts, resources, image, plan = containers.container_settings(args)
-    created = container.create(
-        args.root, image, options, name=args.name, user_mounts=mounts, network_plan=plan,
-        resources=resources, cgroup_parent=args.cgroup_parent, ephemeral=args.rm,
-    )
-    containers.describe_created(args, created, image, log_config)
+    details = containers.record_details(args, image, log_config)
     # Docker's StdinOnce: an attach to a container created with -i closes
     # its stdin when the attach's own stdin ends (`run -d -i` does not).
-    from runtime import state
-
-    state.update_record(args.root, created.id, stdin_once=bool(args.interactive))
+    details["stdin_once"] = bool(args.interactive)
+    created = container.create(
+        args.root, image, options, name=args.name, user_mounts=mounts, network_plan=plan,
+        resources=resources, cgroup_parent=args.cgroup_parent, ephemeral=args.rm, details=details,
+    )
     print(created.id)
     return 0
 
