@@ -215,7 +215,7 @@ def format_step(call: syscalls.Call, *, colour: bool = False, child: bool = Fals
         purpose = CHILD_MARK + purpose
     lines = [_paint(purpose, BOLD if call.error is None else BOLD + RED, colour)]
 
-    if call.name in ("unshare", "clone"):
+    if call.name in ("unshare", "clone", "clone3"):
         for line in steps.namespace_lines(str(call.args.get("flags", ""))):
             lines.append(f"  - {line}")
 

@@ -1,20 +1,29 @@
 """Start the container's first process from a bundle, with a channel back to pyrun.
 
-Three processes take part:
+Two processes take part:
 
-    pyrun (P)       sets PR_SET_CHILD_SUBREAPER, forks S into the cgroup,
-       |            compiles the seccomp filter while C sets up, attaches
-       |            the network to C, then sends C "go" with the filter
-       +-- setup (S)       joins the rest of the cgroup, unshare(2)s the
-              |            namespaces and forks C, then exits;
-              |            C is re-parented to P, which waits for it
-              +-- container (C)  pid 1 in the new pid namespace: mounts, pivot_root,
-                                 identity, capabilities, then execve(2)
+    pyrun (P)       sets PR_SET_CHILD_SUBREAPER, clones C with clone3(2)
+       |            into the cgroup's cgroup2 directory and into new
+       |            namespaces, compiles the seccomp filter while C sets
+       |            up, attaches the network to C, then sends C "go" with
+       |            the filter
+       +-- container (C)  pid 1 in the new pid namespace: joins the rest of
+                          the cgroup, then its own cgroup namespace; mounts,
+                          pivot_root, identity, capabilities, then execve(2)
 
-S is needed because unshare(CLONE_NEWPID) moves only the caller's future
-children into the new namespace. S is born in the cgroup's cgroup2 directory
-(clone3 with CLONE_INTO_CGROUP) and moves itself into each v1 hierarchy, so
-no process is moved by pid, which makes the kernel wait (runtime.cgroups.base).
+C is born in its cgroup2 directory (CLONE_INTO_CGROUP) and moves itself
+into each v1 hierarchy, so no process is moved by pid, which makes the
+kernel wait (runtime.cgroups.base). Its cgroup namespace comes last, with
+unshare(2): a new cgroup namespace takes the caller's cgroups as its root,
+and C is in all of them only then.
+
+Where clone3 cannot be used (no cgroup2 hierarchy, an old kernel, a seccomp
+filter that denies it, other threads in P), or the spec joins an existing
+namespace, a setup process S comes between P and C. P forks S; S joins
+the cgroup and the existing namespaces, unshare(2)s the new ones and forks
+C, then exits. S is needed because unshare(CLONE_NEWPID) moves only the
+caller's future children into the new pid namespace. C is then re-parented
+to P.
 
 P and its children talk over a SOCK_SEQPACKET socket pair whose ends are
 close-on-exec: each message is one packet, and when C executes the command
@@ -150,7 +159,7 @@ def start(
 ) -> Started:
     """Start the container's pid 1 and return once the command runs.
 
-    The processes join `cgroup` before the namespaces exist; `before_exec(pid)`
+    The processes join `cgroup` before the cgroup namespace exists; `before_exec(pid)`
     (network attach) runs once pid 1 is in its network namespace and before
     the command runs. `detached` containers outlive this process: their pid 1
     passes to the nearest subreaper (the monitor) instead of being killed
@@ -167,24 +176,31 @@ def start(
     channel = Channel(parent_end)
     syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
 
+    at_clone = namespaces_at_clone(spec)
     try:
-        setup_pid, in_cgroup2 = fork_in(cgroup)
+        child_pid, in_cgroup2 = fork_in(cgroup, at_clone)
     except BaseException:
         channel.close()
         child_end.close()
         raise
-    if setup_pid == 0:
+    # Born in its cgroup2 directory, the child was born in the namespaces too: it is C.
+    cloned = in_cgroup2 and at_clone != 0
+    if child_pid == 0:
         parent_end.close()
-        _setup_process(Channel(child_end), bundle, spec, interactive, use_init, detached, stdio,
-                       cgroup, in_cgroup2)
+        child_channel = Channel(child_end)
+        if cloned:
+            _enter(child_channel, spec, cgroup, True, namespaces.clone_flags(spec) & ~at_clone)
+            _container_process(child_channel, bundle, spec, interactive, use_init, detached, stdio)
+        _setup_process(child_channel, bundle, spec, interactive, use_init, detached, stdio, cgroup, in_cgroup2)
     child_end.close()
 
-    container_pid = 0
+    container_pid, setup_pid = (child_pid, 0) if cloned else (0, child_pid)
     try:
-        payload, _ = channel.expect("pid")
-        container_pid = int(payload)
-        _wait_for(setup_pid)
-        setup_pid = 0  # reaped: its number may belong to another process from now on
+        if not cloned:
+            payload, _ = channel.expect("pid")
+            container_pid = int(payload)
+            _wait_for(setup_pid)
+            setup_pid = 0  # reaped: its number may belong to another process from now on
         log.debug("pid 1 of the new pid namespace is host pid %d", container_pid)
 
         # The filter is compiled here, while C sets up its mounts, and sent
@@ -230,15 +246,29 @@ def send_go(channel: Channel, program: bytes) -> None:
         pass
 
 
-def fork_in(cgroup: Cgroup | None) -> tuple[int, bool]:
+def namespaces_at_clone(spec: dict[str, Any]) -> int:
+    """Return the CLONE_NEW* flags that C can be cloned with, or 0 when S must make the namespaces.
+
+    All new namespaces but the cgroup namespace, which C makes once it is
+    in every hierarchy of its cgroup. None when the spec joins an existing
+    namespace (--network container:NAME): S joins it first, so that P finds
+    pid 1 in it from the "pid" message on.
+    """
+    if any(namespace.get("path") for namespace in spec["linux"].get("namespaces", [])):
+        return 0
+    return namespaces.clone_flags(spec) & ~syscalls.CLONE_NEWCGROUP
+
+
+def fork_in(cgroup: Cgroup | None, namespaces: int = 0) -> tuple[int, bool]:
     """Fork; with a cgroup, the child is born in its cgroup2 directory where the kernel allows.
 
     Returns (pid, in_cgroup2), as Cgroup.fork_into does: the child then
     joins the rest of the cgroup with `cgroup.join_self(cgroup2=not in_cgroup2)`.
+    A child born in its cgroup2 directory is born in new `namespaces` too.
     """
     if cgroup is None:
         return syscalls.fork(), False
-    return cgroup.fork_into()
+    return cgroup.fork_into(namespaces)
 
 
 def _wait_for(pid: int) -> None:
@@ -279,11 +309,9 @@ def _report_and_exit(channel: Channel, step: str, err: BaseException) -> None:
         os._exit(code)
 
 
-def _setup_process(
-    channel: Channel, bundle: str, spec: dict[str, Any], interactive: bool, use_init: bool, detached: bool,
-    stdio: tuple[int, int, int] | None, cgroup: Cgroup | None, in_cgroup2: bool,
-) -> None:
-    """S: join the cgroup, unshare the namespaces, fork pid 1, exit."""
+def _enter(channel: Channel, spec: dict[str, Any], cgroup: Cgroup | None, in_cgroup2: bool,
+           unshare_flags: int) -> None:
+    """In S, or in C when it was cloned: reset signals, join the cgroup and the namespaces, unshare."""
     step = "reset signals"
     try:
         syscalls.reset_signal_actions()
@@ -295,15 +323,26 @@ def _setup_process(
             cgroup.join_self(cgroup2=not in_cgroup2)
         step = "join namespaces"
         namespaces.join_namespaces(spec)
-        step = "unshare namespaces"
-        namespaces.unshare_namespaces(namespaces.clone_flags(spec))
-        step = "fork pid 1"
+        if unshare_flags:
+            step = "unshare namespaces"
+            namespaces.unshare_namespaces(unshare_flags)
+    except BaseException as err:  # noqa: BLE001 - reported to pyrun, then exit
+        _report_and_exit(channel, step, err)
+
+
+def _setup_process(
+    channel: Channel, bundle: str, spec: dict[str, Any], interactive: bool, use_init: bool, detached: bool,
+    stdio: tuple[int, int, int] | None, cgroup: Cgroup | None, in_cgroup2: bool,
+) -> None:
+    """S: join the cgroup, unshare the namespaces, fork pid 1, exit."""
+    _enter(channel, spec, cgroup, in_cgroup2, namespaces.clone_flags(spec))
+    try:
         pid = syscalls.fork()
         if pid == 0:
             _container_process(channel, bundle, spec, interactive, use_init, detached, stdio)
         channel.send("pid", str(pid))
     except BaseException as err:  # noqa: BLE001 - reported to pyrun, then exit
-        _report_and_exit(channel, step, err)
+        _report_and_exit(channel, "fork pid 1", err)
     os._exit(0)
 
 

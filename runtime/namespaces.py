@@ -5,7 +5,7 @@ takes CLONE_NEW* flags. Two of them take effect in a special way:
 
 - CLONE_NEWPID moves only the caller's future children into the new pid
   namespace, so the process that unshares forks once more, and that child
-  is pid 1;
+  is pid 1 (clone3(2) with the flag makes the new child pid 1 at once);
 - CLONE_NEWCGROUP makes the caller's current cgroup the root of its view,
   so it is unshared only after the process has joined the container's
   cgroup.

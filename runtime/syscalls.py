@@ -634,6 +634,7 @@ def fork() -> int:
 # Values from <linux/sched.h>. CLONE_INTO_CGROUP came in Linux 5.7.
 
 CLONE_INTO_CGROUP = 0x200000000
+CLONE3_FLAGS = {**CLONE_FLAGS, "CLONE_INTO_CGROUP": CLONE_INTO_CGROUP}
 
 
 class _CloneArgs(cdata.Structure):
@@ -654,7 +655,7 @@ class _CloneArgs(cdata.Structure):
     ]
 
 
-def fork_into_cgroup(cgroup_fd: int, *, path: str = "") -> int:
+def fork_into_cgroup(cgroup_fd: int, *, path: str = "", namespaces: int = 0) -> int:
     """Fork a child that starts inside a cgroup v2 cgroup (clone3(2), CLONE_INTO_CGROUP).
 
     `cgroup_fd` is the cgroup's directory, opened. Returns 0 in the child
@@ -662,6 +663,10 @@ def fork_into_cgroup(cgroup_fd: int, *, path: str = "") -> int:
     cgroup needs no move later. Such a move, a pid written to cgroup.procs,
     makes the kernel wait for an RCU grace period when no other move came
     just before it, several milliseconds.
+
+    `namespaces` (CLONE_NEW* flags) starts the child in new namespaces of
+    those kinds. Unlike unshare(2), a new pid namespace then holds the child
+    itself, as its pid 1, so no second fork is needed.
 
     With no stack given, clone3(2) copies the caller's stack as fork(2)
     does. Python's own bookkeeping runs around it, as os.fork() runs it:
@@ -678,7 +683,8 @@ def fork_into_cgroup(cgroup_fd: int, *, path: str = "") -> int:
     parent's. Nothing pyrun's setup process does reads it; os.fork() in
     that child sets it right again.
     """
-    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=signals.SIGCHLD, cgroup=cgroup_fd)
+    flags = CLONE_INTO_CGROUP | namespaces
+    args = _CloneArgs(flags=flags, exit_signal=signals.SIGCHLD, cgroup=cgroup_fd)
 
     def action() -> int:
         number = syscall_number("clone3")
@@ -698,7 +704,7 @@ def fork_into_cgroup(cgroup_fd: int, *, path: str = "") -> int:
             raise OSError(code, os.strerror(code))
         return pid
 
-    return record("clone3", "clone3(2)", action, flags="CLONE_INTO_CGROUP", cgroup=path or f"fd {cgroup_fd}")
+    return record("clone3", "clone3(2)", action, flags=Flags(flags, CLONE3_FLAGS), cgroup=path or f"fd {cgroup_fd}")
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0) -> int:

@@ -65,7 +65,7 @@ class Cgroup(abc.ABC):
         `fork_into` started there already.
         """
 
-    def fork_into(self) -> tuple[int, bool]:
+    def fork_into(self, namespaces: int = 0) -> tuple[int, bool]:
         """Fork, with the child born in this cgroup's cgroup2 directory where the kernel allows.
 
         Returns (pid, born_inside) in both processes, pid 0 in the child.
@@ -74,6 +74,8 @@ class Cgroup(abc.ABC):
         filters that deny it). The child is then where its parent is, and
         moves itself with `join_self()`. Otherwise it calls
         `join_self(cgroup2=False)`, which only has v1 hierarchies left to join.
+        A child born inside also starts in new `namespaces` (CLONE_NEW* flags,
+        syscalls.fork_into_cgroup); one forked instead has its parent's.
         """
         directory = self.cgroup2_directory()
         if directory is None or _has_other_threads():
@@ -83,7 +85,7 @@ class Cgroup(abc.ABC):
         except OSError as err:
             raise CgroupError(f"failed to open the cgroup {directory}") from err
         try:
-            return syscalls.fork_into_cgroup(fd, path=directory), True
+            return syscalls.fork_into_cgroup(fd, path=directory, namespaces=namespaces), True
         except OSError as err:
             if err.errno not in (errno.ENOSYS, errno.EINVAL, errno.E2BIG, errno.EPERM):
                 raise CgroupError(f"failed to start a process in the cgroup {directory}") from err

@@ -69,7 +69,7 @@ def step(call: str, text: str, **when: str) -> Step:
 
 
 # The kind and purpose of each namespace flag, printed one line per flag
-# under an unshare(2) or clone(2) step.
+# under an unshare(2), clone(2) or clone3(2) step.
 NAMESPACES = {
     "CLONE_NEWNS": ("mount", "its own mount table, so the mounts made next stay invisible to the host"),
     "CLONE_NEWUTS": ("uts", "its own hostname and domain name"),
@@ -350,6 +350,9 @@ STEPS = [
     step("setrlimit", "Set the resource limit {resource} to {soft} (soft) and {hard} (hard)."),
     # -- Processes ---------------------------------------------------------
     step("fork", "Start a child process, a copy of pyrun, that goes on with the steps marked [child]."),
+    step("clone3", "Start the container's first process, a copy of pyrun, inside the cgroup {cgroup} from its "
+         "first moment (CLONE_INTO_CGROUP) and in new namespaces; a new pid namespace holds this child itself, "
+         "as its pid 1. It goes on with the steps marked [child]:", flags="CLONE_INTO_CGROUP|CLONE_NEWPID"),
     step("clone3", "Start a child process, a copy of pyrun, inside the cgroup {cgroup} from its first moment "
          "(CLONE_INTO_CGROUP), so nobody has to move it there. It goes on with the steps marked [child]."),
     step("sigaction", "Restore the default action of every signal, because ignored signals would "

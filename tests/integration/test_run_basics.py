@@ -42,6 +42,61 @@ def test_init_makes_command_pid_2(run_env):
     assert result.stdout == "2\n"
 
 
+NAMESPACE_FLAGS = {"CLONE_NEWNS", "CLONE_NEWUTS", "CLONE_NEWIPC", "CLONE_NEWPID", "CLONE_NEWNET"}
+
+
+def flags_of(trace_line: str) -> set[str]:
+    return set(trace_line.split("flags='", 1)[1].split("'", 1)[0].split("|"))
+
+
+def test_pid_1_is_cloned_into_its_namespaces(run_env):
+    # One clone3(2) makes pid 1 in its cgroup and in every new namespace but
+    # the cgroup namespace, which pid 1 makes itself once it is in all its cgroups.
+    result = run_pyrun("--log-level", "trace", "run", "--rm", "--network", "none", "busybox", "sh", "-c", "echo $$",
+                       root=run_env.root, env=run_env.env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "1\n"
+    trace = [line for line in result.stderr.splitlines() if line.startswith("trace: ")]
+    clones = [line for line in trace if line.startswith("trace: clone3(")]
+    assert len(clones) == 2, clones  # the parent's return and the child's
+    assert all(flags_of(line) == NAMESPACE_FLAGS | {"CLONE_INTO_CGROUP"} for line in clones)
+    assert [flags_of(line) for line in trace if line.startswith("trace: unshare(")] == [{"CLONE_NEWCGROUP"}]
+    assert not [line for line in trace if line.startswith("trace: fork(")]
+
+
+# Runs pyrun under a seccomp filter that fails clone3(2) with ENOSYS, as
+# Docker's default filter does, so pyrun must fall back to fork(2) and unshare(2).
+WITHOUT_CLONE3 = """
+import os, sys
+sys.path.insert(0, sys.argv.pop(1))
+from runtime import seccomp, syscalls
+policy = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": [seccomp.host_architecture()],
+          "syscalls": [{"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]}
+syscalls.seccomp_set_mode_filter(seccomp.compile_program(policy))
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+def test_pid_1_without_clone3_comes_from_a_setup_process(run_env):
+    checkout = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_CLONE3, checkout, PYRUN, "--root", str(run_env.root), "--log-level", "trace",
+         "run", "--rm", "--network", "none", "busybox", "sh", "-c", "echo $$; cat /proc/self/cgroup"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, **run_env.env},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "1"
+    for line in result.stdout.splitlines()[1:]:
+        hierarchy, _, path = line.rpartition(":")
+        assert "name=" in hierarchy or path == "/", line
+    trace = [line for line in result.stderr.splitlines() if line.startswith("trace: ")]
+    assert any(line.startswith("trace: clone3(") and "ENOSYS" in line for line in trace)
+    # The setup process joins the cgroup, unshares every namespace and forks pid 1.
+    unshares = [flags_of(line) for line in trace if line.startswith("trace: unshare(")]
+    assert unshares == [NAMESPACE_FLAGS | {"CLONE_NEWCGROUP"}]
+    assert len([line for line in trace if line.startswith("trace: fork(")]) == 4
+
+
 def test_hostname_default_and_flag(run_env):
     default = pyrun_run(run_env, "busybox", "hostname")
     assert len(default.stdout.strip()) == 12

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from runtime import launch
+from runtime import launch, syscalls
 
 
 @pytest.fixture
@@ -81,3 +81,19 @@ def test_go_to_a_failed_child_reports_its_error(pair):
     launch.send_go(channel, b"\x06\x00\x00\x00\x00\x00\xff\x7f")
     with pytest.raises(launch.SetupError, match="failed at mount filesystems: symlink at /proc"):
         channel.receive()
+
+
+def spec_with(namespaces: list[dict]) -> dict:
+    return {"linux": {"namespaces": namespaces}}
+
+
+def test_pid_1_is_cloned_with_every_new_namespace_but_cgroup():
+    spec = spec_with([{"type": kind} for kind in ("pid", "network", "ipc", "uts", "mount", "cgroup")])
+    expected = (syscalls.CLONE_NEWPID | syscalls.CLONE_NEWNET | syscalls.CLONE_NEWIPC
+                | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWNS)
+    assert launch.namespaces_at_clone(spec) == expected
+
+
+def test_joined_namespace_leaves_the_namespaces_to_the_setup_process():
+    spec = spec_with([{"type": "pid"}, {"type": "mount"}, {"type": "network", "path": "/proc/42/ns/net"}])
+    assert launch.namespaces_at_clone(spec) == 0
