@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from runtime import devices, etc_files, jsonio, launch, mounts, overlay, rootfs, signals, state, syscalls
+from runtime import devices, etc_files, fileio, jsonio, launch, mounts, overlay, rootfs, signals, state, syscalls
 from runtime.errors import PyrunError
 from runtime.spec import RunOptions, build_spec, process_args
 from runtime.users import resolve_user
@@ -125,8 +125,7 @@ def create(
         # Missing -v sources are created only after every check has passed, so a
         # rejected run leaves no new directory on the host.
         mounts.create_missing_sources(list(user_mounts))
-        with open(os.path.join(directory, "config.json"), "w", encoding="utf-8") as file:
-            jsonio.dump(spec, file, indent=2)
+        fileio.write_text(os.path.join(directory, "config.json"), jsonio.dumps(spec, indent=2))
     except BaseException:
         # Checked on disk, not by `mounted`: a Ctrl-C can land after the
         # mount and before mount_overlay returns.
@@ -186,6 +185,12 @@ def _run_started(container: Container, interactive: bool, use_init: bool, log_fi
     # A signal that arrives while the container starts stays pending until
     # the handlers that forward it are in place, so it neither kills pyrun
     # nor gets lost. The children unblock the signals before they run anything.
+    def record_running(pid: int) -> None:
+        # Recorded only once pid 1 has pivoted: before pivot_root(2), an `exec`
+        # that joined the container's mount namespace would find the host's files there.
+        state.update_record(container.root, container.id, status=state.STATUS_RUNNING, pid=pid,
+                            started_at=state.now())
+
     previous_mask = signals.pthread_sigmask(signals.SIG_BLOCK, FORWARDED_SIGNALS)
     try:
         started = launch.start(
@@ -195,6 +200,7 @@ def _run_started(container: Container, interactive: bool, use_init: bool, log_fi
             use_init=use_init,
             cgroup=container.cgroup,
             before_exec=lambda pid: _attach_network(container, pid),
+            after_pivot=record_running,
             stdio=pipes.container_ends() if pipes else None,
         )
         container.pid = started.pid
@@ -203,11 +209,6 @@ def _run_started(container: Container, interactive: bool, use_init: bool, log_fi
         signals.pthread_sigmask(signals.SIG_SETMASK, previous_mask)
 
     try:
-        # Recorded only now: before pivot_root(2), an `exec` that joined the
-        # container's mount namespace would find the host's files there.
-        state.update_record(
-            container.root, container.id, status=state.STATUS_RUNNING, pid=started.pid, started_at=state.now()
-        )
         log.debug("container %s runs as host pid %d", container.id[:12], started.pid)
         if started.console is not None:
             _relay_terminal(started.console, interactive, log_file)

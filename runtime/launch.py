@@ -5,11 +5,13 @@ Two processes take part:
     pyrun (P)       sets PR_SET_CHILD_SUBREAPER, clones C with clone3(2)
        |            into the cgroup's cgroup2 directory and into new
        |            namespaces, compiles the seccomp filter while C sets
-       |            up, attaches the network to C, then sends C "go" with
-       |            the filter
+       |            up, attaches the network to C, sends C "go" with the
+       |            filter, and records the container as running once C
+       |            says "pivoted"
        +-- container (C)  pid 1 in the new pid namespace: joins the rest of
                           the cgroup, then its own cgroup namespace; mounts,
-                          pivot_root, identity, capabilities, then execve(2)
+                          pivot_root ("pivoted"), identity, capabilities,
+                          then execve(2)
 
 C is born in its cgroup2 directory (CLONE_INTO_CGROUP) and moves itself
 into each v1 hierarchy, so no process is moved by pid, which makes the
@@ -154,6 +156,7 @@ def start(
     use_init: bool = False,
     cgroup: Cgroup | None = None,
     before_exec: Callable[[int], None] | None = None,
+    after_pivot: Callable[[int], None] | None = None,
     detached: bool = False,
     stdio: tuple[int, int, int] | None = None,
 ) -> Started:
@@ -161,7 +164,9 @@ def start(
 
     The processes join `cgroup` before the cgroup namespace exists; `before_exec(pid)`
     (network attach) runs once pid 1 is in its network namespace and before
-    the command runs. `detached` containers outlive this process: their pid 1
+    the command runs. `after_pivot(pid)` runs once pid 1 has pivoted into the
+    container's root, while it finishes its set-up and starts the command
+    (the "running" record). `detached` containers outlive this process: their pid 1
     passes to the nearest subreaper (the monitor) instead of being killed
     when this process exits. `stdio`, without a terminal, lists the
     descriptors that become the command's stdin, stdout and stderr
@@ -219,6 +224,9 @@ def start(
         if before_exec:
             before_exec(container_pid)
         send_go(channel, program)
+        channel.expect("pivoted")
+        if after_pivot:
+            after_pivot(container_pid)
 
         # End-of-file: C executed the command and its close-on-exec end is gone.
         kind, _, _ = channel.receive()
@@ -376,6 +384,8 @@ def _container_process(
             os.close(master)
         step = "pivot_root"
         rootfs.finish_rootfs(spec, rootfs_path)
+        # pyrun may now let others join the mount namespace: its root is the container's.
+        channel.send("pivoted")
 
         step = "set up stdio"
         if console is not None:
