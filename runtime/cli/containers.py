@@ -232,6 +232,9 @@ def open_log(root: str, container_id: str, log_config: dict):
 
 
 def log_options(args: Namespace) -> dict:
+    """Return the --log-opt settings; {} gives the defaults to every reader, without importing runtime.logs."""
+    if not args.log_opt:
+        return {}
     from runtime.errors import UsageError
     from runtime.logs import LogOptionError, parse_log_options
 
