@@ -15,7 +15,7 @@ from __future__ import annotations
 # capability on import (about 1.5 ms of each start), and pyrun has its own.
 import _prctl
 
-from runtime import syscalls
+from runtime import fileio, syscalls
 from runtime.errors import UsageError
 
 # Docker's default set: the 14 capabilities `docker run` grants without flags.
@@ -126,11 +126,10 @@ def compute_capabilities(
 def current_bounding_set() -> list[str]:
     """Return the names in this process's bounding set (CapBnd in /proc/self/status)."""
     try:
-        with open("/proc/self/status") as file:
-            for line in file:
-                if line.startswith("CapBnd:"):
-                    mask = int(line.split()[1], 16)
-                    return [name for number, name in enumerate(ALL_CAPABILITIES) if mask >> number & 1]
+        for line in fileio.read_text("/proc/self/status").splitlines():
+            if line.startswith("CapBnd:"):
+                mask = int(line.split()[1], 16)
+                return [name for number, name in enumerate(ALL_CAPABILITIES) if mask >> number & 1]
     except OSError:
         pass
     return list(ALL_CAPABILITIES)
@@ -170,8 +169,7 @@ def drop_bounding_set(keep: list[str]) -> None:
 
 def _last_capability() -> int:
     try:
-        with open("/proc/sys/kernel/cap_last_cap") as file:
-            return int(file.read())
+        return int(fileio.read_bytes("/proc/sys/kernel/cap_last_cap"))
     except OSError:
         return len(ALL_CAPABILITIES) - 1
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+from runtime import fileio
 from runtime.network import dns
 
 FILE_NAMES = ("hostname", "hosts", "resolv.conf")
@@ -33,5 +34,4 @@ def rewrite_hosts(directory: str, hostname: str, plan: dict, settings: dict) -> 
 
 
 def _write(path: str, text: str) -> None:
-    with open(path, "w", encoding="utf-8") as file:
-        file.write(text)
+    fileio.write_text(path, text)

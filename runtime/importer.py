@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 # Flags 0 mean the file is checked against the source by time and size.
 HEADER_SIZE = 16
 CACHE_TAG = sys.implementation.cache_tag  # "cpython-311"
+READ_SIZE = 1 << 18  # larger than any of pyrun's compiled files, so one read(2) and one at the end
 
 
 class PyrunFinder:
@@ -81,10 +82,8 @@ class PyrunFinder:
 
 def _read_current(cached: str, source_status: os.stat_result) -> memoryview | None:
     """Return the code part of the compiled file `cached` if it matches the source, else None."""
-    try:
-        with open(cached, "rb") as file:
-            data = file.read()
-    except OSError:
+    data = _read_whole(cached)
+    if data is None:
         return None
     header = data[:HEADER_SIZE]
     if (
@@ -96,6 +95,27 @@ def _read_current(cached: str, source_status: os.stat_result) -> memoryview | No
     ):
         return None
     return memoryview(data)[HEADER_SIZE:]
+
+
+def _read_whole(path: str) -> bytes | None:
+    """Return the bytes of the file `path`, or None when it cannot be read.
+
+    os.read, not open(): a file object costs an fstat(2), an ioctl(2) that
+    asks whether the file is a terminal, and its own buffer, for each module.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        chunks = []
+        while chunk := os.read(fd, READ_SIZE):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def install(directory: str, packages: tuple[str, ...] = ("runtime", "registry_client")) -> None:

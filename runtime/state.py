@@ -18,7 +18,7 @@ import fcntl
 import os
 import time
 
-from runtime import jsonio
+from runtime import fileio, jsonio
 from runtime.errors import ContainerNotFoundError, NotFoundError, PyrunError, UsageError
 
 TYPE_CHECKING = False
@@ -163,8 +163,7 @@ def create_record(root: str, container_id: str, fields: dict[str, Any]) -> dict[
 def load_record(root: str, container_id: str) -> dict[str, Any]:
     path = os.path.join(container_dir(root, container_id), "state.json")
     try:
-        with open(path, encoding="utf-8") as file:
-            return jsonio.load(file)
+        return jsonio.loads(fileio.read_bytes(path))
     except FileNotFoundError:
         raise ContainerNotFoundError(f"no such container: {container_id}") from None
 
@@ -280,7 +279,5 @@ class _RecordLock:
 
 def _write(directory: str, record: dict[str, Any]) -> None:
     temporary = os.path.join(directory, "state.json.tmp")
-    with open(temporary, "w", encoding="utf-8") as file:
-        jsonio.dump(record, file, indent=2)
-        file.write("\n")
+    fileio.write_text(temporary, jsonio.dumps(record, indent=2) + "\n")
     os.rename(temporary, os.path.join(directory, "state.json"))

@@ -10,7 +10,7 @@ import errno
 import os
 import time
 
-from runtime import signals, syscalls
+from runtime import fileio, signals, syscalls
 from runtime.cgroups.detect import CgroupError
 from runtime.log import get_logger
 
@@ -49,8 +49,7 @@ def read_file(directory: str, name: str) -> str:
     """Read one control file and strip the trailing newline."""
     path = os.path.join(directory, name)
     try:
-        with open(path) as file:
-            return file.read().strip()
+        return fileio.read_text(path).strip()
     except OSError as err:
         raise CgroupError(f"read {path}") from err
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import _socket  # for inet_pton: ipaddress costs about 9 ms to import on every `run`
 
+from runtime import fileio
 from runtime.log import get_logger
 
 log = get_logger(__name__)
@@ -121,7 +122,6 @@ def is_loopback(address: str) -> bool:
 
 def read_text(path: str) -> str:
     try:
-        with open(path) as stream:
-            return stream.read()
+        return fileio.read_text(path)
     except OSError:
         return ""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-from runtime import jsonio
+from runtime import fileio, jsonio
 from runtime.errors import NotFoundError, PyrunError, UsageError
 from runtime.store.index import ImageIndex
 from runtime.store.layout import StoreLayout, hex_of, locked, remove_tree, tree_size
@@ -114,8 +114,7 @@ class ImageStore:
         record = data["images"][image_id]
         config_path = self.layout.blob(image_id)
         try:
-            with open(config_path, encoding="utf-8") as file:
-                config = jsonio.load(file)
+            config = jsonio.loads(fileio.read_bytes(config_path))
         except (OSError, ValueError) as err:
             raise PyrunError(f"cannot read the config of image {image_id} at "
                              f"{config_path}: {err}",

@@ -22,7 +22,7 @@ lock: read, modify, write atomically.
 
 from __future__ import annotations
 
-from runtime import jsonio
+from runtime import fileio, jsonio
 from runtime.errors import PyrunError
 from runtime.store.layout import StoreLayout, locked, write_json_atomic
 
@@ -72,8 +72,7 @@ class IndexUpdate:
 
 def read_index(path: str) -> dict:
     try:
-        with open(path, encoding="utf-8") as file:
-            data = jsonio.load(file)
+        data = jsonio.loads(fileio.read_bytes(path))
     except FileNotFoundError:
         data = {}
     except (OSError, ValueError) as err:
