@@ -167,7 +167,7 @@ def run(container: Container, *, interactive: bool = False, use_init: bool = Fal
     """
     from runtime.output import StdioPipes
 
-    container.cgroup = _create_cgroup(container)
+    container.cgroup = _open_cgroup(container)
     pipes = None if container.spec["process"].get("terminal") else StdioPipes(stdin=interactive)
     try:
         return _run_started(container, interactive, use_init, log_file, pipes)
@@ -199,6 +199,7 @@ def _run_started(container: Container, interactive: bool, use_init: bool, log_fi
             interactive=interactive,
             use_init=use_init,
             cgroup=container.cgroup,
+            finish_cgroup=lambda: _finish_cgroup(container),
             before_exec=lambda pid: _attach_network(container, pid),
             after_pivot=record_running,
             stdio=pipes.container_ends() if pipes else None,
@@ -224,7 +225,12 @@ def _run_started(container: Container, interactive: bool, use_init: bool, log_fi
     return 128 - code if code < 0 else code
 
 
-def _create_cgroup(container: Container) -> Any:
+def _open_cgroup(container: Container) -> Any:
+    """Create the container's cgroup in its cgroup2 hierarchy, where pid 1 is born.
+
+    launch.start calls `_finish_cgroup` for the rest once pid 1 is forked,
+    so pyrun sets up the cgroup while pid 1 sets up its mounts.
+    """
     from runtime import cgroups
 
     manager = cgroups.open_cgroup(container.spec["linux"]["cgroupsPath"])
@@ -233,13 +239,14 @@ def _create_cgroup(container: Container) -> Any:
         # container: the container is not running, so remove it and start clean.
         log.info("removing cgroup %s, left over from an earlier start", container.spec["linux"]["cgroupsPath"])
         manager.remove()
-    manager.create()
-    try:
-        manager.apply(container.spec["linux"].get("resources") or {})
-    except BaseException:
-        manager.remove()
-        raise
+    manager.create_in_cgroup2()
     return manager
+
+
+def _finish_cgroup(container: Container) -> None:
+    """Create the cgroup in the v1 hierarchies and apply the limits (the container's clean-up removes it)."""
+    container.cgroup.create_in_v1()
+    container.cgroup.apply(container.spec["linux"].get("resources") or {})
 
 
 def _attach_network(container: Container, pid: int) -> None:

@@ -4,12 +4,14 @@ Two processes take part:
 
     pyrun (P)       sets PR_SET_CHILD_SUBREAPER, clones C with clone3(2)
        |            into the cgroup's cgroup2 directory and into new
-       |            namespaces, compiles the seccomp filter while C sets
-       |            up, attaches the network to C, sends C "go" with the
-       |            filter, and records the container as running once C
-       |            says "pivoted"
-       +-- container (C)  pid 1 in the new pid namespace: joins the rest of
-                          the cgroup, then its own cgroup namespace; mounts,
+       |            namespaces; while C sets up, makes the rest of the
+       |            cgroup with its limits ("cgroup") and compiles the
+       |            seccomp filter; attaches the network to C, sends C "go"
+       |            with the filter, and records the container as running
+       |            once C says "pivoted"
+       +-- container (C)  pid 1 in the new pid namespace: mounts, joining the
+                          rest of the cgroup and then its own cgroup
+                          namespace before the cgroup filesystem is mounted;
                           pivot_root ("pivoted"), identity, capabilities,
                           then execve(2)
 
@@ -17,7 +19,8 @@ C is born in its cgroup2 directory (CLONE_INTO_CGROUP) and moves itself
 into each v1 hierarchy, so no process is moved by pid, which makes the
 kernel wait (runtime.cgroups.base). Its cgroup namespace comes last, with
 unshare(2): a new cgroup namespace takes the caller's cgroups as its root,
-and C is in all of them only then.
+and C is in all of them only then. C runs no command before P has written
+every limit.
 
 Where clone3 cannot be used (no cgroup2 hierarchy, an old kernel, a seccomp
 filter that denies it, other threads in P), or the spec joins an existing
@@ -155,6 +158,7 @@ def start(
     interactive: bool = False,
     use_init: bool = False,
     cgroup: Cgroup | None = None,
+    finish_cgroup: Callable[[], None] | None = None,
     before_exec: Callable[[int], None] | None = None,
     after_pivot: Callable[[int], None] | None = None,
     detached: bool = False,
@@ -162,7 +166,10 @@ def start(
 ) -> Started:
     """Start the container's pid 1 and return once the command runs.
 
-    The processes join `cgroup` before the cgroup namespace exists; `before_exec(pid)`
+    `cgroup` needs to exist only in its cgroup2 hierarchy (Cgroup.create_in_cgroup2):
+    `finish_cgroup()` creates the rest and applies the limits once the child
+    is forked, while it sets up, and the processes join the rest only then,
+    before the cgroup namespace exists. `before_exec(pid)`
     (network attach) runs once pid 1 is in its network namespace and before
     the command runs. `after_pivot(pid)` runs once pid 1 has pivoted into the
     container's root, while it finishes its set-up and starts the command
@@ -194,13 +201,26 @@ def start(
         parent_end.close()
         child_channel = Channel(child_end)
         if cloned:
-            _enter(child_channel, spec, cgroup, True, namespaces.clone_flags(spec) & ~at_clone)
-            _container_process(child_channel, bundle, spec, interactive, use_init, detached, stdio)
+            _enter(child_channel, spec, None, True, 0)
+            cgroup_namespace = namespaces.clone_flags(spec) & ~at_clone
+
+            def enter_cgroup() -> None:
+                _join_cgroup(child_channel, cgroup, True)
+                if cgroup_namespace:
+                    namespaces.unshare_namespaces(cgroup_namespace)
+
+            _container_process(child_channel, bundle, spec, interactive, use_init, detached, stdio, enter_cgroup)
         _setup_process(child_channel, bundle, spec, interactive, use_init, detached, stdio, cgroup, in_cgroup2)
     child_end.close()
 
     container_pid, setup_pid = (child_pid, 0) if cloned else (0, child_pid)
     try:
+        if cgroup is not None:
+            # The child sets up what needs no cgroup meanwhile, and waits for
+            # "cgroup" before it joins the rest.
+            if finish_cgroup:
+                finish_cgroup()
+            send_to_child(channel, "cgroup")
         if not cloned:
             payload, _ = channel.expect("pid")
             container_pid = int(payload)
@@ -242,15 +262,21 @@ def start(
 
 
 def send_go(channel: Channel, program: bytes) -> None:
-    """Let C run its command, with the seccomp filter `program` (empty for none).
+    """Let C run its command, with the seccomp filter `program` (empty for none)."""
+    send_to_child(channel, "go", program.hex())
 
-    A C whose set-up failed may have sent its "error" message and exited
-    already, so the send can find the socket closed. The next receive then
+
+def send_to_child(channel: Channel, kind: str, payload: str = "") -> None:
+    """Send a message to S or C.
+
+    A child whose set-up failed may have sent its "error" message and exited
+    already, so the send can find the socket closed: EPIPE, or ECONNRESET
+    when the child left an earlier message unread. The next receive then
     reports the error.
     """
     try:
-        channel.send("go", program.hex())
-    except BrokenPipeError:
+        channel.send(kind, payload)
+    except (BrokenPipeError, ConnectionResetError):
         pass
 
 
@@ -328,7 +354,7 @@ def _enter(channel: Channel, spec: dict[str, Any], cgroup: Cgroup | None, in_cgr
         signals.pthread_sigmask(signals.SIG_SETMASK, set())
         if cgroup is not None:
             step = "join the cgroup"
-            cgroup.join_self(cgroup2=not in_cgroup2)
+            _join_cgroup(channel, cgroup, in_cgroup2)
         step = "join namespaces"
         namespaces.join_namespaces(spec)
         if unshare_flags:
@@ -336,6 +362,12 @@ def _enter(channel: Channel, spec: dict[str, Any], cgroup: Cgroup | None, in_cgr
             namespaces.unshare_namespaces(unshare_flags)
     except BaseException as err:  # noqa: BLE001 - reported to pyrun, then exit
         _report_and_exit(channel, step, err)
+
+
+def _join_cgroup(channel: Channel, cgroup: Cgroup, in_cgroup2: bool) -> None:
+    """Wait until pyrun has finished the cgroup ("cgroup"), then move this process into the rest of it."""
+    channel.expect("cgroup")
+    cgroup.join_self(cgroup2=not in_cgroup2)
 
 
 def _setup_process(
@@ -356,9 +388,13 @@ def _setup_process(
 
 def _container_process(
     channel: Channel, bundle: str, spec: dict[str, Any], interactive: bool, use_init: bool, detached: bool,
-    stdio: tuple[int, int, int] | None,
+    stdio: tuple[int, int, int] | None, enter_cgroup: Callable[[], None] | None = None,
 ) -> None:
-    """C: build the container's view of the system, then run the command."""
+    """C: build the container's view of the system, then run the command.
+
+    `enter_cgroup()`, for a C that was cloned, joins the rest of the cgroup and
+    makes the cgroup namespace: just before the cgroup filesystem is mounted.
+    """
     step = "make the process non-dumpable"
     try:
         # Until execve(2), this process maps pyrun's Python interpreter. The
@@ -374,7 +410,7 @@ def _container_process(
             namespaces.bring_up_loopback()
 
         step = "mount filesystems"
-        rootfs_path = rootfs.mount_filesystems(spec, bundle)
+        rootfs_path = rootfs.mount_filesystems(spec, bundle, before_cgroup=enter_cgroup)
         console = None
         if spec["process"].get("terminal"):
             step = "open terminal"

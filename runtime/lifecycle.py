@@ -511,11 +511,12 @@ def run_start_helper(root: str, container_id: str, channel_fd: int, output: tupl
         _mount_rootfs(created, record["image_id"], ephemeral=bool(record.get("auto_remove")))
         # NOTE: these two helpers are private to runtime.container; the
         # foreground `run` uses them in the same order.
-        created.cgroup = containers._create_cgroup(created)
+        created.cgroup = containers._open_cgroup(created)
         started = launch.start(
             directory, spec,
             use_init=bool(record.get("init")),
             cgroup=created.cgroup,
+            finish_cgroup=lambda: containers._finish_cgroup(created),
             before_exec=lambda pid: containers._attach_network(created, pid),
             detached=True,
             interactive=bool(record.get("interactive")),

@@ -31,7 +31,7 @@ from runtime.mounts import parse_options
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Callable
 
 O_PATH = 0o10000000
 
@@ -279,14 +279,25 @@ def make_root_readonly() -> None:
     syscalls.mount(None, "/", None, syscalls.MS_BIND | syscalls.MS_REMOUNT | syscalls.MS_RDONLY)
 
 
-def mount_filesystems(spec: dict[str, Any], bundle: str) -> str:
-    """Run steps 1 to 4 above for the config.json dict `spec`; return the rootfs path."""
+def mount_filesystems(spec: dict[str, Any], bundle: str,
+                      before_cgroup: Callable[[], None] | None = None) -> str:
+    """Run steps 1 to 4 above for the config.json dict `spec`; return the rootfs path.
+
+    `before_cgroup()` runs before the first cgroup filesystem is mounted, or
+    after the last mount when there is none: a cgroup mount shows the
+    cgroups of the process that mounts it, which must be the container's.
+    """
     rootfs = os.path.join(bundle, spec["root"]["path"])
     make_mounts_private()
     root_fd = bind_rootfs(rootfs)
     try:
         for entry in spec.get("mounts", []):
+            if before_cgroup and entry.get("type") in ("cgroup", "cgroup2"):
+                before_cgroup()
+                before_cgroup = None
             mount_entry(root_fd, entry)
+        if before_cgroup:
+            before_cgroup()
         # The working directory is created when the image lacks it, as Docker does.
         os.close(open_in_root(root_fd, spec["process"].get("cwd") or "/"))
     finally:

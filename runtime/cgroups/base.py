@@ -44,8 +44,25 @@ class Cgroup(abc.ABC):
     @abc.abstractmethod
     def exists(self) -> bool: ...
 
+    def create(self) -> None:
+        """Create the cgroup in every hierarchy, with any missing parents; a failure removes them again."""
+        self.create_in_cgroup2()
+        try:
+            self.create_in_v1()
+        except BaseException:
+            self.remove_created()
+            raise
+
     @abc.abstractmethod
-    def create(self) -> None: ...
+    def create_in_cgroup2(self) -> None:
+        """Create the cgroup's cgroup2 directory (the whole cgroup on v2), so a process can be born in it.
+
+        Nothing on a pure v1 host. A failure removes what this call made.
+        """
+
+    @abc.abstractmethod
+    def create_in_v1(self) -> None:
+        """Create the cgroup in each v1 hierarchy; nothing on v2. A failure removes what this call made."""
 
     @abc.abstractmethod
     def apply(self, resources: dict[str, Any]) -> None: ...
@@ -112,15 +129,15 @@ class Cgroup(abc.ABC):
     @abc.abstractmethod
     def remove(self) -> None: ...
 
-    def remove_created(self) -> None:
-        """Remove the leaf directories `create` made, newest first.
+    def remove_created(self, start: int = 0) -> None:
+        """Remove the leaf directories `create` made, from the `start`th on, newest first.
 
         Runs while another error is on its way up, so a failure here is
         logged and not raised, to keep the first error visible.
         """
-        for directory in reversed(self.created):
+        for directory in reversed(self.created[start:]):
             try:
                 files.remove_dir(directory)
             except CgroupError as err:
                 log.warning("could not remove cgroup %s after a failed create: %s", directory, err.__cause__)
-        self.created.clear()
+        del self.created[start:]

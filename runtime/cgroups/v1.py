@@ -74,21 +74,27 @@ class V1Cgroup(Cgroup):
 
     # -- Creating and joining --------------------------------------------------
 
-    def create(self) -> None:
-        """Create the cgroup in every hierarchy, with any missing parents."""
-        roots = list(self.mounts)
+    def create_in_cgroup2(self) -> None:
+        """Create the cgroup in the hybrid host's cgroup2 hierarchy, if it has one."""
         if self.unified_mount:
-            roots.append(self.unified_mount)
+            self.create_in([self.unified_mount])
+
+    def create_in_v1(self) -> None:
+        """Create the cgroup in each v1 hierarchy, with any missing parents."""
+        self.create_in(self.mounts)
+        log.debug("created cgroup %s in %d v1 hierarchies", self.path, len(self.mounts))
+
+    def create_in(self, mounts: list[str]) -> None:
         cpuset_mount = self.layout.v1_mounts.get("cpuset")
+        made_before = len(self.created)
         try:
-            for mount in roots:
+            for mount in mounts:
                 self.create_levels(mount, copy_cpuset=(mount == cpuset_mount))
         except BaseException:
             # A failed or interrupted create removes the leaves it made, so
             # no half-made cgroup is left behind.
-            self.remove_created()
+            self.remove_created(made_before)
             raise
-        log.debug("created cgroup %s in %d hierarchies", self.path, len(roots))
 
     def create_levels(self, mount: str, *, copy_cpuset: bool) -> None:
         """Create each level of the path below `mount`, parents first."""

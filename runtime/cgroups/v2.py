@@ -62,7 +62,7 @@ class V2Cgroup(Cgroup):
 
     # -- Creating and joining --------------------------------------------------
 
-    def create(self) -> None:
+    def create_in_cgroup2(self) -> None:
         """Create the cgroup and its parents, enabling controllers on the way down."""
         try:
             current = self.mount
@@ -86,6 +86,9 @@ class V2Cgroup(Cgroup):
             self.remove_created()
             raise
         log.debug("created cgroup %s", self.directory)
+
+    def create_in_v1(self) -> None:
+        """Nothing to do: a v2 host has no v1 hierarchies."""
 
     def enable_controllers(self, directory: str) -> None:
         """Enable, for the children of `directory`, every wanted controller it has.

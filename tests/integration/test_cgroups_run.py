@@ -225,6 +225,33 @@ def test_cgroup_joined_without_pid_write(pyrun_env, cgroup_parent):
             assert path == "/", line
 
 
+def test_limits_applied_while_pid_1_sets_up(pyrun_env, cgroup_parent):
+    # pyrun clones pid 1 once the cgroup2 directory exists, then makes the
+    # v1 hierarchies and writes the limits while pid 1 mounts its
+    # filesystems. Pid 1 joins the v1 hierarchies only after the last limit.
+    layout = detect.detect_layout()
+    result = run_pyrun("--log-level", "trace", "run", "--rm", "--network", "none", "--cgroup-parent",
+                       cgroup_parent, "--memory", "64m", "--pids-limit", "50", "busybox", "true",
+                       env=pyrun_env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    trace = [line for line in result.stderr.splitlines() if line.startswith("trace: ")]
+    clone = next(index for index, line in enumerate(trace) if line.startswith("trace: clone3("))
+    mount = next(index for index, line in enumerate(trace) if line.startswith("trace: mount(") and index > clone)
+    limits = [index for index, line in enumerate(trace)
+              if "write_cgroup_file(" in line and ("memory.max'" in line or "memory.limit_in_bytes'" in line
+                                                   or "pids.max'" in line)]
+    assert len(limits) == 2 and min(limits) > clone
+    joins = [index for index, line in enumerate(trace) if "/tasks'" in line]
+    assert len(joins) == len(set(layout.v1_mounts.values()))
+    assert all(index > max(limits) for index in joins)
+    if joins:
+        # Pid 1 mounted something before it had to wait for the v1 hierarchies.
+        assert mount < min(joins)
+        made = [index for index, line in enumerate(trace)
+                if line.startswith("trace: mkdir(") and f"{cgroup_parent}/" in line and "/unified/" not in line]
+        assert made and min(made) > clone
+
+
 def test_failed_start_leaves_no_cgroup(pyrun_env, cgroup_parent):
     # The fixture fails the test if the container's cgroup is left behind.
     result = run_in_container(pyrun_env, cgroup_parent, "--memory", "16m", "--pids-limit", "5",

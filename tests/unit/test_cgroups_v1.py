@@ -1,6 +1,7 @@
 """The v1 and hybrid driver against a temporary directory laid out like /sys/fs/cgroup."""
 
 import errno
+import os
 
 import pytest
 
@@ -73,6 +74,17 @@ def test_create_with_existing_parents_makes_only_leaves(fakefs):
     assert read(fakefs, "cpuset", "cpuset.cpus", "pyrun/c2") == "0-1"
 
 
+def test_create_in_two_steps_cgroup2_first(fakefs):
+    # pyrun clones pid 1 into the cgroup2 directory, then makes the v1 ones.
+    manager = fakefs.open("/pyrun/c1")
+    manager.create_in_cgroup2()
+    made = [path for path in manager.all_directories() if os.path.isdir(path)]
+    assert made == ([str(fakefs.unified_mount() / "pyrun" / "c1")] if fakefs.kind == "hybrid" else [])
+    manager.create_in_v1()
+    assert all(os.path.isdir(path) for path in manager.all_directories())
+    assert read(fakefs, "cpuset", "cpuset.cpus", "pyrun/c1") == "0-1"
+
+
 def test_create_existing_leaf_rejected(fakefs):
     fakefs.open("/pyrun/c1").create()
     with pytest.raises(cgroups.CgroupError, match="already exists"):
@@ -81,9 +93,10 @@ def test_create_existing_leaf_rejected(fakefs):
 
 def test_failed_create_removes_leaves(fakefs):
     # The pids hierarchy, the last one created, already has the leaf, so
-    # create fails after making the leaves in the other hierarchies. The
-    # fake's rmdir fails on the control files inside, so the test checks
-    # the calls: each leaf made is removed, newest first.
+    # create fails after making the leaves in the other hierarchies (the
+    # hybrid's cgroup2 one first). The fake's rmdir fails on the control
+    # files inside, so the test checks the calls: each leaf made is
+    # removed, newest first.
     (fakefs.v1_mount("pids") / "pyrun" / "c1").mkdir(parents=True)
     calls = []
     syscalls.add_listener(calls.append)
@@ -95,7 +108,7 @@ def test_failed_create_removes_leaves(fakefs):
     made = [c.args["path"] for c in calls if c.name == "mkdir" and c.error is None]
     removed = [c.args["path"] for c in calls if c.name == "rmdir"]
     leaves = [path for path in made if path.endswith("/c1")]
-    assert len(leaves) == 5
+    assert len(leaves) == (6 if fakefs.kind == "hybrid" else 5)
     assert removed == list(reversed(leaves))
 
 

@@ -83,6 +83,19 @@ def test_go_to_a_failed_child_reports_its_error(pair):
         channel.receive()
 
 
+def test_go_after_an_unread_message_reports_the_error(pair):
+    # C failed before it read "cgroup": the socket was closed with that
+    # message unread, so the send of "go" fails with ECONNRESET.
+    ours, theirs = pair
+    channel = launch.Channel(ours)
+    launch.send_to_child(channel, "cgroup")
+    launch.Channel(theirs).send("error", "mount filesystems\0" "125\0" "symlink at /proc")
+    theirs.close()
+    launch.send_go(channel, b"\x06\x00\x00\x00\x00\x00\xff\x7f")
+    with pytest.raises(launch.SetupError, match="failed at mount filesystems: symlink at /proc"):
+        channel.receive()
+
+
 def spec_with(namespaces: list[dict]) -> dict:
     return {"linux": {"namespaces": namespaces}}
 
