@@ -1,7 +1,7 @@
 """Whole-file reads and writes through os.read and os.write, for pyrun's start-up path.
 
 open() builds a file object around each file: an fstat(2), an ioctl(2)
-that asks whether the file is a terminal, a buffer, and for text an
+that checks whether the file is a terminal, a buffer, and for text an
 encoder or decoder. That costs about 20 microseconds more than the
 system calls on the development VM, and `pyrun run` reads or writes some
 twenty small files (its records, the image config, cgroup control files,

@@ -101,7 +101,7 @@ def _read_whole(path: str) -> bytes | None:
     """Return the bytes of the file `path`, or None when it cannot be read.
 
     os.read, not open(): a file object costs an fstat(2), an ioctl(2) that
-    asks whether the file is a terminal, and its own buffer, for each module.
+    checks whether the file is a terminal, and its own buffer, for each module.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)

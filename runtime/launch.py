@@ -283,10 +283,10 @@ def send_to_child(channel: Channel, kind: str, payload: str = "") -> None:
 def namespaces_at_clone(spec: dict[str, Any]) -> int:
     """Return the CLONE_NEW* flags that C can be cloned with, or 0 when S must make the namespaces.
 
-    All new namespaces but the cgroup namespace, which C makes once it is
-    in every hierarchy of its cgroup. None when the spec joins an existing
-    namespace (--network container:NAME): S joins it first, so that P finds
-    pid 1 in it from the "pid" message on.
+    The flags are those of every new namespace but the cgroup namespace,
+    which C makes once it is in every hierarchy of its cgroup. The result is
+    0 when the spec joins an existing namespace (--network container:NAME):
+    S joins it first, so P finds pid 1 in it once the "pid" message arrives.
     """
     if any(namespace.get("path") for namespace in spec["linux"].get("namespaces", [])):
         return 0

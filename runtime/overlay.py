@@ -42,7 +42,7 @@ def overlay_options(layer_count: int, volatile: bool = False) -> str:
 def direct_options(container_dir: str, layer_dirs: list[str], volatile: bool = False) -> str:
     """Return the mount data that names every directory by its full path, or "" when it cannot.
 
-    It cannot when the string would not fit in a page, or when a path holds
+    It cannot when the string would not fit in a page, or when a path contains
     a character that the option syntax gives a meaning (`,` `:` `\\` `=`).
     """
     lower = [os.path.abspath(layer_dir) for layer_dir in reversed(layer_dirs)]

@@ -240,16 +240,18 @@ def test_limits_applied_while_pid_1_sets_up(pyrun_env, cgroup_parent):
     limits = [index for index, line in enumerate(trace)
               if "write_cgroup_file(" in line and ("memory.max'" in line or "memory.limit_in_bytes'" in line
                                                    or "pids.max'" in line)]
-    assert len(limits) == 2 and min(limits) > clone
+    assert len(limits) == 2
+    assert min(limits) > clone
     joins = [index for index, line in enumerate(trace) if "/tasks'" in line]
     assert len(joins) == len(set(layout.v1_mounts.values()))
     assert all(index > max(limits) for index in joins)
     if joins:
         # Pid 1 mounted something before it had to wait for the v1 hierarchies.
         assert mount < min(joins)
-        made = [index for index, line in enumerate(trace)
-                if line.startswith("trace: mkdir(") and f"{cgroup_parent}/" in line and "/unified/" not in line]
-        assert made and min(made) > clone
+        v1_mkdirs = [index for index, line in enumerate(trace)
+                     if line.startswith("trace: mkdir(") and f"{cgroup_parent}/" in line and "/unified/" not in line]
+        assert v1_mkdirs
+        assert min(v1_mkdirs) > clone
 
 
 def test_failed_start_leaves_no_cgroup(pyrun_env, cgroup_parent):

@@ -77,7 +77,7 @@ os.execv(sys.argv[1], sys.argv[1:])
 """
 
 
-def test_pid_1_without_clone3_comes_from_a_setup_process(run_env):
+def test_fallback_without_clone3(run_env):
     checkout = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     result = subprocess.run(
         [sys.executable, "-c", WITHOUT_CLONE3, checkout, PYRUN, "--root", str(run_env.root), "--log-level", "trace",

@@ -78,8 +78,8 @@ def test_create_in_two_steps_cgroup2_first(fakefs):
     # pyrun clones pid 1 into the cgroup2 directory, then makes the v1 ones.
     manager = fakefs.open("/pyrun/c1")
     manager.create_in_cgroup2()
-    made = [path for path in manager.all_directories() if os.path.isdir(path)]
-    assert made == ([str(fakefs.unified_mount() / "pyrun" / "c1")] if fakefs.kind == "hybrid" else [])
+    directories = [path for path in manager.all_directories() if os.path.isdir(path)]
+    assert directories == ([str(fakefs.unified_mount() / "pyrun" / "c1")] if fakefs.kind == "hybrid" else [])
     manager.create_in_v1()
     assert all(os.path.isdir(path) for path in manager.all_directories())
     assert read(fakefs, "cpuset", "cpuset.cpus", "pyrun/c1") == "0-1"

@@ -83,7 +83,7 @@ def test_go_to_a_failed_child_reports_its_error(pair):
         channel.receive()
 
 
-def test_go_after_an_unread_message_reports_the_error(pair):
+def test_go_after_unread_message_reports_error(pair):
     # C failed before it read "cgroup": the socket was closed with that
     # message unread, so the send of "go" fails with ECONNRESET.
     ours, theirs = pair
@@ -100,13 +100,13 @@ def spec_with(namespaces: list[dict]) -> dict:
     return {"linux": {"namespaces": namespaces}}
 
 
-def test_pid_1_is_cloned_with_every_new_namespace_but_cgroup():
+def test_clone_flags_skip_cgroup_namespace():
     spec = spec_with([{"type": kind} for kind in ("pid", "network", "ipc", "uts", "mount", "cgroup")])
     expected = (syscalls.CLONE_NEWPID | syscalls.CLONE_NEWNET | syscalls.CLONE_NEWIPC
                 | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWNS)
     assert launch.namespaces_at_clone(spec) == expected
 
 
-def test_joined_namespace_leaves_the_namespaces_to_the_setup_process():
+def test_joined_namespace_needs_setup_process():
     spec = spec_with([{"type": "pid"}, {"type": "mount"}, {"type": "network", "path": "/proc/42/ns/net"}])
     assert launch.namespaces_at_clone(spec) == 0
