@@ -333,6 +333,10 @@ def bench_run(bench: Bench) -> None:
     subprocess.run(bench.podman(podman_root) + ["pull", "-q", "--tls-verify=false", image],
                    check=True, stdout=subprocess.DEVNULL)
     bundle = make_runc_bundle(bench, root)
+    # Write back the pulls and the bundle's copy before the timing, as
+    # between figures: ext4's writeback otherwise slows the file system
+    # work of the first rounds.
+    os.sync()
 
     # Floors for pyrun: the interpreter alone, started as pyrun's launcher
     # starts it, and with the standard modules `run` imported until it
