@@ -182,15 +182,15 @@ def _run_started(container: Container, interactive: bool, use_init: bool, log_fi
                  pipes: StdioPipes | None) -> int:
     """Start pid 1, pass its output on until it ends, and return its exit code."""
 
-    # A signal that arrives while the container starts stays pending until
-    # the handlers that forward it are in place, so it neither kills pyrun
-    # nor gets lost. The children unblock the signals before they run anything.
     def record_running(pid: int) -> None:
         # Recorded only once pid 1 has pivoted: before pivot_root(2), an `exec`
         # that joined the container's mount namespace would find the host's files there.
         state.update_record(container.root, container.id, status=state.STATUS_RUNNING, pid=pid,
                             started_at=state.now())
 
+    # A signal that arrives while the container starts stays pending until
+    # the handlers that forward it are in place, so it neither kills pyrun
+    # nor gets lost. The children unblock the signals before they run anything.
     previous_mask = signals.pthread_sigmask(signals.SIG_BLOCK, FORWARDED_SIGNALS)
     try:
         started = launch.start(

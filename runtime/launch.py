@@ -201,7 +201,7 @@ def start(
         parent_end.close()
         child_channel = Channel(child_end)
         if cloned:
-            _enter(child_channel, spec, None, True, 0)
+            _enter(child_channel, spec, cgroup=None, in_cgroup2=True, unshare_flags=0)
             cgroup_namespace = namespaces.clone_flags(spec) & ~at_clone
 
             def enter_cgroup() -> None:
