@@ -182,12 +182,6 @@ def _run_started(container: Container, interactive: bool, use_init: bool, log_fi
                  pipes: StdioPipes | None) -> int:
     """Start pid 1, pass its output on until it ends, and return its exit code."""
 
-    def record_running(pid: int) -> None:
-        # Recorded only once pid 1 has pivoted: before pivot_root(2), an `exec`
-        # that joined the container's mount namespace would find the host's files there.
-        state.update_record(container.root, container.id, status=state.STATUS_RUNNING, pid=pid,
-                            started_at=state.now())
-
     # A signal that arrives while the container starts stays pending until
     # the handlers that forward it are in place, so it neither kills pyrun
     # nor gets lost. The children unblock the signals before they run anything.
@@ -201,7 +195,6 @@ def _run_started(container: Container, interactive: bool, use_init: bool, log_fi
             cgroup=container.cgroup,
             finish_cgroup=lambda: _finish_cgroup(container),
             before_exec=lambda pid: _attach_network(container, pid),
-            after_pivot=record_running,
             stdio=pipes.container_ends() if pipes else None,
         )
         container.pid = started.pid
@@ -210,6 +203,11 @@ def _run_started(container: Container, interactive: bool, use_init: bool, log_fi
         signals.pthread_sigmask(signals.SIG_SETMASK, previous_mask)
 
     try:
+        # Recorded only now: before pivot_root(2), an `exec` that joined the
+        # container's mount namespace would find the host's files there.
+        state.update_record(
+            container.root, container.id, status=state.STATUS_RUNNING, pid=started.pid, started_at=state.now()
+        )
         log.debug("container %s runs as host pid %d", container.id[:12], started.pid)
         if started.console is not None:
             _relay_terminal(started.console, interactive, log_file)

@@ -6,14 +6,12 @@ Two processes take part:
        |            into the cgroup's cgroup2 directory and into new
        |            namespaces; while C sets up, makes the rest of the
        |            cgroup with its limits ("cgroup") and compiles the
-       |            seccomp filter; attaches the network to C, sends C "go"
-       |            with the filter, and records the container as running
-       |            once C says "pivoted"
+       |            seccomp filter; attaches the network to C, then sends C
+       |            "go" with the filter
        +-- container (C)  pid 1 in the new pid namespace: mounts, joining the
                           rest of the cgroup and then its own cgroup
                           namespace before the cgroup filesystem is mounted;
-                          pivot_root ("pivoted"), identity, capabilities,
-                          then execve(2)
+                          pivot_root, identity, capabilities, then execve(2)
 
 C is born in its cgroup2 directory (CLONE_INTO_CGROUP) and moves itself
 into each v1 hierarchy, so no process is moved by pid, which makes the
@@ -131,8 +129,15 @@ class Channel:
             self.sock.send(data)
 
     def receive(self) -> tuple[str, str, list[int]]:
-        """Return (kind, payload, fds); kind "" means every child end is closed."""
-        data, fds = recv_fds(self.sock, MESSAGE_SIZE, 4)
+        """Return (kind, payload, fds); kind "" means every child end is closed.
+
+        A child that exited with a message of pyrun's unread (it was killed,
+        or failed) closes its end with ECONNRESET: that is the end too.
+        """
+        try:
+            data, fds = recv_fds(self.sock, MESSAGE_SIZE, 4)
+        except ConnectionResetError:
+            return "", "", []
         if not data:
             return "", "", []
         kind, _, payload = data.decode().partition("\0")
@@ -160,7 +165,6 @@ def start(
     cgroup: Cgroup | None = None,
     finish_cgroup: Callable[[], None] | None = None,
     before_exec: Callable[[int], None] | None = None,
-    after_pivot: Callable[[int], None] | None = None,
     detached: bool = False,
     stdio: tuple[int, int, int] | None = None,
 ) -> Started:
@@ -171,9 +175,7 @@ def start(
     is forked, while it sets up, and the processes join the rest only then,
     before the cgroup namespace exists. `before_exec(pid)`
     (network attach) runs once pid 1 is in its network namespace and before
-    the command runs. `after_pivot(pid)` runs once pid 1 has pivoted into the
-    container's root, while it finishes its set-up and starts the command
-    (the "running" record). `detached` containers outlive this process: their pid 1
+    the command runs. `detached` containers outlive this process: their pid 1
     passes to the nearest subreaper (the monitor) instead of being killed
     when this process exits. `stdio`, without a terminal, lists the
     descriptors that become the command's stdin, stdout and stderr
@@ -244,9 +246,6 @@ def start(
         if before_exec:
             before_exec(container_pid)
         send_go(channel, program)
-        channel.expect("pivoted")
-        if after_pivot:
-            after_pivot(container_pid)
 
         # End-of-file: C executed the command and its close-on-exec end is gone.
         kind, _, _ = channel.receive()
@@ -374,7 +373,11 @@ def _setup_process(
     channel: Channel, bundle: str, spec: dict[str, Any], interactive: bool, use_init: bool, detached: bool,
     stdio: tuple[int, int, int] | None, cgroup: Cgroup | None, in_cgroup2: bool,
 ) -> None:
-    """S: join the cgroup, unshare the namespaces, fork pid 1, exit."""
+    """S: join the cgroup, unshare the namespaces, fork pid 1, exit.
+
+    NOTE: S and pid 1 are both in the cgroup for a moment, so `--pids-limit 1`
+    fails here ("fork pid 1"), while the clone3 path starts with one process.
+    """
     _enter(channel, spec, cgroup, in_cgroup2, namespaces.clone_flags(spec))
     try:
         pid = syscalls.fork()
@@ -420,8 +423,6 @@ def _container_process(
             os.close(master)
         step = "pivot_root"
         rootfs.finish_rootfs(spec, rootfs_path)
-        # pyrun may now let others join the mount namespace: its root is the container's.
-        channel.send("pivoted")
 
         step = "set up stdio"
         if console is not None:

@@ -71,8 +71,13 @@ def mount_overlay(container_dir: str, layer_dirs: list[str], *, volatile: bool =
     if len(layer_dirs) > MAX_LAYERS:
         raise PyrunError(f"the image has {len(layer_dirs)} layers; overlayfs stacks at most {MAX_LAYERS}")
 
+    # mkdir, not makedirs: a container directory that `rm -f` removed while
+    # the container started must not be made again.
     for name in ("upper", "work", "rootfs"):
-        os.makedirs(os.path.join(container_dir, name), exist_ok=True)
+        try:
+            os.mkdir(os.path.join(container_dir, name))
+        except FileExistsError:
+            pass
     rootfs = os.path.join(container_dir, "rootfs")
     data = direct_options(container_dir, layer_dirs, volatile)
     try:

@@ -680,8 +680,9 @@ def fork_into_cgroup(cgroup_fd: int, *, path: str = "", namespaces: int = 0) -> 
     stdio's) usable in the child.
 
     NOTE: glibc's record of the thread ID in the child is also still the
-    parent's. Nothing pyrun's setup process does reads it; os.fork() in
-    that child sets it right again.
+    parent's. Nothing pyrun's children do before execve(2) reads it, as far
+    as tested with glibc 2.36; an os.fork() in the child (--init) sets it
+    right again.
     """
     flags = CLONE_INTO_CGROUP | namespaces
     args = _CloneArgs(flags=flags, exit_signal=signals.SIGCHLD, cgroup=cgroup_fd)

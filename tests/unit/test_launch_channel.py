@@ -96,6 +96,16 @@ def test_go_after_unread_message_reports_error(pair):
         channel.receive()
 
 
+def test_child_killed_with_message_unread_is_the_end(pair):
+    # C was killed (stop, rm -f) before it read "go": pyrun's next receive
+    # gets ECONNRESET, which means the same as end-of-file.
+    ours, theirs = pair
+    channel = launch.Channel(ours)
+    launch.send_go(channel, b"")
+    theirs.close()
+    assert channel.receive() == ("", "", [])
+
+
 def spec_with(namespaces: list[dict]) -> dict:
     return {"linux": {"namespaces": namespaces}}
 

@@ -104,6 +104,7 @@ def test_mount_overlay_uses_relative_paths(tmp_path):
         layer.mkdir(parents=True)
         layers.append(str(layer))
     container_dir = tmp_path / "container"
+    container_dir.mkdir()
     with syscalls.recording() as recorder:
         overlay.mount_overlay(str(container_dir), layers, volatile=True)
     assert recorder.names() == ["chdir", "mount", "fchdir"]
@@ -117,6 +118,7 @@ def test_mount_overlay_uses_relative_paths(tmp_path):
 def test_mount_overlay_names_few_layers_by_full_path(tmp_path):
     layers = [str(tmp_path / "layers" / name) for name in ("a" * 64, "b" * 64)]
     container_dir = tmp_path / "container"
+    container_dir.mkdir()
     with syscalls.recording() as recorder:
         overlay.mount_overlay(str(container_dir), layers, volatile=True)
     assert recorder.names() == ["mount"]
@@ -133,11 +135,20 @@ def test_mount_overlay_names_few_layers_by_full_path(tmp_path):
 def test_mount_overlay_links_paths_that_options_cannot_hold(tmp_path, mark):
     layer = tmp_path / f"store{mark}root" / "layer"
     container_dir = tmp_path / "container"
+    container_dir.mkdir()
     with syscalls.recording() as recorder:
         overlay.mount_overlay(str(container_dir), [str(layer)])
     assert recorder.names() == ["chdir", "mount", "fchdir"]
     assert recorder.calls[1].args["data"] == "lowerdir=l/0,upperdir=upper,workdir=work"
     assert overlay.linked_layers(str(container_dir)) == [str(container_dir / "l" / "0")]
+
+
+def test_mount_overlay_does_not_remake_removed_container(tmp_path):
+    # `rm -f` during a start deletes the container directory: the start must fail.
+    with syscalls.recording() as recorder, pytest.raises(FileNotFoundError):
+        overlay.mount_overlay(str(tmp_path / "removed"), [str(tmp_path / "layer")])
+    assert recorder.names() == []
+    assert not (tmp_path / "removed").exists()
 
 
 def test_mask_and_readonly_paths_recorded(tmp_path):
