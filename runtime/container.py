@@ -226,8 +226,11 @@ def _run_started(container: Container, interactive: bool, use_init: bool, log_fi
 def _open_cgroup(container: Container) -> Any:
     """Create the container's cgroup in its cgroup2 hierarchy, where pid 1 is born.
 
-    launch.start calls `_finish_cgroup` for the rest once pid 1 is forked,
-    so pyrun sets up the cgroup while pid 1 sets up its mounts.
+    On a v2 host that directory is the whole cgroup, so its limits are
+    written here too: no process is ever in it without them. On a v1 or
+    hybrid host, launch.start calls `_finish_cgroup` for the v1 hierarchies
+    and the limits once pid 1 is forked, so pyrun sets them up while pid 1
+    sets up its mounts; pid 1 joins them only after that.
     """
     from runtime import cgroups
 
@@ -238,11 +241,19 @@ def _open_cgroup(container: Container) -> Any:
         log.info("removing cgroup %s, left over from an earlier start", container.spec["linux"]["cgroupsPath"])
         manager.remove()
     manager.create_in_cgroup2()
+    if manager.layout.kind == "v2":
+        try:
+            manager.apply(container.spec["linux"].get("resources") or {})
+        except BaseException:
+            manager.remove()
+            raise
     return manager
 
 
 def _finish_cgroup(container: Container) -> None:
     """Create the cgroup in the v1 hierarchies and apply the limits (the container's clean-up removes it)."""
+    if container.cgroup.layout.kind == "v2":
+        return
     container.cgroup.create_in_v1()
     container.cgroup.apply(container.spec["linux"].get("resources") or {})
 

@@ -4,8 +4,8 @@ Two processes take part:
 
     pyrun (P)       sets PR_SET_CHILD_SUBREAPER, clones C with clone3(2)
        |            into the cgroup's cgroup2 directory and into new
-       |            namespaces; while C sets up, makes the rest of the
-       |            cgroup with its limits ("cgroup") and compiles the
+       |            namespaces; while C sets up, makes the v1 hierarchies
+       |            of the cgroup with its limits ("cgroup") and compiles the
        |            seccomp filter; attaches the network to C, then sends C
        |            "go" with the filter
        +-- container (C)  pid 1 in the new pid namespace: mounts, joining the
