@@ -229,8 +229,8 @@ def _open_cgroup(container: Container) -> Any:
     On a v2 host that directory is the whole cgroup, so its limits are
     written here too: no process is ever in it without them. On a v1 or
     hybrid host, launch.start calls `_finish_cgroup` for the v1 hierarchies
-    and the limits once pid 1 is forked, so pyrun sets them up while pid 1
-    sets up its mounts; pid 1 joins them only after that.
+    and the limits once pid 1 is forked. So pyrun sets them up while pid 1
+    sets up its mounts, and pid 1 joins them only after that.
     """
     from runtime import cgroups
 

@@ -235,6 +235,7 @@ def test_limits_applied_while_pid_1_sets_up(pyrun_env, cgroup_parent):
                        cgroup_parent, "--memory", "64m", "--pids-limit", "50", "busybox", "true",
                        env=pyrun_env, timeout=120)
     assert result.returncode == 0, result.stderr
+
     trace = [line for line in result.stderr.splitlines() if line.startswith("trace: ")]
     clone = next(index for index, line in enumerate(trace) if line.startswith("trace: clone3("))
     mount = next(index for index, line in enumerate(trace) if line.startswith("trace: mount(") and index > clone)
@@ -246,6 +247,7 @@ def test_limits_applied_while_pid_1_sets_up(pyrun_env, cgroup_parent):
         assert max(limits) < clone
     else:
         assert min(limits) > clone
+
     joins = [index for index, line in enumerate(trace) if "/tasks'" in line]
     assert len(joins) == len(set(layout.v1_mounts.values()))
     assert all(index > max(limits) for index in joins)
