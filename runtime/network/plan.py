@@ -19,14 +19,14 @@ creates (bridge, none) or joins (container) the namespace; `attach` fills it.
 from __future__ import annotations
 
 # ipaddress (about 9 ms to import) is imported by the checks of --ip, --dns
-# and --add-host, so a `run` without those flags does without it.
+# and --add-host, and runtime.network.ports only when there are ports to plan.
 from runtime.errors import UsageError
 from runtime.log import get_logger
-from runtime.network import ports
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from runtime.cli.parser import CommandParser, Namespace
+    from runtime.network.ports import PortMapping
 
 log = get_logger(__name__)
 
@@ -83,20 +83,7 @@ def plan_from_args(args: Namespace, image_config: dict | None) -> dict:
     flags.
     """
     mode, joined = parse_network(getattr(args, "network", "bridge") or "bridge")
-    mappings: list[ports.PortMapping] = []
-    for value in getattr(args, "publish", []) or []:
-        mappings.extend(ports.parse_publish(value))
-
-    exposed = image_exposed_ports(image_config)
-    for value in getattr(args, "expose", []) or []:
-        exposed.extend(ports.parse_expose(value))
-    exposed.extend(mapping.key for mapping in mappings)
-    exposed = sorted(set(exposed), key=ports.port_sort_key)
-
-    if getattr(args, "publish_all", False):
-        published = {mapping.key for mapping in mappings}
-        mappings.extend(ports.mapping_from_key(key) for key in exposed if key not in published)
-
+    mappings, exposed = plan_ports(args, image_config)
     if mappings and mode in ("none", "container"):
         raise UsageError(f"conflicting options: -p/-P cannot be used with --network {args.network}")
     if mappings and mode == "host":
@@ -133,6 +120,29 @@ def plan_from_args(args: Namespace, image_config: dict | None) -> dict:
         "dns_options": dns_options,
         "extra_hosts": [parse_add_host(value) for value in getattr(args, "add_host", []) or []],
     }
+
+
+def plan_ports(args: Namespace, image_config: dict | None) -> tuple[list[PortMapping], list[str]]:
+    """Return the port mappings of -p and -P, and the exposed ports (the image's and --expose)."""
+    exposed = image_exposed_ports(image_config)
+    publish = getattr(args, "publish", []) or []
+    expose = getattr(args, "expose", []) or []
+    if not (exposed or publish or expose):
+        return [], []
+    from runtime.network import ports
+
+    mappings: list[PortMapping] = []
+    for value in publish:
+        mappings.extend(ports.parse_publish(value))
+    for value in expose:
+        exposed.extend(ports.parse_expose(value))
+    exposed.extend(mapping.key for mapping in mappings)
+    exposed = sorted(set(exposed), key=ports.port_sort_key)
+
+    if getattr(args, "publish_all", False):
+        published = {mapping.key for mapping in mappings}
+        mappings.extend(ports.mapping_from_key(key) for key in exposed if key not in published)
+    return mappings, exposed
 
 
 def parse_network(value: str) -> tuple[str, str | None]:

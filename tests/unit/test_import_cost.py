@@ -85,3 +85,16 @@ def test_hot_path_imports_leave_costly_modules_out():
 def test_hot_path_calls_leave_costly_modules_out(tmp_path):
     modules = imported_modules(f"root = {str(tmp_path)!r}\n{CALLS}")
     assert costly(modules) == []
+
+
+def test_run_without_ports_leaves_the_network_attach_code_out():
+    """`run --network none` of an image that exposes no port needs only the plan and the dns text."""
+    modules = imported_modules(
+        "from runtime.cli import parse_command_line\n"
+        "from runtime.network import plan_from_args, resolv_conf_content\n"
+        'args = parse_command_line(["run", "--rm", "--network", "none", "busybox", "true"])\n'
+        'plan_from_args(args, {"config": {}})\n'
+        'resolv_conf_content({"mode": "none"}, "nameserver 127.0.0.1\\n")\n'
+    )
+    assert "runtime.network.plan" in modules
+    assert not {"runtime.network.connect", "runtime.network.ports"} & modules

@@ -73,3 +73,20 @@ def test_dns_and_hosts_kept():
     assert plan["dns_search"] == ["example.org"]
     assert plan["extra_hosts"] == [["db", "10.0.0.5"], ["gw", "host-gateway"]]
     assert plan["ip"] == "172.17.0.9"
+
+
+def test_the_package_loads_attach_and_the_port_helpers_on_first_use():
+    import runtime.network as network
+    from runtime.network import connect, ports
+
+    assert network.attach is connect.attach
+    assert network.detach is connect.detach
+    assert network.SETTINGS_FILE == "network.json"
+    assert network.format_ports is ports.format_ports
+    with pytest.raises(AttributeError, match="no attribute 'bridges'"):
+        network.bridges  # noqa: B018 - the lookup is the test
+
+
+def test_an_image_without_ports_and_no_port_flags_plans_no_ports():
+    plan = plan_from_args(parse("--network", "none"), {"config": {}})
+    assert plan["ports"] == [] and plan["exposed"] == []
