@@ -227,32 +227,51 @@ def remove_tree(path: str) -> None:
 
     This does what shutil.rmtree(path, ignore_errors=True) does, without
     importing shutil (with bz2, lzma and fnmatch), which `run --rm` would
-    otherwise pay for. Like rmtree, it never follows a symbolic link: it
-    works through directory descriptors (os.fwalk), so a link swapped in
-    while it runs cannot redirect it outside `path`.
+    otherwise pay for. Like rmtree, it never follows a symbolic link: each
+    directory is opened with O_NOFOLLOW relative to its parent's descriptor,
+    so a link swapped in while it runs cannot redirect it outside `path`.
     """
     try:
-        tree = os.fwalk(path, topdown=False, follow_symlinks=False)
-        for _directory, subdirectories, files, directory_fd in tree:
-            for name in files:
-                try:
-                    os.unlink(name, dir_fd=directory_fd)
-                except OSError:
-                    pass
-            # A link to a directory is listed with the subdirectories, but not entered.
-            for name in subdirectories:
-                try:
-                    os.rmdir(name, dir_fd=directory_fd)
-                except NotADirectoryError:
-                    try:
-                        os.unlink(name, dir_fd=directory_fd)
-                    except OSError:
-                        pass
-                except OSError:
-                    pass
+        directory_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        _empty_directory(directory_fd)
+    finally:
+        os.close(directory_fd)
+    try:
         os.rmdir(path)
     except OSError:
         pass
+
+
+def _empty_directory(directory_fd: int) -> None:
+    """Remove what the open directory `directory_fd` contains, depth first."""
+    try:
+        with os.scandir(directory_fd) as entries:
+            names = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+    except OSError:
+        return
+    for name, is_directory in names:
+        if is_directory:
+            try:
+                child_fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                   dir_fd=directory_fd)
+            except OSError:
+                continue
+            try:
+                _empty_directory(child_fd)
+            finally:
+                os.close(child_fd)
+            try:
+                os.rmdir(name, dir_fd=directory_fd)
+            except OSError:
+                pass
+        else:
+            try:
+                os.unlink(name, dir_fd=directory_fd)
+            except OSError:
+                pass
 
 
 class _RecordLock:
