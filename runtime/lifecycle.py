@@ -601,7 +601,7 @@ def release_resources(root: str, container_id: str) -> None:
     try:
         from runtime import cgroups
 
-        manager = cgroups.open_cgroup(spec_of(root, container_id)["linux"]["cgroupsPath"])
+        manager = cgroups.open_cgroup(_cgroups_path(root, container_id))
         if manager.exists():
             manager.remove()
     except (OSError, PyrunError, KeyError) as err:
@@ -612,6 +612,21 @@ def release_resources(root: str, container_id: str) -> None:
         errors.append(err)
     if errors:
         raise PyrunError(f"clean up container {container_id[:12]}") from errors[0]
+
+
+def _cgroups_path(root: str, container_id: str) -> str:
+    """Return the cgroup path in the container's config.json, or the default path when that file is missing or torn.
+
+    pyrun writes config.json last when it creates a container, and makes the
+    cgroup only when the container starts. A create that was killed before
+    then leaves no config.json, and no cgroup at any other path.
+    """
+    try:
+        return spec_of(root, container_id)["linux"]["cgroupsPath"]
+    except (FileNotFoundError, ValueError):
+        from runtime.cgroups import cgroup_path
+
+        return cgroup_path(container_id)
 
 
 def finish(

@@ -155,7 +155,7 @@ def create_record(root: str, container_id: str, fields: dict[str, Any]) -> dict[
         "finished_at": None,
     }
     record.update(fields)
-    with _RecordLock(directory):
+    with _RecordLock(directory, create=True):
         _write(directory, record)
     return record
 
@@ -212,14 +212,24 @@ def find_container(root: str, reference: str) -> str:
 
 
 def remove_container(root: str, container_id: str) -> None:
-    """Delete the container's directory and release its name."""
+    """Delete the container's directory and release its name.
+
+    The directory goes under the record's lock, so an update that waits for
+    the lock (a `ps` that records an exit) finds the record gone and writes
+    nothing into the directory being removed.
+    """
     try:
         name = load_record(root, container_id).get("name", "")
     except (NotFoundError, ValueError):
         name = ""
     if name:
         release_name(root, name, container_id)
-    remove_tree(container_dir(root, container_id))
+    directory = container_dir(root, container_id)
+    try:
+        with _RecordLock(directory):
+            remove_tree(directory)
+    except ContainerNotFoundError:
+        remove_tree(directory)  # no lock file: a directory that a killed create or rm left
 
 
 def remove_tree(path: str) -> None:
@@ -277,20 +287,35 @@ def _empty_directory(directory_fd: int) -> None:
 class _RecordLock:
     """An exclusive flock(2) on the container's `lock` file, held for a `with` block.
 
+    Only `create` makes the file. Otherwise a missing file, or one that was
+    unlinked while this process waited for the lock, means the container
+    was removed: ContainerNotFoundError. Making the file again would put it
+    back into a directory that remove_container is emptying.
+
     A class, not contextlib: see "Start-up cost" in docs/architecture.md.
     """
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, *, create: bool = False) -> None:
         self.path = os.path.join(directory, "lock")
+        self.flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0)
         self.fd = -1
 
     def __enter__(self) -> None:
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            self.fd = os.open(self.path, self.flags, 0o600)
+        except FileNotFoundError:
+            raise self._gone() from None
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX)
+            if os.fstat(self.fd).st_nlink == 0:
+                raise self._gone()
         except BaseException:
             os.close(self.fd)
             raise
+
+    def _gone(self) -> ContainerNotFoundError:
+        container_id = os.path.basename(os.path.dirname(self.path))
+        return ContainerNotFoundError(f"no such container: {container_id}")
 
     def __exit__(self, *exc_info: object) -> None:
         os.close(self.fd)

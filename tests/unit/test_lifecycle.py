@@ -327,3 +327,18 @@ def test_inspect_clears_the_network_of_a_stopped_container(tmp_path):
 def test_ps_command_is_quoted_and_escaped():
     row = cli.ps_row(record(path="sh", args=["-c", 'echo "a"\n\tb']), now=1_003, no_trunc=True)
     assert row["Command"] == '"sh -c echo \\"a\\"\\n\\tb"'
+
+
+@pytest.mark.parametrize("config_text", [None, '{"linux": {"cgroupsPa'])
+def test_rm_of_killed_create_removes_it(tmp_path, config_text):
+    """A create killed before its config.json was complete leaves a record that rm -f still removes."""
+    container_id = "4" * 64
+    make_container(tmp_path, container_id, "half-made")
+    if config_text is not None:
+        with open(os.path.join(state.container_dir(str(tmp_path), container_id), "config.json"), "w") as file:
+            file.write(config_text)
+
+    with syscalls.recording():
+        assert lifecycle.remove(str(tmp_path), "half-made", force=True) == container_id
+    assert not os.path.exists(state.container_dir(str(tmp_path), container_id))
+    assert state.id_for_name(str(tmp_path), "half-made") is None

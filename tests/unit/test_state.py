@@ -6,7 +6,7 @@ import os
 import pytest
 
 from runtime import state
-from runtime.errors import NotFoundError, UsageError
+from runtime.errors import ContainerNotFoundError, NotFoundError, UsageError
 
 
 def test_container_id_is_64_hex():
@@ -123,3 +123,45 @@ def test_remove_tree_of_missing_path_or_link(tmp_path):
     (tmp_path / "link").symlink_to(target)
     state.remove_tree(str(tmp_path / "link"))
     assert target.exists()
+
+
+def test_update_of_half_removed_container_adds_nothing(tmp_path):
+    root = str(tmp_path)
+    directory = state.container_dir(root, "e" * 64)
+    state.create_record(root, "e" * 64, {"name": "gone"})
+    # A removal that got this far: the lock and the record are gone, the directory not yet.
+    os.unlink(os.path.join(directory, "lock"))
+    os.unlink(os.path.join(directory, "state.json"))
+
+    with pytest.raises(ContainerNotFoundError):
+        state.update_record(root, "e" * 64, status="exited")
+    assert os.listdir(directory) == []
+
+
+def test_update_waiting_for_lock_sees_removal(tmp_path):
+    import fcntl
+    import threading
+    import time
+
+    root = str(tmp_path)
+    directory = state.container_dir(root, "f" * 64)
+    state.create_record(root, "f" * 64, {"name": "racing"})
+    holder = os.open(os.path.join(directory, "lock"), os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    errors = []
+
+    def update():
+        try:
+            state.update_record(root, "f" * 64, status="exited")
+        except ContainerNotFoundError as err:
+            errors.append(err)
+
+    waiter = threading.Thread(target=update)
+    waiter.start()
+    time.sleep(0.2)  # the waiter is in flock(2) by now; if not, it finds no lock file, with the same result
+    state.remove_tree(directory)
+    os.close(holder)
+    waiter.join(timeout=10)
+
+    assert len(errors) == 1
+    assert not os.path.exists(directory)
