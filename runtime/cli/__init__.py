@@ -74,6 +74,7 @@ COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
     "port": (("runtime.cli.networks",), "list a container's published ports"),
     "explain": (("runtime.cli.teach",), "print a short lesson on a container topic, using this host"),
     "version": (("runtime.cli.system",), "show pyrun's version and the host it runs on"),
+    "help": (("runtime.cli.system",), "show the help of pyrun or of one of its commands"),
     "info": (("runtime.cli.system",), "show the host's container facilities and pyrun's store"),
 }
 
@@ -95,6 +96,7 @@ def add_global_options(parser: CommandParser) -> None:
         action="store_true",
         help="narrate each step pyrun takes with the kernel and the registry, on stderr",
     )
+    parser.add_argument("-v", "--version", action="store_true", help="print pyrun's version and exit")
 
 
 def build_parser() -> CommandParser:
@@ -175,6 +177,12 @@ def run_command_line(argv: list[str]) -> int:
         print(f"pyrun: {err}", file=sys.stderr)
         print(f"See '{err.prog} --help'.", file=sys.stderr)
         return err.exit_code
+    if getattr(args, "version", False):
+        from runtime.cli.system import pyrun_version
+
+        # As `docker --version`, which ignores the rest of the command line.
+        print(f"pyrun version {pyrun_version()}")
+        return 0
     if not getattr(args, "handler", None):
         # `pyrun` alone, as `docker` alone: the usage on stdout, status 0.
         build_parser().print_help()

@@ -1,4 +1,4 @@
-"""System commands: `pyrun version` and `pyrun info`, shaped like Docker's.
+"""System commands: `pyrun version`, `pyrun info` and `pyrun help`, shaped like Docker's.
 
 `info` is also a short lesson on the host: it shows what pyrun found
 there (the cgroup layout and driver, the kernel, the store) rather than a
@@ -11,7 +11,7 @@ import os
 import platform
 import sys
 
-from runtime.cli.parser import Namespace
+from runtime.cli.parser import REMAINDER, Namespace
 
 
 
@@ -20,6 +20,9 @@ def register(subparsers) -> None:
     version.set_defaults(handler=version_command)
     info = subparsers.add_parser("info", help="show the host's container facilities and pyrun's store")
     info.set_defaults(handler=info_command)
+    help_parser = subparsers.add_parser("help", help="show the help of pyrun or of one of its commands")
+    help_parser.add_argument("words", nargs=REMAINDER, metavar="COMMAND", help="a command, such as run or image ls")
+    help_parser.set_defaults(handler=help_command)
 
 
 def pyrun_version() -> str:
@@ -43,6 +46,17 @@ def version_command(args: Namespace) -> int:
     print(f" OS/Arch:        {os_arch()}")
     print(f" Kernel:         {platform.release()}")
     print("Server: none (pyrun has no daemon: each container has its own monitor process)")
+    return 0
+
+
+def help_command(args: Namespace) -> int:
+    """Print the help of the command that `args.words` name, as `pyrun WORDS --help` does (`docker help run`)."""
+    from runtime.cli import parse_command_line
+
+    try:
+        parse_command_line([*args.words, "--help"])
+    except SystemExit as done:
+        return done.code or 0
     return 0
 
 

@@ -121,6 +121,26 @@ def test_no_command_prints_usage_and_succeeds(capsys):
     assert captured.err == ""
 
 
+@pytest.mark.parametrize("argv", [["--version"], ["-v"], ["--version", "ps"]])
+def test_version_flag_prints_version(capsys, argv):
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("pyrun version ")
+    assert captured.err == ""
+
+
+def test_help_command_prints_a_commands_help(capsys):
+    assert main(["help", "image", "ls"]) == 0
+    assert capsys.readouterr().out.startswith("usage: pyrun image ls [OPTIONS]")
+    assert main(["help"]) == 0
+    assert capsys.readouterr().out.startswith("usage: pyrun [OPTIONS] COMMAND ...")
+
+
+def test_help_of_unknown_command_exits_125(capsys):
+    lines = usage_error(capsys, ["help", "bogus"])
+    assert lines[0] == "pyrun: unknown command: 'bogus'"
+
+
 def test_bad_port_reported_before_the_image_lookup(capsys, tmp_path):
     lines = usage_error(capsys, ["--root", str(tmp_path), "run", "-p", "bogus", "--pull", "never", "nosuch", "true"])
     assert "bogus" in lines[0]
