@@ -205,13 +205,8 @@ def start(
         if cloned:
             _enter(child_channel, spec, cgroup=None, in_cgroup2=True, unshare_flags=0)
             cgroup_namespace = namespaces.clone_flags(spec) & ~at_clone
-
-            def enter_cgroup() -> None:
-                _join_cgroup(child_channel, cgroup, True)
-                if cgroup_namespace:
-                    namespaces.unshare_namespaces(cgroup_namespace)
-
-            _container_process(child_channel, bundle, spec, interactive, use_init, detached, stdio, enter_cgroup)
+            _container_process(child_channel, bundle, spec, interactive, use_init, detached, stdio,
+                               lambda: _enter_cgroup(child_channel, cgroup, cgroup_namespace))
         _setup_process(child_channel, bundle, spec, interactive, use_init, detached, stdio, cgroup, in_cgroup2)
     child_end.close()
 
@@ -359,6 +354,21 @@ def _enter(channel: Channel, spec: dict[str, Any], cgroup: Cgroup | None, in_cgr
         if unshare_flags:
             step = "unshare namespaces"
             namespaces.unshare_namespaces(unshare_flags)
+    except BaseException as err:  # noqa: BLE001 - reported to pyrun, then exit
+        _report_and_exit(channel, step, err)
+
+
+def _enter_cgroup(channel: Channel, cgroup: Cgroup, cgroup_namespace: int) -> None:
+    """In a cloned C, before the cgroup filesystem is mounted: join the v1 hierarchies, then unshare `cgroup_namespace`.
+
+    A failure is reported with its own step, not as the mount step that runs this.
+    """
+    step = "join the cgroup"
+    try:
+        _join_cgroup(channel, cgroup, True)
+        if cgroup_namespace:
+            step = "unshare the cgroup namespace"
+            namespaces.unshare_namespaces(cgroup_namespace)
     except BaseException as err:  # noqa: BLE001 - reported to pyrun, then exit
         _report_and_exit(channel, step, err)
 

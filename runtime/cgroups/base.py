@@ -105,7 +105,8 @@ class Cgroup(abc.ABC):
             return syscalls.fork_into_cgroup(fd, path=directory, namespaces=namespaces), True
         except OSError as err:
             if err.errno not in (errno.ENOSYS, errno.EINVAL, errno.E2BIG, errno.EPERM):
-                raise CgroupError(f"failed to start a process in the cgroup {directory}") from err
+                where = f"the cgroup {directory}" + (" and new namespaces" if namespaces else "")
+                raise CgroupError(f"failed to start a process in {where}", hint=_clone_hint(err.errno)) from err
             log.debug("clone3 into a cgroup is not available (%s); forking instead", err.strerror)
         finally:
             os.close(fd)
@@ -141,3 +142,14 @@ class Cgroup(abc.ABC):
             except CgroupError as err:
                 log.warning("could not remove cgroup %s after a failed create: %s", directory, err.__cause__)
         del self.created[start:]
+
+
+def _clone_hint(number: int) -> str:
+    """Return what to check when clone3(2) fails with the error `number`; "" when nothing specific applies."""
+    if number == errno.ENOSPC:
+        # clone(2): a new namespace would exceed a limit in /proc/sys/user, or nest pid namespaces over 32 deep.
+        return "a limit on namespaces was reached: see /proc/sys/user/max_*_namespaces"
+    if number == errno.EAGAIN:
+        # fork(2): the cgroup's pids.max, or the caller's RLIMIT_NPROC or the system's threads-max.
+        return "too many processes: check the cgroup's pids.max, ulimit -u and /proc/sys/kernel/threads-max"
+    return ""

@@ -251,6 +251,27 @@ def test_fork_into_reports_other_errors(tmp_path, monkeypatch):
         fake.close()
 
 
+@pytest.mark.parametrize("code, hint", [
+    (errno.ENOSPC, "a limit on namespaces was reached"),
+    (errno.EAGAIN, "too many processes: check the cgroup's pids.max"),
+])
+def test_fork_into_names_namespaces_and_hint(tmp_path, monkeypatch, code, hint):
+    from runtime.cgroups import base
+
+    fake = FakeCgroupfs(tmp_path, "hybrid")
+    try:
+        manager = fake.open("/pyrun/c1")
+        manager.create()
+        monkeypatch.setattr(base, "_has_other_threads", lambda: False)
+        with syscalls.recording() as recorder, pytest.raises(cgroups.CgroupError) as caught:
+            recorder.fail["clone3"] = code
+            manager.fork_into(syscalls.CLONE_NEWPID | syscalls.CLONE_NEWNET)
+        assert str(caught.value).endswith("unified/pyrun/c1 and new namespaces")
+        assert caught.value.hint.startswith(hint)
+    finally:
+        fake.close()
+
+
 def test_pids_and_stats(fakefs):
     manager = fakefs.open("/pyrun/c1")
     manager.create()

@@ -120,3 +120,22 @@ def test_clone_flags_skip_cgroup_namespace():
 def test_joined_namespace_needs_setup_process():
     spec = spec_with([{"type": "pid"}, {"type": "mount"}, {"type": "network", "path": "/proc/42/ns/net"}])
     assert launch.namespaces_at_clone(spec) == 0
+
+
+class CgroupThatCannotBeJoined:
+    def join_self(self, cgroup2: bool = True) -> None:
+        raise OSError(13, "write /sys/fs/cgroup/memory/pyrun/c1/cgroup.procs: Permission denied")
+
+
+def test_failed_cgroup_join_names_its_step(pair, monkeypatch):
+    ours, theirs = pair
+    parent = launch.Channel(ours)
+    parent.send("cgroup")
+    reported = []
+    monkeypatch.setattr(launch, "_report_and_exit", lambda channel, step, err: reported.append((step, err)))
+
+    launch._enter_cgroup(launch.Channel(theirs), CgroupThatCannotBeJoined(), syscalls.CLONE_NEWCGROUP)
+
+    assert len(reported) == 1
+    assert reported[0][0] == "join the cgroup"
+    assert "cgroup.procs" in str(reported[0][1])
