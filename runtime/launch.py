@@ -23,10 +23,12 @@ every limit.
 Where clone3 cannot be used (no cgroup2 hierarchy, an old kernel, a seccomp
 filter that denies it, other threads in P), or the spec joins an existing
 namespace, a setup process S comes between P and C. P forks S; S joins
-the cgroup and the existing namespaces, unshare(2)s the new ones and forks
-C, then exits. S is needed because unshare(CLONE_NEWPID) moves only the
-caller's future children into the new pid namespace. C is then re-parented
-to P.
+the existing namespaces, unshare(2)s the new ones but the cgroup namespace,
+starts C in the cgroup's cgroup2 directory where clone3 allows it, then
+exits. S is needed because unshare(CLONE_NEWPID) moves only the caller's
+future children into the new pid namespace. C is then re-parented to P.
+C joins the rest of the cgroup and makes its cgroup namespace, as a cloned
+C does. S never joins the cgroup, so C can be its only process.
 
 P and its children talk over a SOCK_SEQPACKET socket pair whose ends are
 close-on-exec: each message is one packet, and when C executes the command
@@ -192,22 +194,26 @@ def start(
 
     at_clone = namespaces_at_clone(spec)
     try:
-        child_pid, in_cgroup2 = fork_in(cgroup, at_clone)
+        if at_clone:
+            child_pid, cloned = fork_in(cgroup, at_clone)
+        else:
+            # S stays outside the cgroup, so that C can be its only process (--pids-limit 1).
+            child_pid, cloned = syscalls.fork(), False
     except BaseException:
         channel.close()
         child_end.close()
         raise
     # Born in its cgroup2 directory, the child was born in the namespaces too: it is C.
-    cloned = in_cgroup2 and at_clone != 0
+    # Otherwise it was forked, outside the cgroup and in pyrun's namespaces: it is S.
     if child_pid == 0:
         parent_end.close()
         child_channel = Channel(child_end)
         if cloned:
-            _enter(child_channel, spec, cgroup=None, in_cgroup2=True, unshare_flags=0)
+            _enter(child_channel, spec, unshare_flags=0)
             cgroup_namespace = namespaces.clone_flags(spec) & ~at_clone
             _container_process(child_channel, bundle, spec, interactive, use_init, detached, stdio,
-                               lambda: _enter_cgroup(child_channel, cgroup, cgroup_namespace))
-        _setup_process(child_channel, bundle, spec, interactive, use_init, detached, stdio, cgroup, in_cgroup2)
+                               lambda: _enter_cgroup(child_channel, cgroup, cgroup_namespace, in_cgroup2=True))
+        _setup_process(child_channel, bundle, spec, interactive, use_init, detached, stdio, cgroup)
     child_end.close()
 
     container_pid, setup_pid = (child_pid, 0) if cloned else (0, child_pid)
@@ -337,18 +343,14 @@ def _report_and_exit(channel: Channel, step: str, err: BaseException) -> None:
         os._exit(code)
 
 
-def _enter(channel: Channel, spec: dict[str, Any], cgroup: Cgroup | None, in_cgroup2: bool,
-           unshare_flags: int) -> None:
-    """In S, or in C when it was cloned: reset signals, join the cgroup and the namespaces, unshare."""
+def _enter(channel: Channel, spec: dict[str, Any], unshare_flags: int) -> None:
+    """In S, or in C when it was cloned: reset signals, join the existing namespaces, unshare `unshare_flags`."""
     step = "reset signals"
     try:
         syscalls.reset_signal_actions()
         # pyrun blocks the signals it forwards while the container starts.
         # The mask survives execve(2), so the children clear it.
         signals.pthread_sigmask(signals.SIG_SETMASK, set())
-        if cgroup is not None:
-            step = "join the cgroup"
-            _join_cgroup(channel, cgroup, in_cgroup2)
         step = "join namespaces"
         namespaces.join_namespaces(spec)
         if unshare_flags:
@@ -358,14 +360,17 @@ def _enter(channel: Channel, spec: dict[str, Any], cgroup: Cgroup | None, in_cgr
         _report_and_exit(channel, step, err)
 
 
-def _enter_cgroup(channel: Channel, cgroup: Cgroup, cgroup_namespace: int) -> None:
-    """In a cloned C, before the cgroup filesystem is mounted: join the v1 hierarchies, then unshare `cgroup_namespace`.
+def _enter_cgroup(channel: Channel, cgroup: Cgroup | None, cgroup_namespace: int, in_cgroup2: bool) -> None:
+    """In C, before the cgroup filesystem is mounted: join the rest of the cgroup, then unshare `cgroup_namespace`.
 
-    A failure is reported with its own step, not as the mount step that runs this.
+    `in_cgroup2` is True when C was born in the cgroup2 directory, which
+    leaves only the v1 hierarchies to join. A failure is reported with its
+    own step, not as the mount step that runs this.
     """
     step = "join the cgroup"
     try:
-        _join_cgroup(channel, cgroup, True)
+        if cgroup is not None:
+            _join_cgroup(channel, cgroup, in_cgroup2)
         if cgroup_namespace:
             step = "unshare the cgroup namespace"
             namespaces.unshare_namespaces(cgroup_namespace)
@@ -381,18 +386,22 @@ def _join_cgroup(channel: Channel, cgroup: Cgroup, in_cgroup2: bool) -> None:
 
 def _setup_process(
     channel: Channel, bundle: str, spec: dict[str, Any], interactive: bool, use_init: bool, detached: bool,
-    stdio: tuple[int, int, int] | None, cgroup: Cgroup | None, in_cgroup2: bool,
+    stdio: tuple[int, int, int] | None, cgroup: Cgroup | None,
 ) -> None:
-    """S: join the cgroup, unshare the namespaces, fork pid 1, exit.
+    """S: join the existing namespaces, unshare the new ones but the cgroup namespace, start pid 1, exit.
 
-    NOTE: S and pid 1 are both in the cgroup for a moment, so `--pids-limit 1`
-    fails here ("fork pid 1"), while the clone3 path starts with one process.
+    Pid 1 starts in the cgroup's cgroup2 directory where clone3(2) allows it
+    (fork_in), then joins the rest of the cgroup and makes its own cgroup
+    namespace, as a cloned C does. S itself never joins the cgroup.
     """
-    _enter(channel, spec, cgroup, in_cgroup2, namespaces.clone_flags(spec))
+    flags = namespaces.clone_flags(spec)
+    cgroup_namespace = flags & syscalls.CLONE_NEWCGROUP
+    _enter(channel, spec, unshare_flags=flags & ~cgroup_namespace)
     try:
-        pid = syscalls.fork()
+        pid, in_cgroup2 = fork_in(cgroup)
         if pid == 0:
-            _container_process(channel, bundle, spec, interactive, use_init, detached, stdio)
+            _container_process(channel, bundle, spec, interactive, use_init, detached, stdio,
+                               lambda: _enter_cgroup(channel, cgroup, cgroup_namespace, in_cgroup2))
         channel.send("pid", str(pid))
     except BaseException as err:  # noqa: BLE001 - reported to pyrun, then exit
         _report_and_exit(channel, "fork pid 1", err)
@@ -405,8 +414,8 @@ def _container_process(
 ) -> None:
     """C: build the container's view of the system, then run the command.
 
-    `enter_cgroup()`, for a C that was cloned, joins the rest of the cgroup and
-    makes the cgroup namespace: just before the cgroup filesystem is mounted.
+    `enter_cgroup()` joins the rest of the cgroup and makes the cgroup
+    namespace: just before the cgroup filesystem is mounted.
     """
     step = "make the process non-dumpable"
     try:

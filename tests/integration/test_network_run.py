@@ -204,6 +204,10 @@ def test_run_container_to_container(test_network, env):
                        "wget", "-qO-", "http://127.0.0.1/passwd")
         assert joined.returncode == 0, joined.stderr
         assert "root:x:0:0" in joined.stdout
+        # A joined namespace needs the setup process, which stays outside the cgroup.
+        alone = pyrun(test_network, env, "run", "--rm", "--network", "container:web", "--pids-limit", "1",
+                      "busybox", "true")
+        assert alone.returncode == 0, alone.stderr
     finally:
         stop_pyrun(test_network, env, process)
     assert_nothing_left(test_network)

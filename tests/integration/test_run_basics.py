@@ -91,10 +91,22 @@ def test_fallback_without_clone3(run_env):
         assert "name=" in hierarchy or path == "/", line
     trace = [line for line in result.stderr.splitlines() if line.startswith("trace: ")]
     assert any(line.startswith("trace: clone3(") and "ENOSYS" in line for line in trace)
-    # The setup process joins the cgroup, unshares every namespace and forks pid 1.
+    # The setup process unshares every namespace but the cgroup namespace and
+    # forks pid 1, which joins the cgroup and then makes its cgroup namespace.
     unshares = [flags_of(line) for line in trace if line.startswith("trace: unshare(")]
-    assert unshares == [NAMESPACE_FLAGS | {"CLONE_NEWCGROUP"}]
+    assert unshares == [NAMESPACE_FLAGS, {"CLONE_NEWCGROUP"}]
     assert len([line for line in trace if line.startswith("trace: fork(")]) == 4
+
+
+def test_fallback_without_clone3_allows_one_process(run_env):
+    # The setup process stays outside the cgroup, so pid 1 is its only process.
+    checkout = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_CLONE3, checkout, PYRUN, "--root", str(run_env.root),
+         "run", "--rm", "--network", "none", "--pids-limit", "1", "busybox", "true"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, **run_env.env},
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_hostname_default_and_flag(run_env):

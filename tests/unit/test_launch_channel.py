@@ -134,7 +134,7 @@ def test_failed_cgroup_join_names_its_step(pair, monkeypatch):
     reported = []
     monkeypatch.setattr(launch, "_report_and_exit", lambda channel, step, err: reported.append((step, err)))
 
-    launch._enter_cgroup(launch.Channel(theirs), CgroupThatCannotBeJoined(), syscalls.CLONE_NEWCGROUP)
+    launch._enter_cgroup(launch.Channel(theirs), CgroupThatCannotBeJoined(), syscalls.CLONE_NEWCGROUP, in_cgroup2=True)
 
     assert len(reported) == 1
     assert reported[0][0] == "join the cgroup"
