@@ -272,19 +272,21 @@ def tag_image(args) -> int:
 def add_inspect(subparsers) -> None:
     parser = subparsers.add_parser("inspect", help="show images as JSON")
     parser.add_argument("images", nargs="+", metavar="IMAGE")
-    parser.add_argument("-f", "--format", help=SUPPRESS)
+    parser.add_argument("-f", "--format", default="", help="print one field, e.g. '{{.Config.Cmd}}'")
     parser.set_defaults(handler=inspect_images)
 
 
 def inspect_images(args) -> int:
+    from runtime.cli.lifecycle import render_inspect_format
     from runtime.store import ImageStore
 
-    if args.format:
-        raise UsageError("pyrun image inspect does not support --format: "
-                         "filter the JSON with jq")
     store = ImageStore(args.root)
     documents = [inspect_document(store, store.get(name)) for name in args.images]
-    print(json.dumps(documents, indent=4))
+    if args.format:
+        for document in documents:
+            print(render_inspect_format(args.format, document))
+    else:
+        print(json.dumps(documents, indent=4))
     return 0
 
 

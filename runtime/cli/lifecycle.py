@@ -171,6 +171,8 @@ def parse_bool(text: str) -> bool:
 def add_inspect(subparsers) -> None:
     parser = subparsers.add_parser("inspect", help="show containers' details as JSON")
     parser.add_argument("-f", "--format", default="", help="print one field, e.g. '{{.State.Status}}'")
+    parser.add_argument("--type", choices=["container", "image"], default=None,
+                        help="inspect only this kind of object (default: a container, else an image)")
     add_containers_argument(parser)
     parser.set_defaults(handler=inspect_command)
 
@@ -737,12 +739,23 @@ def inspect_command(args: Namespace) -> int:
     import json
 
     from runtime import lifecycle
+    from runtime.errors import NotFoundError
 
     documents = []
 
     def inspect_one(reference: str) -> None:
-        record = lifecycle.load(args.root, reference)
-        documents[reference] = inspect_document(record, lifecycle.spec_of(args.root, record["id"]), args.root)
+        # As `docker inspect`: a container by that name or ID, else an image.
+        if args.type != "image":
+            try:
+                record = lifecycle.load(args.root, reference)
+            except NotFoundError:
+                if args.type == "container":
+                    raise
+            else:
+                documents[reference] = inspect_document(record, lifecycle.spec_of(args.root, record["id"]),
+                                                        args.root)
+                return
+        documents[reference] = image_document(args.root, reference, only_images=args.type == "image")
 
     documents: dict[str, dict] = {}
     status = for_each(args, inspect_one)
@@ -753,6 +766,21 @@ def inspect_command(args: Namespace) -> int:
     else:
         print(json.dumps(found, indent=4))
     return status
+
+
+def image_document(root: str, reference: str, *, only_images: bool) -> dict:
+    """Return `image inspect`'s document for the image `reference`; NotFoundError names the object when it is absent."""
+    from runtime.cli import images
+    from runtime.errors import NotFoundError
+    from runtime.store import ImageStore
+
+    store = ImageStore(root)
+    image = store.lookup(reference)
+    if image is None:
+        kind = "image" if only_images else "container or image"
+        raise NotFoundError(f"no such {kind}: {reference}",
+                            hint="list them with pyrun ps -a and pyrun images")
+    return images.inspect_document(store, image)
 
 
 def render_inspect_format(template: str, document: dict) -> str:

@@ -330,3 +330,26 @@ def test_missing_command_exit_code(run_env, cleanup):  # noqa: F811
     assert "no-such-command" in result.stderr
     assert "executable file not found" in result.stderr
     assert pyrun(run_env, "inspect", "-f", "{{.State.ExitCode}}", "broken").stdout.strip() == "127"
+
+
+def test_inspect_falls_back_to_images(run_env, cleanup):  # noqa: F811
+    # As `docker inspect`: a name that no container has is looked up among the images.
+    image = pyrun(run_env, "inspect", "-f", "{{.Os}} {{json .Config.Cmd}}", "busybox")
+    assert image.returncode == 0, image.stderr
+    assert image.stdout == 'linux ["sh"]\n'
+    container = detached(run_env, "--name", "busybox", "busybox", "sleep", "60")
+    preferred = pyrun(run_env, "inspect", "-f", "{{.Id}}", "busybox")
+    assert preferred.stdout.strip() == container
+    as_image = pyrun(run_env, "inspect", "--type", "image", "-f", "{{.Os}}", "busybox")
+    assert as_image.stdout == "linux\n"
+    image_command = pyrun(run_env, "image", "inspect", "-f", "{{.Os}}", "busybox")
+    assert image_command.stdout == "linux\n"
+
+
+def test_inspect_type_container_and_missing_object(run_env):
+    only_containers = pyrun(run_env, "inspect", "--type", "container", "busybox")
+    assert only_containers.returncode == 1
+    assert "no such container: busybox" in only_containers.stderr
+    missing = pyrun(run_env, "inspect", "no-such-thing")
+    assert missing.returncode == 1
+    assert "no such container or image: no-such-thing" in missing.stderr
