@@ -777,9 +777,10 @@ def image_document(root: str, reference: str, *, only_images: bool) -> dict:
     store = ImageStore(root)
     image = store.lookup(reference)
     if image is None:
-        kind = "image" if only_images else "container or image"
+        # Docker's words: "No such object" when both kinds were searched.
+        kind = "image" if only_images else "object"
         raise NotFoundError(f"no such {kind}: {reference}",
-                            hint="list them with pyrun ps -a and pyrun images")
+                            hint="list containers with pyrun ps -a and images with pyrun images")
     return images.inspect_document(store, image)
 
 

@@ -352,4 +352,4 @@ def test_inspect_type_container_and_missing_object(run_env):
     assert "no such container: busybox" in only_containers.stderr
     missing = pyrun(run_env, "inspect", "no-such-thing")
     assert missing.returncode == 1
-    assert "no such container or image: no-such-thing" in missing.stderr
+    assert "no such object: no-such-thing" in missing.stderr

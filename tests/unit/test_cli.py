@@ -357,12 +357,19 @@ def test_closed_stdout_ends_quietly_with_sigpipe_status():
 
 
 @pytest.mark.parametrize("command", [["rename", "nosuch", "other"], ["logs", "nosuch"], ["start", "-a", "nosuch"],
-                                     ["stop", "nosuch"], ["inspect", "nosuch"]])
+                                     ["stop", "nosuch"], ["inspect", "--type", "container", "nosuch"]])
 def test_unknown_container_exits_1_as_docker(tmp_path, command):
     result = subprocess.run([sys.executable, "-m", "runtime", "--root", str(tmp_path), *command],
                             capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr.strip() == "pyrun: no such container: nosuch"
+
+
+def test_inspect_of_unknown_object_exits_1(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "runtime", "--root", str(tmp_path), "inspect", "nosuch"],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.startswith("pyrun: no such object: nosuch (list containers with pyrun ps -a")
 
 
 def test_sig_proxy_takes_go_booleans():
