@@ -134,12 +134,17 @@ class Channel:
         """Return (kind, payload, fds); kind "" means every child end is closed.
 
         A child that exited with a message of pyrun's unread (it was killed,
-        or failed) closes its end with ECONNRESET: that is the end too.
+        or failed) resets the socket, and recvmsg(2) reports ECONNRESET once,
+        before the messages the child sent ahead of its exit. So the reset
+        is followed by one more read: the child's "error", or end-of-file.
         """
         try:
             data, fds = recv_fds(self.sock, MESSAGE_SIZE, 4)
         except ConnectionResetError:
-            return "", "", []
+            try:
+                data, fds = recv_fds(self.sock, MESSAGE_SIZE, 4)
+            except ConnectionResetError:
+                return "", "", []
         if not data:
             return "", "", []
         kind, _, payload = data.decode().partition("\0")

@@ -96,6 +96,19 @@ def test_go_after_unread_message_reports_error(pair):
         channel.receive()
 
 
+def test_error_sent_before_a_reset_is_still_read(pair):
+    # C failed after pyrun's "go" had reached it unread: closing its end
+    # resets pyrun's, and the kernel reports the reset before the queued
+    # "error" message.
+    ours, theirs = pair
+    channel = launch.Channel(ours)
+    launch.send_go(channel, b"")
+    launch.Channel(theirs).send("error", "mount filesystems\0" "125\0" "symlink at /proc")
+    theirs.close()
+    with pytest.raises(launch.SetupError, match="failed at mount filesystems: symlink at /proc"):
+        channel.receive()
+
+
 def test_child_killed_with_message_unread_is_the_end(pair):
     # C was killed (stop, rm -f) before it read "go": pyrun's next receive
     # gets ECONNRESET, which means the same as end-of-file.
