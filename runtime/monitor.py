@@ -63,12 +63,20 @@ def record_exit(container_dir: str, exit_code: int, oom: bool) -> None:
 
     runtime.state is not imported, because it would import more than the
     monitor needs; the file names and the lock must stay the same as there.
+    As there, a missing lock file, or one unlinked while this waited for the
+    lock, means `rm -f` removed the container: there is nothing to record,
+    and making the file again would leave it behind.
     """
     fields = {"status": "exited", "exit_code": exit_code, "pid": 0, "finished_at": logs.timestamp(),
               "oom_killed": oom, "error": ""}
-    lock = os.open(os.path.join(container_dir, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        lock = os.open(os.path.join(container_dir, "lock"), os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.fstat(lock).st_nlink == 0:
+            return
         record = read_record(container_dir)
         record.update(fields)
         temporary = os.path.join(container_dir, "state.json.tmp")

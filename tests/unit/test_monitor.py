@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -55,3 +56,28 @@ def test_reap_exited_children_collects_zombies():
     monitor.reap_exited_children()
     with pytest.raises(ChildProcessError):
         os.waitpid(child, os.WNOHANG)
+
+
+def test_record_exit_of_removed_container_writes_nothing(tmp_path):
+    from runtime import state
+
+    root = str(tmp_path)
+    directory = state.container_dir(root, "9" * 64)
+    state.create_record(root, "9" * 64, {"name": "removed"})
+    # rm -f got this far: the lock file and the record are gone, the directory not yet.
+    os.unlink(os.path.join(directory, "lock"))
+    os.unlink(os.path.join(directory, "state.json"))
+
+    monitor.record_exit(directory, 0, False)
+    assert os.listdir(directory) == []
+
+
+def test_record_exit_updates_the_record(tmp_path):
+    from runtime import state
+
+    root = str(tmp_path)
+    state.create_record(root, "8" * 64, {"name": "kept", "status": "running"})
+    monitor.record_exit(state.container_dir(root, "8" * 64), 3, False)
+    record = state.load_record(root, "8" * 64)
+    assert record["status"] == "exited"
+    assert record["exit_code"] == 3
