@@ -75,8 +75,6 @@ def __getattr__(name: str):
     submodule = _LAZY_NAMES.get(name)
     if submodule is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module_name = f"{__name__}.{submodule}"
-    __import__(module_name)
-    import sys
-
-    return getattr(sys.modules[module_name], name)
+    # With a fromlist, __import__ returns the submodule itself, not the package.
+    module = __import__(f"{__name__}.{submodule}", fromlist=[name])
+    return getattr(module, name)
