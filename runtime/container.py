@@ -84,20 +84,30 @@ def create(
     command = process_args(image_config, options)
     container_id = state.new_container_id()
     os.makedirs(state.containers_dir(root), exist_ok=True)
-    if name:
-        state.reserve_name(root, name, container_id)
+    chosen = bool(name)
+    if chosen:
+        state.check_name(name)
     else:
-        name = state.reserve_generated_name(root, container_id)
+        name = state.generated_name()
     network_plan = network_plan or {"mode": "none"}
     directory = state.container_dir(root, container_id)
     mounted = ""
     try:
+        # The record comes before the name link, so a name always leads to a
+        # record: a create killed in between leaves a record that `rm` finds.
         state.create_record(
             root,
             container_id,
             {"name": name, "image": image.reference, "image_id": image.id, "network_plan": network_plan,
              "path": command[0], "args": command[1:], **(details or {})},
         )
+        if chosen:
+            state.reserve_name(root, name, container_id)
+        else:
+            reserved = state.reserve_generated_name(root, container_id, first=name)
+            if reserved != name:
+                name = reserved
+                state.update_record(root, container_id, name=name)
         mounted = overlay.mount_overlay(directory, image.layer_dirs, volatile=ephemeral)
 
         user_spec = options.user if options.user is not None else image_config.get("User", "")

@@ -778,7 +778,13 @@ def kill(root: str, reference: str, sig: int = signals.SIGKILL) -> str:
 
 def remove(root: str, reference: str, *, force: bool = False) -> str:
     """Remove a container; a running one only with `force`, which kills it first."""
-    record = load(root, reference)
+    try:
+        record = load(root, reference)
+    except ContainerNotFoundError:
+        leftover = _remove_name_without_record(root, reference)
+        if leftover is None:
+            raise
+        return leftover
     container_id = record["id"]
     if record.get("status") == state.STATUS_RUNNING:
         if not force:
@@ -802,6 +808,25 @@ def remove(root: str, reference: str, *, force: bool = False) -> str:
             state.remove_container(root, container_id)
     except NotFoundError:
         pass  # an --rm monitor or another rm removed it
+    return container_id
+
+
+def _remove_name_without_record(root: str, reference: str) -> str | None:
+    """Free the name `reference` when it leads to no record; return the container ID it named, else None.
+
+    A create now writes the record before the name link. Before that order,
+    a create killed between the two left a name that no command could free,
+    with no directory or one without state.json (and so no mount or cgroup).
+    """
+    name = reference.lstrip("/")
+    container_id = state.id_for_name(root, name)
+    if container_id is None:
+        return None
+    directory = state.container_dir(root, container_id)
+    if os.path.exists(os.path.join(directory, "state.json")):
+        return None
+    state.remove_tree(directory)
+    state.release_name(root, name, container_id)
     return container_id
 
 

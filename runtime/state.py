@@ -100,15 +100,21 @@ def reserve_name(root: str, name: str, container_id: str) -> None:
         ) from None
 
 
-def reserve_generated_name(root: str, container_id: str) -> str:
-    """Pick a free name such as "brave_turing" and reserve it."""
+def generated_name(attempt: int = 0) -> str:
+    """Return a name such as "brave_turing"; from the 10th attempt on, with a number appended."""
+    # os.urandom avoids importing `random` on every `run`; the slight
+    # modulo bias does not matter for names.
+    first, second, suffix = os.urandom(3)
+    name = f"{ADJECTIVES[first % len(ADJECTIVES)]}_{SCIENTISTS[second % len(SCIENTISTS)]}"
+    if attempt >= 10:
+        name += str(suffix + 256 * attempt)
+    return name
+
+
+def reserve_generated_name(root: str, container_id: str, first: str = "") -> str:
+    """Reserve `first`, or another generated name when it is taken (or not given); return the name."""
     for attempt in range(100):
-        # os.urandom avoids importing `random` on every `run`; the slight
-        # modulo bias does not matter for names.
-        first, second, suffix = os.urandom(3)
-        name = f"{ADJECTIVES[first % len(ADJECTIVES)]}_{SCIENTISTS[second % len(SCIENTISTS)]}"
-        if attempt >= 10:
-            name += str(suffix + 256 * attempt)
+        name = first if attempt == 0 and first else generated_name(attempt)
         try:
             reserve_name(root, name, container_id)
             return name

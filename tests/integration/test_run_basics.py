@@ -329,3 +329,32 @@ def test_hot_commands_skip_heavy_standard_modules(run_env):
             assert name not in foreground, f"run --rm imports {name}"
     finally:
         run_pyrun("rm", "-f", container_id.strip(), root=run_env.root, env=run_env.env)
+
+
+# Creates a container with a name and dies (os._exit, as SIGKILL would end it)
+# when the name link is about to be made.
+CREATE_KILLED_AT_NAME = """
+import os, sys
+from runtime import container, state
+from runtime.spec import RunOptions
+from runtime.store import ImageStore
+
+state.reserve_name = lambda *args: os._exit(9)
+root = sys.argv[1]
+container.create(root, ImageStore(root).lookup("busybox"), RunOptions(command=["true"]), name="killed-create",
+                 network_plan={"mode": "none"})
+"""
+
+
+def test_create_killed_before_its_name_leaves_a_record(run_env):
+    checkout = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    killed = subprocess.run([sys.executable, "-c", CREATE_KILLED_AT_NAME, str(run_env.root)],
+                            capture_output=True, text=True, cwd=checkout, timeout=60)
+    assert killed.returncode == 9, killed.stderr
+    listed = run_pyrun("ps", "-a", "--filter", "name=killed-create", "-q", root=run_env.root, env=run_env.env)
+    (short_id,) = listed.stdout.split()
+    removed = run_pyrun("rm", "-f", short_id, root=run_env.root, env=run_env.env)
+    assert removed.returncode == 0, removed.stderr
+    assert run_pyrun("ps", "-aq", "--filter", "name=killed-create", root=run_env.root, env=run_env.env).stdout == ""
+    again = pyrun_run(run_env, "--name", "killed-create", "busybox", "true")
+    assert again.returncode == 0, again.stderr

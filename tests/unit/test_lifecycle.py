@@ -342,3 +342,17 @@ def test_rm_of_killed_create_removes_it(tmp_path, config_text):
         assert lifecycle.remove(str(tmp_path), "half-made", force=True) == container_id
     assert not os.path.exists(state.container_dir(str(tmp_path), container_id))
     assert state.id_for_name(str(tmp_path), "half-made") is None
+
+
+@pytest.mark.parametrize("directory_left", [False, True])
+def test_rm_frees_a_name_without_record(tmp_path, directory_left):
+    """A create killed between its name link and its record (the order before the record came first)."""
+    container_id = "5" * 64
+    state.reserve_name(str(tmp_path), "stuck", container_id)
+    if directory_left:
+        os.makedirs(state.container_dir(str(tmp_path), container_id))
+        open(os.path.join(state.container_dir(str(tmp_path), container_id), "lock"), "w").close()
+
+    assert lifecycle.remove(str(tmp_path), "stuck", force=True) == container_id
+    assert state.id_for_name(str(tmp_path), "stuck") is None
+    assert not os.path.exists(state.container_dir(str(tmp_path), container_id))

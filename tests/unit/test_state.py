@@ -165,3 +165,11 @@ def test_update_waiting_for_lock_sees_removal(tmp_path):
 
     assert len(errors) == 1
     assert not os.path.exists(directory)
+
+
+def test_generated_name_taken_gets_another(tmp_path):
+    root = str(tmp_path)
+    state.reserve_name(root, "brave_turing", "a" * 64)
+    name = state.reserve_generated_name(root, "b" * 64, first="brave_turing")
+    assert name != "brave_turing"
+    assert state.id_for_name(root, name) == "b" * 64
