@@ -814,9 +814,10 @@ def remove(root: str, reference: str, *, force: bool = False) -> str:
 def _remove_name_without_record(root: str, reference: str) -> str | None:
     """Free the name `reference` when it leads to no record; return the container ID it named, else None.
 
-    A create now writes the record before the name link. Before that order,
-    a create killed between the two left a name that no command could free,
-    with no directory or one without state.json (and so no mount or cgroup).
+    A create writes the record before the name link. Older versions of
+    pyrun made the link first, so a create killed between the two left a
+    name that no command could free, with no directory or one without
+    state.json (and so no mount or cgroup).
     """
     name = reference.lstrip("/")
     container_id = state.id_for_name(root, name)

@@ -277,17 +277,25 @@ def add_inspect(subparsers) -> None:
 
 
 def inspect_images(args) -> int:
+    """Print the images found, in the order named; a missing one is an error on stderr and status 1, as in Docker."""
     from runtime.cli.lifecycle import render_inspect_format
+    from runtime.errors import NotFoundError
     from runtime.store import ImageStore
 
     store = ImageStore(args.root)
-    documents = [inspect_document(store, store.get(name)) for name in args.images]
+    documents, status = [], 0
+    for name in args.images:
+        try:
+            documents.append(inspect_document(store, store.get(name)))
+        except NotFoundError as err:
+            print(f"pyrun: {err}" + (f" ({err.hint})" if err.hint else ""), file=sys.stderr)
+            status = 1
     if args.format:
         for document in documents:
             print(render_inspect_format(args.format, document))
     else:
         print(json.dumps(documents, indent=4))
-    return 0
+    return status
 
 
 def inspect_document(store, image) -> dict:

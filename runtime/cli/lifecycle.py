@@ -809,13 +809,24 @@ def render_inspect_format(template: str, document: dict) -> str:
         current = document
         for part in path.split(".") if path else []:
             current = current.get(part) if isinstance(current, dict) else None
-        if as_json or isinstance(current, (dict, list)):
+        if as_json:
             return json.dumps(current, separators=(",", ":"))  # compact, as Docker's json function
-        if isinstance(current, bool):
-            return "true" if current else "false"
-        return "<no value>" if current is None else str(current)
+        return "<no value>" if current is None else go_text(current)
 
     return action.sub(value, template)
+
+
+def go_text(value) -> str:
+    """Return `value` as Go's text/template prints it: [a b] for a list, map[k:v] for a map, <nil> for null."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "<nil>"
+    if isinstance(value, list):
+        return "[" + " ".join(go_text(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{key}:{go_text(value[key])}" for key in sorted(value)) + "]"
+    return str(value)
 
 
 def inspect_document(record: dict, spec: dict, root: str) -> dict:

@@ -11,7 +11,7 @@ import os
 import platform
 import sys
 
-from runtime.cli.parser import REMAINDER, Namespace
+from runtime.cli.parser import Namespace
 
 
 
@@ -21,7 +21,7 @@ def register(subparsers) -> None:
     info = subparsers.add_parser("info", help="show the host's container facilities and pyrun's store")
     info.set_defaults(handler=info_command)
     help_parser = subparsers.add_parser("help", help="show the help of pyrun or of one of its commands")
-    help_parser.add_argument("words", nargs=REMAINDER, metavar="COMMAND", help="a command, such as run or image ls")
+    help_parser.add_argument("words", nargs="*", metavar="COMMAND", help="a command, such as run or image ls")
     help_parser.set_defaults(handler=help_command)
 
 
@@ -49,12 +49,21 @@ def version_command(args: Namespace) -> int:
     return 0
 
 
+# The commands whose first argument is a verb (`pyrun image ls`).
+GROUPS = ("container", "image")
+
+
 def help_command(args: Namespace) -> int:
-    """Print the help of the command that `args.words` name, as `pyrun WORDS --help` does (`docker help run`)."""
+    """Print the help of the command that `args.words` name, as `pyrun WORDS --help` does (`docker help run`).
+
+    Words after the command (`help run busybox`) are left out, so the
+    command's own arguments cannot take the --help flag as a value.
+    """
     from runtime.cli import parse_command_line
 
+    words = args.words[:2] if args.words[:1] and args.words[0] in GROUPS else args.words[:1]
     try:
-        parse_command_line([*args.words, "--help"])
+        parse_command_line([*words, "--help"])
     except SystemExit as done:
         return done.code or 0
     return 0

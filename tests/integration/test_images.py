@@ -153,8 +153,17 @@ def test_inspect_json(pyrun_env, pulled):
 
 
 def test_inspect_missing_image(pyrun_env):
+    # As `docker image inspect`: an error on stderr and status 1.
     result = pyrun(pyrun_env, "image", "inspect", "nothere")
-    assert result.returncode == 125
+    assert result.returncode == 1
+    assert "no such image: nothere" in result.stderr
+    assert json.loads(result.stdout) == []
+
+
+def test_inspect_prints_the_images_found(pyrun_env, pulled):
+    result = pyrun(pyrun_env, "image", "inspect", "-f", "{{.Config.Cmd}}", "nothere", "httpd")
+    assert result.returncode == 1
+    assert result.stdout == "[httpd-foreground]\n"
     assert "no such image: nothere" in result.stderr
 
 

@@ -136,6 +136,14 @@ def test_help_command_prints_a_commands_help(capsys):
     assert capsys.readouterr().out.startswith("usage: pyrun [OPTIONS] COMMAND ...")
 
 
+@pytest.mark.parametrize("words, usage", [(["run", "busybox"], "usage: pyrun run "),
+                                          (["help", "run"], "usage: pyrun help "),
+                                          (["image", "ls", "extra"], "usage: pyrun image ls ")])
+def test_help_ignores_words_after_the_command(capsys, words, usage):
+    assert main(["help", *words]) == 0
+    assert capsys.readouterr().out.startswith(usage)
+
+
 def test_help_of_unknown_command_exits_125(capsys):
     lines = usage_error(capsys, ["help", "bogus"])
     assert lines[0] == "pyrun: unknown command: 'bogus'"

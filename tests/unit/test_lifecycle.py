@@ -81,6 +81,14 @@ def test_render_templates():
     assert cli.render_inspect_format("{{json .State}}", document) == '{"Status":"running","Running":true,"Pid":5}'
 
 
+def test_inspect_format_prints_lists_and_maps_as_go():
+    document = {"Config": {"Cmd": ["sh", "-c", "true"], "Labels": {"b": "2", "a": None}, "Tty": False}}
+    assert cli.render_inspect_format("{{.Config.Cmd}}", document) == "[sh -c true]"
+    assert cli.render_inspect_format("{{.Config.Labels}}", document) == "map[a:<nil> b:2]"
+    assert cli.render_inspect_format("{{.Config.Tty}} {{.Config.Missing}}", document) == "false <no value>"
+    assert cli.render_inspect_format("{{json .Config.Cmd}}", document) == '["sh","-c","true"]'
+
+
 @pytest.mark.parametrize("template, problem", [("{{.State.Pid", "has no matching"), ("{{.State.Pid}} {{if}}", "{{if}}"),
                                                ("x }}", "has no matching")])
 def test_inspect_format_rejects_broken_templates(template, problem):
