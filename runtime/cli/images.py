@@ -278,7 +278,7 @@ def add_inspect(subparsers) -> None:
 
 def inspect_images(args) -> int:
     """Print the images found, in the order named; a missing one is an error on stderr and status 1, as in Docker."""
-    from runtime.cli.lifecycle import render_inspect_format
+    from runtime.cli.lifecycle import print_documents
     from runtime.errors import NotFoundError
     from runtime.store import ImageStore
 
@@ -290,11 +290,7 @@ def inspect_images(args) -> int:
         except NotFoundError as err:
             print(f"pyrun: {err}" + (f" ({err.hint})" if err.hint else ""), file=sys.stderr)
             status = 1
-    if args.format:
-        for document in documents:
-            print(render_inspect_format(args.format, document))
-    else:
-        print(json.dumps(documents, indent=4))
+    print_documents(documents, args.format)
     return status
 
 

@@ -736,8 +736,6 @@ def human_duration(seconds: float) -> str:
 
 
 def inspect_command(args: Namespace) -> int:
-    import json
-
     from runtime import lifecycle
     from runtime.errors import NotFoundError
 
@@ -759,13 +757,19 @@ def inspect_command(args: Namespace) -> int:
 
     documents: dict[str, dict] = {}
     status = for_each(args, inspect_one)
-    found = [documents[reference] for reference in args.containers if reference in documents]
-    if args.format:
-        for document in found:
-            print(render_inspect_format(args.format, document))
-    else:
-        print(json.dumps(found, indent=4))
+    print_documents([documents[reference] for reference in args.containers if reference in documents], args.format)
     return status
+
+
+def print_documents(documents: list[dict], template: str) -> None:
+    """Print inspect's documents: a JSON list, or one line per document filled from `template`."""
+    import json
+
+    if template:
+        for document in documents:
+            print(render_inspect_format(template, document))
+    else:
+        print(json.dumps(documents, indent=4))
 
 
 def image_document(root: str, reference: str, *, only_images: bool) -> dict:
