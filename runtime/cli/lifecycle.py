@@ -381,9 +381,17 @@ def restart_command(args: Namespace) -> int:
 
 def rm_command(args: Namespace) -> int:
     from runtime import lifecycle
+    from runtime.errors import ContainerNotFoundError
 
-    def remove_one(reference: str) -> str:
-        lifecycle.remove(args.root, reference, force=args.force)
+    def remove_one(reference: str) -> str | None:
+        try:
+            lifecycle.remove(args.root, reference, force=args.force)
+        except ContainerNotFoundError as err:
+            if not args.force:
+                raise
+            # As `docker rm -f` since Docker 20.10: a warning, and status 0, as `rm -f` of a missing file.
+            print(f"pyrun: {err}", file=sys.stderr)
+            return None
         return reference
 
     return for_each(args, remove_one, threads=REMOVE_THREADS)

@@ -373,6 +373,15 @@ def test_unknown_container_exits_1_as_docker(tmp_path, command):
     assert result.stderr.strip() == "pyrun: no such container: nosuch"
 
 
+def test_forced_rm_of_unknown_container_succeeds(tmp_path):
+    # As `docker rm -f` since Docker 20.10, and `rm -f` of a missing file: a warning and status 0.
+    result = subprocess.run([sys.executable, "-m", "runtime", "--root", str(tmp_path), "rm", "-f", "nosuch"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0
+    assert result.stderr.strip() == "pyrun: no such container: nosuch"
+    assert result.stdout == ""
+
+
 def test_inspect_of_unknown_object_exits_1(tmp_path):
     result = subprocess.run([sys.executable, "-m", "runtime", "--root", str(tmp_path), "inspect", "nosuch"],
                             capture_output=True, text=True)
