@@ -87,7 +87,7 @@ def test_hot_path_calls_leave_costly_modules_out(tmp_path):
     assert costly(modules) == []
 
 
-def test_run_without_ports_leaves_the_network_attach_code_out():
+def test_run_network_none_skips_attach_code():
     """`run --network none` of an image that exposes no port needs only the plan and the dns text."""
     modules = imported_modules(
         "from runtime.cli import parse_command_line\n"

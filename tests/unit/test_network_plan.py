@@ -75,7 +75,7 @@ def test_dns_and_hosts_kept():
     assert plan["ip"] == "172.17.0.9"
 
 
-def test_the_package_loads_attach_and_the_port_helpers_on_first_use():
+def test_network_lazy_names_load_submodules():
     import runtime.network as network
     from runtime.network import connect, ports
 
@@ -87,6 +87,7 @@ def test_the_package_loads_attach_and_the_port_helpers_on_first_use():
         network.bridges  # noqa: B018 - the lookup is the test
 
 
-def test_an_image_without_ports_and_no_port_flags_plans_no_ports():
+def test_plan_without_ports_is_empty():
     plan = plan_from_args(parse("--network", "none"), {"config": {}})
-    assert plan["ports"] == [] and plan["exposed"] == []
+    assert plan["ports"] == []
+    assert plan["exposed"] == []
