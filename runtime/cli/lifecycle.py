@@ -241,32 +241,36 @@ PARALLEL_CONTAINERS = 16
 REMOVE_THREADS = 4
 
 
-def for_each(args: Namespace, action, *, parallel: bool = True, threads: int = PARALLEL_CONTAINERS) -> int:
+def for_each(args: Namespace, action, *, parallel: bool = True, threads: int = PARALLEL_CONTAINERS,
+             harmless: tuple[type[BaseException], ...] = ()) -> int:
     """Run `action(reference)` for each container; print errors and go on, as Docker does.
 
     `action` prints nothing: it returns the line to print, and the lines
     come out in the order of the arguments. With `parallel`, up to
     `threads` run at once, so an `action` that forks (starts a container)
-    must pass parallel=False.
+    must pass parallel=False. An error of a `harmless` type is printed
+    as a warning and leaves the exit status 0.
     """
     from runtime.errors import describe_error
     from runtime.errors import PyrunError
 
-    def attempt(reference: str) -> tuple[str | None, str | None]:
+    def attempt(reference: str) -> tuple[str | None, str | None, bool]:
         try:
-            return action(reference), None
+            return action(reference), None, False
         except PyrunError as err:
-            return None, f"pyrun: {describe_error(err)}" + (f" ({err.hint})" if err.hint else "")
+            message = f"pyrun: {describe_error(err)}" + (f" ({err.hint})" if err.hint else "")
+            return None, message, isinstance(err, harmless)
 
     if not parallel or len(args.containers) == 1:
         outcomes = [attempt(reference) for reference in args.containers]
     else:
         outcomes = map_in_threads(attempt, args.containers, threads)
     status = 0
-    for line, error in outcomes:
+    for line, error, is_harmless in outcomes:
         if error is not None:
             print(error, file=sys.stderr)
-            status = 1
+            if not is_harmless:
+                status = 1
         elif line is not None:
             print(line)
     return status
@@ -383,18 +387,14 @@ def rm_command(args: Namespace) -> int:
     from runtime import lifecycle
     from runtime.errors import ContainerNotFoundError
 
-    def remove_one(reference: str) -> str | None:
-        try:
-            lifecycle.remove(args.root, reference, force=args.force)
-        except ContainerNotFoundError as err:
-            if not args.force:
-                raise
-            # As `docker rm -f` since Docker 20.10: a warning, and status 0, as `rm -f` of a missing file.
-            print(f"pyrun: {err}", file=sys.stderr)
-            return None
+    def remove_one(reference: str) -> str:
+        lifecycle.remove(args.root, reference, force=args.force)
         return reference
 
-    return for_each(args, remove_one, threads=REMOVE_THREADS)
+    # As `docker rm -f` since Docker 20.10: a missing container is a warning
+    # and status 0, as with `rm -f` of a missing file.
+    harmless = (ContainerNotFoundError,) if args.force else ()
+    return for_each(args, remove_one, threads=REMOVE_THREADS, harmless=harmless)
 
 
 def wait_command(args: Namespace) -> int:
