@@ -995,6 +995,10 @@ def reset_signal_actions() -> None:
     module and glibc both reject the two real-time signals glibc reserves
     (32 and 33), so those go through the rt_sigaction system call directly.
     One record covers the whole loop, so a trace shows a single step.
+
+    Python's signal module reads every signal's action when it starts and
+    records each change made through it. So signals.getsignal() shows,
+    without a system call, whether a signal needs a change: only those are set.
     """
 
     def action() -> None:
@@ -1002,12 +1006,12 @@ def reset_signal_actions() -> None:
         for number in range(1, signals.NSIG):
             if number in (signals.SIGKILL, signals.SIGSTOP):
                 continue
-            if number == signals.SIGPIPE:
-                signals.signal(number, signals.SIG_IGN)
-            elif number in valid:
-                signals.signal(number, signals.SIG_DFL)
-            else:
+            if number not in valid:
                 _set_default_action(number)
+                continue
+            expected = signals.SIG_IGN if number == signals.SIGPIPE else signals.SIG_DFL
+            if signals.getsignal(number) != expected:
+                signals.signal(number, expected)
 
     record("sigaction", "sigaction(2)", action, signals="all", handler="SIG_DFL")
 

@@ -113,6 +113,14 @@ def v1_controllers(mount: Mount) -> list[str]:
 
 def layout_from_text(mountinfo_text: str, filesystems_text: str) -> Layout:
     """Work out the layout from the text of mountinfo and /proc/filesystems."""
+    layout = mounted_layout(mountinfo_text)
+    if layout is None:
+        raise no_hierarchy_error(filesystems_text)
+    return layout
+
+
+def mounted_layout(mountinfo_text: str) -> Layout | None:
+    """Return the layout that the mountinfo text shows, or None when no cgroup hierarchy is mounted."""
     v1_mounts: dict[str, str] = {}
     unified = None
     for mount in parse_mountinfo(mountinfo_text):
@@ -129,12 +137,16 @@ def layout_from_text(mountinfo_text: str, filesystems_text: str) -> Layout:
         return Layout("v1", v1_mounts, None)
     if unified:
         return Layout("v2", {}, unified)
+    return None
 
+
+def no_hierarchy_error(filesystems_text: str) -> CgroupError:
+    """Return the error for a host with no cgroup hierarchy mounted, with a hint based on /proc/filesystems."""
     kernel_has_v2 = any(line.split()[-1:] == ["cgroup2"] for line in filesystems_text.splitlines())
     hint = "mount one, e.g. mount -t cgroup2 none /sys/fs/cgroup"
     if not kernel_has_v2:
         hint = "this kernel has no cgroup2 support; mount the v1 controllers under /sys/fs/cgroup"
-    raise CgroupError("no cgroup hierarchy is mounted (checked /proc/self/mountinfo)", hint=hint)
+    return CgroupError("no cgroup hierarchy is mounted (checked /proc/self/mountinfo)", hint=hint)
 
 
 # Layouts already detected, by (mountinfo, filesystems) path. A dict, not
@@ -158,12 +170,13 @@ def forget_layouts() -> None:
 def _read_layout(mountinfo: str, filesystems: str) -> Layout:
     try:
         with open(mountinfo) as file:
-            mountinfo_text = file.read()
-        with open(filesystems) as file:
-            filesystems_text = file.read()
+            layout = mounted_layout(file.read())
+        if layout is None:
+            # Read only in this case, because only the error's hint uses it.
+            with open(filesystems) as file:
+                raise no_hierarchy_error(file.read())
     except OSError as err:
         raise CgroupError(f"read the mount table {mountinfo}") from err
-    layout = layout_from_text(mountinfo_text, filesystems_text)
     log.debug("cgroup layout is %s (v1 controllers: %s, cgroup2 at %s)",
               layout.kind, ", ".join(sorted(layout.v1_mounts)) or "none", layout.unified)
     return layout

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import time
 
-from runtime.cgroups import devices, files
+from runtime.cgroups import files
 from runtime.cgroups.base import Cgroup
 from runtime.cgroups.detect import CgroupError, Layout
 from runtime.cgroups.flags import FLAG_NAMES
@@ -29,6 +29,8 @@ from runtime.log import get_logger
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+    from runtime.cgroups import devices
 
 log = get_logger(__name__)
 
@@ -160,6 +162,10 @@ class V1Cgroup(Cgroup):
         cpu = resources.get("cpu") or {}
         memory = resources.get("memory") or {}
         pids = resources.get("pids") or {}
+        # Imported here, not at the top: `run` applies the limits after the
+        # fork, in parallel with the container's mounts (see runtime.container).
+        from runtime.cgroups import devices
+
         device_rules = devices.rules_from_resources(resources)
         if device_rules is not None:
             self.apply_devices(device_rules)
@@ -181,6 +187,8 @@ class V1Cgroup(Cgroup):
 
             bpf.attach_device_program(os.path.join(self.unified_mount, self.path), rules)
             return
+        from runtime.cgroups import devices
+
         devices.apply_v1(self.require("devices", "applying the device rules"), rules)
 
     def apply_cpuset(self, cpu: dict[str, Any]) -> None:

@@ -70,3 +70,18 @@ def test_no_hierarchy_mounted(filesystems, hint):
 def test_this_host_detected():
     layout = detect.detect_layout()
     assert layout.kind in ("v1", "hybrid", "v2")
+
+
+def test_filesystems_read_only_when_nothing_is_mounted(tmp_path):
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(PURE_V2)
+    missing = str(tmp_path / "no-filesystems")
+    assert detect.detect_layout(str(mountinfo), missing).kind == "v2"
+    mountinfo.write_text("31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n")
+    filesystems = tmp_path / "filesystems"
+    filesystems.write_text("nodev\tcgroup\n")
+    with pytest.raises(detect.CgroupError) as info:
+        detect.detect_layout(str(mountinfo), str(filesystems))
+    assert "no cgroup2" in info.value.hint
+    with pytest.raises(detect.CgroupError, match="read the mount table"):
+        detect.detect_layout(str(mountinfo), missing + "-too")

@@ -104,6 +104,15 @@ def test_loads_bytes():
     assert jsonio.loads(b"\xef\xbb\xbf[1]") == [1]
 
 
+def test_loads_bytes_with_two_byte_order_marks_like_json():
+    text = b"\xef\xbb\xbf\xef\xbb\xbf[1]"
+    with pytest.raises(json.JSONDecodeError) as expected:
+        json.loads(text)
+    with pytest.raises(jsonio.JSONDecodeError) as raised:
+        jsonio.loads(text)
+    assert str(raised.value) == str(expected.value)
+
+
 def test_loads_big_int_and_float_types():
     assert type(jsonio.loads("1.0")) is float
     assert jsonio.loads("123456789012345678901234567890") == 123456789012345678901234567890
@@ -136,8 +145,9 @@ def test_module_imports_no_json(tmp_path):
     import subprocess
     import sys
 
-    code = "import sys, runtime.jsonio; print('json' in sys.modules, 're' in sys.modules)"
+    code = ("import sys, runtime.jsonio; runtime.jsonio.loads(b'\\xef\\xbb\\xbf[1]');"
+            "print('json' in sys.modules, 're' in sys.modules, 'encodings.utf_8_sig' in sys.modules)")
     root = __file__.rsplit("/tests/", 1)[0]
     output = subprocess.run([sys.executable, "-IS", "-c", f"import sys; sys.path.insert(0, {root!r}); {code}"],
                             capture_output=True, text=True, check=True).stdout
-    assert output.split() == ["False", "False"]
+    assert output.split() == ["False", "False", "False"]

@@ -99,12 +99,40 @@ def test_failed_execve_is_announced_again_with_error():
     assert seen[1].error.errno == errno.ENOENT
 
 
-def ignored_signals_mask() -> int:
+def ignored_signals_mask(field: str = "SigIgn") -> int:
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("SigIgn:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1], 16)
-    raise AssertionError("no SigIgn line in /proc/self/status")
+    raise AssertionError(f"no {field} line in /proc/self/status")
+
+
+def test_reset_signal_actions_resets_signals_python_set():
+    # Ignored and caught signals, set through Python's signal module as
+    # pyrun and its caller set them: none may remain after the reset.
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+            signal.signal(signal.SIGRTMIN + 6, signal.SIG_IGN)
+            signal.signal(signal.SIGUSR2, lambda *_: None)
+            before = (ignored_signals_mask(), ignored_signals_mask("SigCgt"))
+            syscalls.reset_signal_actions()
+            after = (ignored_signals_mask(), ignored_signals_mask("SigCgt"))
+            os.write(write_end, " ".join(str(mask) for mask in before + after).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    ignored_before, caught_before, ignored_after, caught_after = (int(value) for value in os.read(read_end, 200).split())
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    for number in (signal.SIGUSR1, signal.SIGRTMIN + 6):
+        assert ignored_before & (1 << (number - 1))
+        assert not ignored_after & (1 << (number - 1))
+    assert caught_before & (1 << (signal.SIGUSR2 - 1))
+    assert not caught_after & (1 << (signal.SIGUSR2 - 1))
 
 
 def test_reset_signal_actions_keeps_only_sigpipe_ignored():
