@@ -78,6 +78,7 @@ def create(
     everything created so far is removed again.
     """
     from runtime.cgroups import cgroup_path
+    from runtime.store.init_layer import rootfs_layers
 
     image_config = image.config.get("config") or {}
     # The command is checked, and recorded for `ps`, before anything is made.
@@ -108,7 +109,7 @@ def create(
             if reserved != name:
                 name = reserved
                 state.update_record(root, container_id, name=name)
-        mounted = overlay.mount_overlay(directory, image.layer_dirs, volatile=ephemeral)
+        mounted = overlay.mount_overlay(directory, rootfs_layers(root, image), volatile=ephemeral)
 
         user_spec = options.user if options.user is not None else image_config.get("User", "")
         user = resolve_user(

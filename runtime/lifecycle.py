@@ -568,8 +568,9 @@ def _mount_rootfs(created: Any, image_id: str, *, ephemeral: bool) -> None:
     layer_dirs = overlay.linked_layers(created.directory)
     if not layer_dirs:
         from runtime.store import ImageStore
+        from runtime.store.init_layer import rootfs_layers
 
-        layer_dirs = ImageStore(created.root).get(image_id).layer_dirs
+        layer_dirs = rootfs_layers(created.root, ImageStore(created.root).get(image_id))
     overlay.mount_overlay(created.directory, layer_dirs, volatile=ephemeral)
 
 

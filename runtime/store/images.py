@@ -281,6 +281,9 @@ class ImageStore:
                 trash = os.path.join(self.layout.tmp, f"trash-{name}-{os.getpid()}")
                 os.rename(path, trash)
                 remove_tree(trash)
+        from runtime.store.init_layer import remove_unused_init_layers
+
+        remove_unused_init_layers(self.layout.root, set(data["images"]))
         for name in _list_directory(self.layout.blobs):
             if name not in keep_blobs and not name.startswith("."):
                 path = os.path.join(self.layout.blobs, name)

@@ -2,6 +2,7 @@
 
     <root>/blobs/sha256/<hex>      manifests, configs, compressed layers
     <root>/layers/<chain-id hex>/  one unpacked layer, shared by images
+    <root>/init-layers/<id hex>/   the mountpoints an image lacks (runtime.store.init_layer)
     <root>/images.json             image records and names -> image IDs
     <root>/containers/<id>/        containers (written by the runtime)
     <root>/tmp/                    partial downloads, unpacking, lock files
