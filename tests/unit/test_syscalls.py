@@ -99,7 +99,8 @@ def test_failed_execve_is_announced_again_with_error():
     assert seen[1].error.errno == errno.ENOENT
 
 
-def ignored_signals_mask(field: str = "SigIgn") -> int:
+def signal_mask(field: str) -> int:
+    """Return a signal mask of this process from /proc/self/status: SigIgn (ignored) or SigCgt (caught)."""
     with open("/proc/self/status") as status:
         for line in status:
             if line.startswith(f"{field}:"):
@@ -107,20 +108,20 @@ def ignored_signals_mask(field: str = "SigIgn") -> int:
     raise AssertionError(f"no {field} line in /proc/self/status")
 
 
-def test_reset_signal_actions_resets_signals_python_set():
-    # Ignored and caught signals, set through Python's signal module as
-    # pyrun and its caller set them: none may remain after the reset.
+def masks_around_reset(prepare) -> tuple[int, int, int, int]:
+    """Run `prepare`, then reset_signal_actions, in a child; return SigIgn and SigCgt before and after.
+
+    A child, so that the test process keeps its own signal actions.
+    """
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
             os.close(read_end)
-            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-            signal.signal(signal.SIGRTMIN + 6, signal.SIG_IGN)
-            signal.signal(signal.SIGUSR2, lambda *_: None)
-            before = (ignored_signals_mask(), ignored_signals_mask("SigCgt"))
+            prepare()
+            before = (signal_mask("SigIgn"), signal_mask("SigCgt"))
             syscalls.reset_signal_actions()
-            after = (ignored_signals_mask(), ignored_signals_mask("SigCgt"))
+            after = (signal_mask("SigIgn"), signal_mask("SigCgt"))
             os.write(write_end, " ".join(str(mask) for mask in before + after).encode())
         finally:
             os._exit(0)
@@ -128,6 +129,18 @@ def test_reset_signal_actions_resets_signals_python_set():
     ignored_before, caught_before, ignored_after, caught_after = (int(value) for value in os.read(read_end, 200).split())
     os.close(read_end)
     os.waitpid(pid, 0)
+    return ignored_before, caught_before, ignored_after, caught_after
+
+
+def test_reset_signal_actions_resets_signals_python_set():
+    # Ignored and caught signals, set through Python's signal module as
+    # pyrun and its caller set them: none may remain after the reset.
+    def prepare():
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        signal.signal(signal.SIGRTMIN + 6, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR2, lambda *_: None)
+
+    ignored_before, caught_before, ignored_after, caught_after = masks_around_reset(prepare)
     for number in (signal.SIGUSR1, signal.SIGRTMIN + 6):
         assert ignored_before & (1 << (number - 1))
         assert not ignored_after & (1 << (number - 1))
@@ -136,26 +149,14 @@ def test_reset_signal_actions_resets_signals_python_set():
 
 
 def test_reset_signal_actions_keeps_only_sigpipe_ignored():
-    # Run in a child, so the test process keeps its own signal actions.
     # SIGPIPE stays ignored until execve (see syscalls.execve).
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(read_end)
-            ignore = syscalls._KernelSigaction(handler=1)  # SIG_IGN, for a signal glibc reserves
-            number = syscalls.syscall_number("rt_sigaction")
-            syscalls.libc().syscall(number, 32, ctypes.byref(ignore), None, 8)
-            signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-            before = ignored_signals_mask()
-            syscalls.reset_signal_actions()
-            os.write(write_end, f"{before} {ignored_signals_mask()}".encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    before, after = (int(value) for value in os.read(read_end, 100).split())
-    os.close(read_end)
-    os.waitpid(pid, 0)
+    def prepare():
+        ignore = syscalls._KernelSigaction(handler=1)  # SIG_IGN, for a signal glibc reserves
+        number = syscalls.syscall_number("rt_sigaction")
+        syscalls.libc().syscall(number, 32, ctypes.byref(ignore), None, 8)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+    before, _, after, _ = masks_around_reset(prepare)
     assert before & (1 << 31)
     assert before & (1 << (signal.SIGPIPE - 1))
     assert after == 1 << (signal.SIGPIPE - 1)
