@@ -132,7 +132,7 @@ def masks_around_reset(prepare) -> tuple[int, int, int, int]:
     return ignored_before, caught_before, ignored_after, caught_after
 
 
-def test_reset_signal_actions_resets_signals_python_set():
+def test_reset_clears_python_set_signals():
     # Ignored and caught signals, set through Python's signal module as
     # pyrun and its caller set them: none may remain after the reset.
     def prepare():
