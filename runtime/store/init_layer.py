@@ -37,6 +37,7 @@ from runtime.store.layout import StoreLayout, hex_of, remove_tree
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from runtime.layers.lowers import LowerLayers
     from runtime.store.images import Image
 
 # The mountpoints of the mounts every container gets (runtime.spec), each a
@@ -98,8 +99,8 @@ def _make_init_layer(root: str, image: Image, directory: str) -> None:
         for path, is_directory in MOUNTPOINTS:
             _add_mountpoint(building, lowers, tuple(path.split("/")), is_directory, copied_directories)
         # Last, because making an entry in a directory changes its modification time.
-        for made, attributes in copied_directories:
-            _copy_attributes(made, attributes)
+        for target, attributes in copied_directories:
+            _copy_attributes(target, attributes)
         os.makedirs(os.path.dirname(directory), exist_ok=True)
         try:
             os.rename(building, directory)
@@ -113,7 +114,7 @@ def _make_init_layer(root: str, image: Image, directory: str) -> None:
             remove_tree(building)
 
 
-def _add_mountpoint(building: str, lowers, parts: tuple[str, ...], is_directory: bool,
+def _add_mountpoint(building: str, lowers: LowerLayers, parts: tuple[str, ...], is_directory: bool,
                     copied_directories: list[tuple[str, os.stat_result]]) -> None:
     """Make `parts` in the layer being built when the image lacks it, with the parent directories."""
     existing = []  # the image's directories above the mountpoint
