@@ -297,14 +297,14 @@ def find_pulled(index_data: dict, reference: Reference, digest: str | None,
 
 
 def clean_stale_work(layout: StoreLayout) -> None:
-    """Delete the unpack and trash directories of pyrun processes that were killed.
+    """Delete the unpack, trash and init layer directories of pyrun processes that were killed.
 
     Their names end in the creating process's ID (`unpack-<pid>-<random>`,
-    `trash-<layer>-<pid>`), so a directory that a running pull or `rmi`
-    still uses is left alone.
+    `trash-<layer>-<pid>`, `init-<image>-<pid>`), so a directory that a
+    running pull, `rmi` or first container of an image still uses is left alone.
     """
     tmp = Path(layout.tmp)
-    for path in [*tmp.glob("unpack-*"), *tmp.glob("trash-*")]:
+    for path in [*tmp.glob("unpack-*"), *tmp.glob("trash-*"), *tmp.glob("init-*")]:
         if path.name.startswith("unpack-"):
             pid_text = path.name.split("-")[1]
         else:

@@ -161,7 +161,7 @@ def overlay_lesson(store_root: str) -> str:
         "",
         f"pyrun keeps one directory per layer in {store_root}/layers/ and one",
         f"upper/ and work/ per container in {store_root}/containers/<ID>/. Above an",
-        f"image's layers sits its init layer ({store_root}/init-layers/<image ID>/),",
+        f"image's layers sits its init layer ({store_root}/init-layers/<ID hex>/),",
         "with the mountpoints the image lacks, such as an empty /etc/hosts: mounting",
         "over them then copies nothing up into the container's upper/.",
         "",

@@ -169,8 +169,9 @@ def test_stale_work_of_dead_processes_removed(store):
     store.layout.create()
     dead_pid = 2 ** 22 + 1  # above the kernel's maximum PID, so no such process
     tmp = Path(store.layout.tmp)
-    stale = [tmp / f"unpack-{dead_pid}-abc", tmp / f"trash-{'a' * 64}-{dead_pid}"]
-    alive = [tmp / f"unpack-{os.getpid()}-abc", tmp / f"trash-{'b' * 64}-{os.getppid()}"]
+    stale = [tmp / f"unpack-{dead_pid}-abc", tmp / f"trash-{'a' * 64}-{dead_pid}", tmp / f"init-{'c' * 64}-{dead_pid}"]
+    alive = [tmp / f"unpack-{os.getpid()}-abc", tmp / f"trash-{'b' * 64}-{os.getppid()}",
+             tmp / f"init-{'d' * 64}-{os.getppid()}"]
     for path in stale + alive:
         path.mkdir()
     clean_stale_work(store.layout)

@@ -6,6 +6,7 @@ import os
 import stat
 from types import SimpleNamespace
 
+from runtime import overlay
 from runtime.store import init_layer
 
 IMAGE_ID = "sha256:" + "ab" * 32
@@ -72,8 +73,47 @@ def test_topmost_layer_directory_wins(tmp_path):
 def test_symlinked_etc_is_left_to_the_container(tmp_path):
     image = make_image(tmp_path, {"proc": None, "sys": None, "dev": None, "data/etc": None})
     os.symlink("data/etc", os.path.join(image.layer_dirs[0], "etc"))
+    root = str(tmp_path / "store")
+    assert init_layer.rootfs_layers(root, image) == image.layer_dirs
+    assert os.listdir(init_layer.init_layer_path(root, IMAGE_ID)) == []
+
+
+def test_empty_init_layer_is_not_stacked(tmp_path):
+    image = make_image(tmp_path, {"proc": None, "sys": None, "dev": None, "etc/hostname": "", "etc/hosts": "",
+                                  "etc/resolv.conf": ""})
+    root = str(tmp_path / "store")
+    assert init_layer.rootfs_layers(root, image) == image.layer_dirs
+    assert init_layer.rootfs_layers(root, image) == image.layer_dirs
+
+
+def test_umask_does_not_narrow_modes(tmp_path):
+    image = make_image(tmp_path, {"bin/sh": "#!"})
+    previous = os.umask(0o077)
+    try:
+        init_dir = init_layer.rootfs_layers(str(tmp_path / "store"), image)[-1]
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(os.path.join(init_dir, "etc")).st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(os.path.join(init_dir, "etc", "hosts")).st_mode) == 0o644
+
+
+def test_image_directory_xattrs_are_kept(tmp_path):
+    image = make_image(tmp_path, {"etc/passwd": ""})
+    os.setxattr(os.path.join(image.layer_dirs[0], "etc"), "user.origin", b"image")
     init_dir = init_layer.rootfs_layers(str(tmp_path / "store"), image)[-1]
-    assert os.listdir(init_dir) == []
+    assert os.getxattr(os.path.join(init_dir, "etc"), "user.origin") == b"image"
+
+
+def test_image_at_layer_limit_gets_none(tmp_path):
+    image = make_image(tmp_path, *([{}] * overlay.MAX_LAYERS))
+    root = str(tmp_path / "store")
+    assert init_layer.rootfs_layers(root, image) == image.layer_dirs
+    assert not os.path.exists(init_layer.init_layers_dir(root))
+
+
+def test_image_without_layers_gets_none(tmp_path):
+    image = SimpleNamespace(id=IMAGE_ID, layer_dirs=[])
+    assert init_layer.rootfs_layers(str(tmp_path / "store"), image) == []
 
 
 def test_made_once_per_image(tmp_path):
@@ -92,9 +132,9 @@ def test_one_made_elsewhere_first_is_kept(tmp_path):
     root = str(tmp_path / "store")
     other = init_layer.init_layer_path(root, IMAGE_ID)
     os.makedirs(other)
-    open(os.path.join(other, "init_dir-by-the-other"), "w").close()
+    open(os.path.join(other, "marker"), "w").close()
     init_layer._make_init_layer(root, image, other)
-    assert os.listdir(other) == ["init_dir-by-the-other"]
+    assert os.listdir(other) == ["marker"]
     assert os.listdir(os.path.join(root, "tmp")) == []
 
 
@@ -113,3 +153,4 @@ def test_unused_init_layers_are_removed(tmp_path):
         os.makedirs(os.path.join(init_layer.init_layer_path(root, image_id), "etc"))
     init_layer.remove_unused_init_layers(root, {kept_id})
     assert os.listdir(init_layer.init_layers_dir(root)) == ["1" * 64]
+    assert os.listdir(os.path.join(root, "tmp")) == []
