@@ -28,7 +28,10 @@ starts C in the cgroup's cgroup2 directory where clone3 allows it, then
 exits. S is needed because unshare(CLONE_NEWPID) moves only the caller's
 future children into the new pid namespace. C is then re-parented to P.
 C joins the rest of the cgroup and makes its cgroup namespace, as a cloned
-C does. S never joins the cgroup, so C can be its only process.
+C does. S never joins the cgroup, so C can be its only process. S keeps
+the signals that P forwards blocked, so a Ctrl-C cannot end it, and P
+watches S through a pidfd: C inherits S's end of the channel, which so
+stays open when S ends.
 
 P and its children talk over a SOCK_SEQPACKET socket pair whose ends are
 close-on-exec: each message is one packet, and when C executes the command
@@ -41,6 +44,7 @@ from __future__ import annotations
 import _socket
 import errno
 import os
+import select
 import struct
 
 from runtime import devices, namespaces, process, rootfs, seccomp, signals, syscalls
@@ -230,7 +234,7 @@ def start(
                 finish_cgroup()
             send_to_child(channel, "cgroup")
         if not cloned:
-            payload, _ = channel.expect("pid")
+            payload = _expect_pid(channel, setup_pid)
             container_pid = int(payload)
             _wait_for(setup_pid)
             setup_pid = 0  # reaped: its number may belong to another process from now on
@@ -310,6 +314,32 @@ def fork_in(cgroup: Cgroup | None, namespaces: int = 0) -> tuple[int, bool]:
     return cgroup.fork_into(namespaces)
 
 
+def _expect_pid(channel: Channel, setup_pid: int) -> str:
+    """Return the payload of S's "pid" message; raise SetupError if S ends without sending it.
+
+    C inherits S's end of the channel, so S's exit alone does not end the
+    channel: P also watches S through a pidfd (pidfd_open(2), Linux 5.3),
+    which becomes readable when S exits.
+    """
+    try:
+        pidfd = os.pidfd_open(setup_pid)
+    except OSError:
+        return channel.expect("pid")[0]  # an older kernel: the channel alone
+    try:
+        poller = select.poll()
+        poller.register(channel.sock.fileno(), select.POLLIN)
+        poller.register(pidfd, select.POLLIN)
+        poller.poll()
+        # S sends "pid" before it exits, so when S has ended, its message is
+        # in the channel already, or was never sent.
+        poller.unregister(pidfd)
+        if poller.poll(0):
+            return channel.expect("pid")[0]
+    finally:
+        os.close(pidfd)
+    raise SetupError("container setup failed: the setup process ended before it started pid 1")
+
+
 def _wait_for(pid: int) -> None:
     try:
         os.waitpid(pid, 0)
@@ -349,13 +379,16 @@ def _report_and_exit(channel: Channel, step: str, err: BaseException) -> None:
 
 
 def _enter(channel: Channel, spec: dict[str, Any], unshare_flags: int) -> None:
-    """In S, or in C when it was cloned: reset signals, join the existing namespaces, unshare `unshare_flags`."""
+    """In S, or in C when it was cloned: reset signals, join the existing namespaces, unshare `unshare_flags`.
+
+    The signals that pyrun forwards stay blocked, as pyrun blocked them for
+    the start: a Ctrl-C on the terminal reaches the whole process group,
+    and would kill S, which is no pid namespace's init. C unblocks them
+    (_container_process).
+    """
     step = "reset signals"
     try:
         syscalls.reset_signal_actions()
-        # pyrun blocks the signals it forwards while the container starts.
-        # The mask survives execve(2), so the children clear it.
-        signals.pthread_sigmask(signals.SIG_SETMASK, set())
         step = "join namespaces"
         namespaces.join_namespaces(spec)
         if unshare_flags:
@@ -422,8 +455,14 @@ def _container_process(
     `enter_cgroup()` joins the rest of the cgroup and makes the cgroup
     namespace: just before the cgroup filesystem is mounted.
     """
-    step = "make the process non-dumpable"
+    step = "unblock signals"
     try:
+        # pyrun blocks the signals it forwards while the container starts,
+        # and the mask survives execve(2). In a new pid namespace, C is its
+        # init, which does not die of a signal that it has no handler for.
+        signals.pthread_sigmask(signals.SIG_SETMASK, set())
+
+        step = "make the process non-dumpable"
         # Until execve(2), this process maps pyrun's Python interpreter. The
         # /proc/<pid>/exe and /proc/<pid>/mem of a non-dumpable process cannot
         # be opened by other processes (CVE-2019-5736).

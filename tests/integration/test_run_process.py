@@ -140,6 +140,43 @@ def test_ctrl_c_after_kernel_call_leaves_nothing(run_env, call, match):
     assert set(glob.glob("/sys/fs/cgroup/*/pyrun/*")) <= cgroups_before
 
 
+# Runs pyrun on its fallback path (clone3 fails with ENOSYS), with a Ctrl-C
+# to the whole process group from the setup process right after it forks
+# pid 1: the moment when the setup process is still needed.
+CTRL_C_IN_SETUP_PROCESS = """
+import errno, os, signal
+from runtime import syscalls
+from runtime.console import run
+
+pyrun_pid = os.getpid()
+
+def without_clone3(*args, **kwargs):
+    raise OSError(errno.ENOSYS, "clone3 disabled by the test")
+
+def interrupt(call):
+    if call.name == "fork" and call.result and os.getpid() != pyrun_pid:
+        os.killpg(0, signal.SIGINT)
+
+syscalls.fork_into_cgroup = without_clone3
+syscalls.add_listener(interrupt)
+run()
+"""
+
+
+def test_ctrl_c_in_setup_process_is_harmless(run_env):
+    # The setup process keeps the forwarded signals blocked, and pid 1 (the
+    # init of its pid namespace) ignores them, so the command runs. A setup
+    # process that died here left pyrun waiting forever on the channel,
+    # which pid 1 keeps open.
+    command = [sys.executable, "-c", CTRL_C_IN_SETUP_PROCESS,
+               *pyrun_command(run_env, "busybox", "echo", "ran")[1:]]
+    result = subprocess.run(command, capture_output=True, text=True, env=popen_env(run_env), timeout=60,
+                            start_new_session=True)
+    assert result.stderr == ""
+    assert result.stdout == "ran\n"
+    assert result.returncode == 0
+
+
 def test_sigkill_of_container_gives_137(run_env):
     process = start_and_wait_ready(run_env, "busybox", "sh", "-c", "echo ready; exec sleep 60")
     children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()

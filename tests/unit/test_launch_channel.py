@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
 
 import pytest
 
@@ -152,3 +154,42 @@ def test_failed_cgroup_join_names_its_step(pair, monkeypatch):
     assert len(reported) == 1
     assert reported[0][0] == "join the cgroup"
     assert "cgroup.procs" in str(reported[0][1])
+
+
+def start_setup_process(theirs, message: str | None) -> tuple[int, int]:
+    """Fork a stand-in for S: it forks a stand-in for C that keeps the channel open, sends `message` or nothing, and exits.
+
+    Returns (S's pid, C's pid).
+    """
+    read_end, write_end = os.pipe()
+    setup_pid = os.fork()
+    if setup_pid == 0:
+        try:
+            container_pid = os.fork()
+            if container_pid == 0:
+                time.sleep(30)  # keeps its copy of the channel open, as pid 1 does
+                os._exit(0)
+            os.write(write_end, str(container_pid).encode())
+            if message is not None:
+                launch.Channel(theirs).send("pid", message)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    container_pid = int(os.read(read_end, 20))
+    os.close(read_end)
+    return setup_pid, container_pid
+
+
+@pytest.mark.parametrize("message", ["4242", None])
+def test_expect_pid_watches_setup_process(pair, message):
+    ours, theirs = pair
+    setup_pid, container_pid = start_setup_process(theirs, message)
+    try:
+        if message is None:
+            with pytest.raises(launch.SetupError, match="setup process ended before it started pid 1"):
+                launch._expect_pid(launch.Channel(ours), setup_pid)
+        else:
+            assert launch._expect_pid(launch.Channel(ours), setup_pid) == message
+    finally:
+        os.kill(container_pid, signal.SIGKILL)
+        os.waitpid(setup_pid, 0)
