@@ -2,8 +2,8 @@
 
 Every container gets files mounted over /etc/hostname, /etc/hosts and
 /etc/resolv.conf, and filesystems over /proc, /sys and /dev. A mount needs
-a file or directory to cover. Many images lack some of them: an image that
-`docker build` made never contains /etc/hosts. The container's first
+a file or directory to cover. Many images lack some of them: busybox's
+has no /etc/hosts and no /etc/resolv.conf. The container's first
 process would then create them in the container's root filesystem, so
 overlayfs would copy /etc up into the container's upper directory, and the
 clean-up would delete it again, for every container.
