@@ -104,7 +104,7 @@ def test_loads_bytes():
     assert jsonio.loads(b"\xef\xbb\xbf[1]") == [1]
 
 
-def test_loads_bytes_with_two_byte_order_marks_like_json():
+def test_loads_two_byte_order_marks():
     text = b"\xef\xbb\xbf\xef\xbb\xbf[1]"
     with pytest.raises(json.JSONDecodeError) as expected:
         json.loads(text)
