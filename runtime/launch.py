@@ -29,9 +29,9 @@ exits. S is needed because unshare(CLONE_NEWPID) moves only the caller's
 future children into the new pid namespace. C is then re-parented to P.
 C joins the rest of the cgroup and makes its cgroup namespace, as a cloned
 C does. S never joins the cgroup, so C can be its only process. S keeps
-the signals that P forwards blocked, so a Ctrl-C cannot end it, and P
-watches S through a pidfd: C inherits S's end of the channel, which so
-stays open when S ends.
+the signals that P forwards blocked, so a Ctrl-C cannot end it. P also
+watches S through a pidfd, because C inherits S's end of the channel, so
+the channel stays open after S ends.
 
 P and its children talk over a SOCK_SEQPACKET socket pair whose ends are
 close-on-exec: each message is one packet, and when C executes the command
@@ -337,7 +337,8 @@ def _expect_pid(channel: Channel, setup_pid: int) -> str:
             return channel.expect("pid")[0]
     finally:
         os.close(pidfd)
-    raise SetupError("container setup failed: the setup process ended before it started pid 1")
+    raise SetupError(f"container setup failed: the setup process ended before it started pid 1 (pid {setup_pid})",
+                     hint="it was probably killed; run the command again")
 
 
 def _wait_for(pid: int) -> None:

@@ -93,20 +93,22 @@ def rootfs_layers(root: str, image: Image) -> list[str]:
             _make_init_layer(root, image, directory)
             status = os.stat(directory)
         except OSError as err:
-            log.warning("could not make the init layer of image %s at %s: %s; its containers copy "
+            log.warning("failed to make the init layer of image %s at %s: %s; its containers copy "
                         "/etc up into their upper directories instead", image.id, directory, err)
             return list(image.layer_dirs)
     # The layer's top level contains only directories (etc, proc, sys, dev),
     # and a directory's link count is 2 plus its number of subdirectories:
-    # 2 means an empty layer. A file system that does not count them (btrfs
-    # shows 1) leaves every init layer out, which only gives up what it saves.
+    # 2 means an empty layer. On a file system that does not count
+    # subdirectories this way, an init layer may be left out, which only
+    # gives up what it saves.
     if not stat.S_ISDIR(status.st_mode) or status.st_nlink <= 2:
         return list(image.layer_dirs)
     return [*image.layer_dirs, directory]
 
 
 def _make_init_layer(root: str, image: Image, directory: str) -> None:
-    # Imported here because it imports dataclasses, and only the first container of an image gets here.
+    # Imported here because they import dataclasses, and only the first container of an image gets here.
+    from runtime.layers.files import Attributes, apply_to_fd
     from runtime.layers.lowers import LowerLayers, copyable_xattrs
 
     layout = StoreLayout(root)
@@ -122,8 +124,14 @@ def _make_init_layer(root: str, image: Image, directory: str) -> None:
         for path, is_directory in MOUNTPOINTS:
             _add_mountpoint(building, lowers, tuple(path.split("/")), is_directory, copied_directories)
         # Last, because making an entry in a directory changes its modification time.
+        # The unpacker gives a directory missing from a layer's tar the same attributes.
         for target, image_directory in copied_directories:
-            _copy_attributes(target, image_directory, copyable_xattrs(image_directory.path))
+            fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                attributes = Attributes.from_stat(image_directory.stat, copyable_xattrs(image_directory.path))
+                apply_to_fd(fd, attributes, same_owner=True)
+            finally:
+                os.close(fd)
         os.makedirs(os.path.dirname(directory), exist_ok=True)
         try:
             os.rename(building, directory)
@@ -165,16 +173,6 @@ def _add_mountpoint(building: str, lowers: LowerLayers, parts: tuple[str, ...], 
         else:
             os.close(os.open(current, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC))
             os.chmod(current, FILE_MODE)
-
-
-def _copy_attributes(path: str, image_directory: LowerEntry, xattrs: dict[str, bytes]) -> None:
-    """Give the directory `path` the owner, mode, extended attributes and times of the image's directory."""
-    attributes = image_directory.stat
-    os.chown(path, attributes.st_uid, attributes.st_gid)
-    os.chmod(path, stat.S_IMODE(attributes.st_mode))
-    for name, value in xattrs.items():
-        os.setxattr(path, name, value, follow_symlinks=False)
-    os.utime(path, ns=(attributes.st_atime_ns, attributes.st_mtime_ns))
 
 
 def remove_unused_init_layers(root: str, image_ids: set[str]) -> None:
